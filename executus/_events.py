@@ -1,0 +1,383 @@
+"""The v1 event catalogue: every fact a run records, as frozen pydantic models.
+
+Each event is a past-tense fact about one run. The envelope (``run_id``, ``seq``, ``at``,
+``kind``, ``schema_version``) is the same for all; the store adds a global position and the
+hash chain around it. Events are decoded from storage with :func:`decode_event`, which upcasts
+rows written by older schema versions and refuses kinds or versions it does not know.
+
+Adding a field: give it a default that is right for every old row; that is not a new version.
+Renaming or re-typing a field: bump that kind's version in ``SCHEMA_VERSIONS`` and register an
+upcaster from the old version in ``_UPCASTERS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Final, Literal, TypeAlias
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
+
+from executus._errors import SchemaVersionError, UnknownEventError
+from executus._messages import ImagePart, ToolCall, ToolSpec, Usage
+
+__all__ = [
+    "AgentSpec",
+    "ArtifactRef",
+    "ChildRunStarted",
+    "CriticDecided",
+    "CriticSpec",
+    "ErrorInfo",
+    "Event",
+    "InFlight",
+    "ModelFailed",
+    "ModelRequested",
+    "ModelResponded",
+    "PostRunFinished",
+    "RunCancelled",
+    "RunFinished",
+    "RunResumed",
+    "RunStarted",
+    "RunStatus",
+    "SteerInjected",
+    "SteerMessage",
+    "ToolFinished",
+    "ToolStarted",
+    "canonical_json",
+    "decode_event",
+    "encode_event",
+]
+
+RunStatus: TypeAlias = Literal["ok", "error", "timeout", "cancelled", "killed"]
+CancelCause: TypeAlias = Literal["caller", "timeout", "critic_kill", "shutdown"]
+CriticDecisionKind: TypeAlias = Literal["nudge", "extend", "raise_steps", "kill"]
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal values always give equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def sha256_hex(text: str) -> str:
+    """Hex sha256 of UTF-8 text."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ErrorInfo(_Frozen):
+    """An exception, reduced to what a log reader needs."""
+
+    type: str
+    """The exception's class name, e.g. ``TimeoutError``."""
+    message: str
+    """``str(exception)``."""
+
+    @classmethod
+    def of(cls, error: BaseException) -> ErrorInfo:
+        """Describe an exception."""
+        return cls(type=type(error).__name__, message=str(error))
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+class CriticSpec(_Frozen):
+    """The critic configuration a run started with."""
+
+    name: str
+    """The critic's class name."""
+    settings: dict[str, JsonValue] = Field(default_factory=dict)
+    """Its settings, as it reports them (thresholds, escalation ladder)."""
+
+
+class AgentSpec(_Frozen):
+    """Snapshot of the agent a run started with: enough to audit and to replay it."""
+
+    name: str
+    model: str
+    """The model's name, as the resolver knows it."""
+    system_prompt: str
+    tools: tuple[ToolSpec, ...] = ()
+    """Every tool the model could call (agent, invocation and session tools), sorted by name."""
+    max_iterations: int
+    """Model calls allowed before the run ends as an error."""
+    max_runtime: float | None = None
+    """Seconds the run may take from its start, or None for no limit."""
+    parallel_tool_calls: bool = True
+    """Whether the tool calls of one model reply run concurrently."""
+    critic: CriticSpec | None = None
+
+
+class _Event(_Frozen):
+    run_id: str
+    """The run this event belongs to."""
+    seq: int = Field(ge=1)
+    """1, 2, 3… within the run, with no gaps."""
+    at: AwareDatetime
+    """When it happened, from the executor's injected clock."""
+    schema_version: int = 1
+    """Version of this kind's payload shape."""
+
+
+class RunStarted(_Event):
+    """A run began; always seq 1."""
+
+    kind: Literal["run_started"] = "run_started"
+    agent: AgentSpec
+    input: str
+    caller_id: str | None = None
+    parent_run_id: str | None = None
+    """Set when a tool of another run started this one (delegation)."""
+    parent_call_id: str | None = None
+    """The parent's tool call that started this run."""
+    executor_version: str
+
+
+class ChildRunStarted(_Event):
+    """A tool of this run started a child run (delegation)."""
+
+    kind: Literal["child_run_started"] = "child_run_started"
+    child_run_id: str
+    call_id: str
+    tool_name: str
+
+
+class ModelRequested(_Event):
+    """A model call is about to be made; committed before the call starts."""
+
+    kind: Literal["model_requested"] = "model_requested"
+    step: int = Field(ge=1)
+    fingerprint: str
+    """sha256 over the canonical request (messages, tool schemas): equal requests, equal prints."""
+    message_count: int
+
+
+class ModelResponded(_Event):
+    """The model replied."""
+
+    kind: Literal["model_responded"] = "model_responded"
+    step: int = Field(ge=1)
+    text: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = Usage()
+    latency: float
+    """Seconds from request to reply."""
+
+
+class ModelFailed(_Event):
+    """The model call raised; the run ends as an error."""
+
+    kind: Literal["model_failed"] = "model_failed"
+    step: int = Field(ge=1)
+    error: ErrorInfo
+
+
+class ToolStarted(_Event):
+    """A tool call is about to run; committed before the tool starts."""
+
+    kind: Literal["tool_started"] = "tool_started"
+    call_id: str
+    name: str
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class ToolFinished(_Event):
+    """A tool call returned or failed; exactly one of ``result`` and ``error`` is set."""
+
+    kind: Literal["tool_finished"] = "tool_finished"
+    call_id: str
+    name: str
+    result: str | None = None
+    error: ErrorInfo | None = None
+    duration: float
+
+    @property
+    def content(self) -> str:
+        """What the model sees on its next step."""
+        return self.result if self.error is None and self.result is not None else f"error: {self.error}"
+
+
+class SteerMessage(_Frozen):
+    """One steer message: text and attached images (by content hash)."""
+
+    text: str
+    images: tuple[ImagePart, ...] = ()
+
+
+class SteerInjected(_Event):
+    """Queued steer messages were added to the transcript before the next model step."""
+
+    kind: Literal["steer_injected"] = "steer_injected"
+    source: Literal["session", "critic"]
+    messages: tuple[SteerMessage, ...]
+
+
+class CriticDecided(_Event):
+    """The critic consulted its escalation policy about an idle run and acted."""
+
+    kind: Literal["critic_decided"] = "critic_decided"
+    decision: CriticDecisionKind
+    reason: str
+    idle_seconds: float
+    """How long the run had shown no activity when the critic decided."""
+    old_deadline: AwareDatetime | None = None
+    new_deadline: AwareDatetime | None = None
+    old_max_steps: int | None = None
+    new_max_steps: int | None = None
+    nudge: str | None = None
+    """The text queued for the model, for a nudge."""
+
+
+class InFlight(_Frozen):
+    """Something that had started and not finished when a run was stopped."""
+
+    kind: Literal["model", "tool"]
+    name: str
+    """The model's or the tool's name."""
+    call_id: str | None = None
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+    started_at: AwareDatetime
+
+
+class RunCancelled(_Event):
+    """The run was stopped from outside its own loop; records the cause and what was in flight."""
+
+    kind: Literal["run_cancelled"] = "run_cancelled"
+    cause: CancelCause
+    detail: str = ""
+    in_flight: tuple[InFlight, ...] = ()
+
+
+class RunResumed(_Event):
+    """An interrupted run was picked up again from its log by ``Executor.resume``."""
+
+    kind: Literal["run_resumed"] = "run_resumed"
+    interrupted: tuple[InFlight, ...] = ()
+    """What was in flight when the previous process stopped; tools among them are recorded as
+    failed next (they may have had side effects, so they are never re-run behind the model's back)."""
+    downtime: float
+    """Seconds between the last recorded event and the resume."""
+    old_deadline: AwareDatetime | None = None
+    new_deadline: AwareDatetime | None = None
+    """The deadline moves by the downtime: time spent dead does not count against max_runtime."""
+    executor_version: str
+
+
+class ArtifactRef(_Frozen):
+    """An artifact produced by a session's post-run hook; bytes are in the blob store."""
+
+    name: str
+    media_type: str
+    sha256: str
+    size: int
+
+
+class PostRunFinished(_Event):
+    """The session's post-run hook and cleanup ran (their failures are recorded, never raised)."""
+
+    kind: Literal["post_run_finished"] = "post_run_finished"
+    artifacts: tuple[ArtifactRef, ...] = ()
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    error: ErrorInfo | None = None
+    cleanup_error: ErrorInfo | None = None
+
+
+class RunFinished(_Event):
+    """The run ended; always the last event."""
+
+    kind: Literal["run_finished"] = "run_finished"
+    status: RunStatus
+    output: str | None = None
+    error: ErrorInfo | None = None
+    usage: Usage = Usage()
+    steps: int
+    duration: float
+    """Seconds from run_started to this event."""
+
+
+Event = Annotated[
+    RunStarted
+    | ChildRunStarted
+    | ModelRequested
+    | ModelResponded
+    | ModelFailed
+    | ToolStarted
+    | ToolFinished
+    | SteerInjected
+    | CriticDecided
+    | RunCancelled
+    | RunResumed
+    | PostRunFinished
+    | RunFinished,
+    Field(discriminator="kind"),
+]
+
+EVENT_ADAPTER: Final[TypeAdapter[Event]] = TypeAdapter(Event)
+
+SCHEMA_VERSIONS: Final[Mapping[str, int]] = {
+    "run_started": 1,
+    "child_run_started": 1,
+    "model_requested": 1,
+    "model_responded": 1,
+    "model_failed": 1,
+    "tool_started": 1,
+    "tool_finished": 1,
+    "steer_injected": 1,
+    "critic_decided": 1,
+    "run_cancelled": 1,
+    "run_resumed": 1,
+    "post_run_finished": 1,
+    "run_finished": 1,
+}
+
+
+def _model_responded_v0(data: dict[str, Any]) -> dict[str, Any]:
+    # Pre-release builds stored latency as integer milliseconds.
+    data = dict(data)
+    data["latency"] = data.pop("latency_ms", 0) / 1000
+    return data
+
+
+_UPCASTERS: Final[Mapping[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    ("model_responded", 0): _model_responded_v0,
+}
+
+
+def encode_event(event: Event) -> dict[str, Any]:
+    """The event as plain JSON-compatible data (the stored payload)."""
+    return event.model_dump(mode="json")
+
+
+def decode_event(data: Mapping[str, Any]) -> Event:
+    """Validate stored event data, upcasting rows written by older schema versions.
+
+    Raises:
+        UnknownEventError: the kind is not in this version's catalogue, or the data is invalid.
+        SchemaVersionError: the row was written by a newer executus.
+    """
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in SCHEMA_VERSIONS:
+        raise UnknownEventError(f"unknown event kind {kind!r} (known: {', '.join(SCHEMA_VERSIONS)})")
+    current = SCHEMA_VERSIONS[kind]
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or version > current:
+        raise SchemaVersionError(
+            f"{kind} event has schema version {version}, but this executus reads up to {current}: "
+            "upgrade executus"
+        )
+    row = dict(data)
+    while version < current:
+        upcast = _UPCASTERS.get((kind, version))
+        if upcast is None:
+            raise SchemaVersionError(f"no upcaster for {kind} from schema version {version}")
+        row = upcast(row)
+        version += 1
+        row["schema_version"] = version
+    try:
+        return EVENT_ADAPTER.validate_python(row)
+    except ValidationError as error:
+        raise UnknownEventError(f"invalid {kind} event: {error.errors()[0]['msg']}") from error

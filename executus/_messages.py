@@ -1,0 +1,184 @@
+"""The model seam's data: messages, tool calls, usage, requests and responses.
+
+Messages are frozen pydantic models in one discriminated union so that a transcript folded
+from the log, a request handed to a model and a request rebuilt during replay are the same
+values, serialised the same way. Images are carried by content hash: their bytes live once in
+the store's blob table, and a :class:`ModelRequest` brings the bytes a model needs alongside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+__all__ = [
+    "AssistantMessage",
+    "Image",
+    "ImagePart",
+    "Message",
+    "ModelRequest",
+    "ModelResponse",
+    "Part",
+    "SystemMessage",
+    "TextPart",
+    "ToolCall",
+    "ToolMessage",
+    "ToolSpec",
+    "Usage",
+    "UserMessage",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TextPart(_Frozen):
+    """Plain text inside a user message."""
+
+    kind: Literal["text"] = "text"
+    text: str
+    """The text."""
+
+
+class ImagePart(_Frozen):
+    """An image inside a user message, referenced by the sha256 of its bytes."""
+
+    kind: Literal["image"] = "image"
+    media_type: str
+    """MIME type, e.g. ``image/png``."""
+    sha256: str
+    """Hex sha256 of the image bytes; the bytes are in the blob store."""
+    size: int
+    """Size of the image in bytes."""
+
+
+Part = Annotated[TextPart | ImagePart, Field(discriminator="kind")]
+
+
+class ToolCall(_Frozen):
+    """One tool call the model asked for."""
+
+    id: str
+    """The call id the model chose; a tool result answers it by this id."""
+    name: str
+    """The tool's name as the model spelled it (it may name no tool at all)."""
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+    """The JSON arguments the model gave, not yet validated."""
+
+
+class Usage(_Frozen):
+    """Token counts for one model call, or summed over a run."""
+
+    input_tokens: int = 0
+    """Tokens sent to the model."""
+    output_tokens: int = 0
+    """Tokens the model produced."""
+
+    @property
+    def total_tokens(self) -> int:
+        """Input and output tokens together."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class SystemMessage(_Frozen):
+    """The agent's system prompt; always the first message of a transcript."""
+
+    role: Literal["system"] = "system"
+    content: str
+
+
+class UserMessage(_Frozen):
+    """The run's input, or a steer message injected before a model step."""
+
+    role: Literal["user"] = "user"
+    parts: tuple[Part, ...]
+    source: Literal["input", "session", "critic"] = "input"
+    """Where the message came from: the run's input, a session tool, or the critic."""
+
+    @property
+    def text(self) -> str:
+        """The message's text parts joined by newlines."""
+        return "\n".join(part.text for part in self.parts if isinstance(part, TextPart))
+
+
+class AssistantMessage(_Frozen):
+    """A model reply: text, tool calls, or both."""
+
+    role: Literal["assistant"] = "assistant"
+    text: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+class ToolMessage(_Frozen):
+    """The result of one tool call, as the model sees it on the next step."""
+
+    role: Literal["tool"] = "tool"
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+Message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")]
+
+
+class ToolSpec(_Frozen):
+    """What a model is told about a tool: its name, description and JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    """JSON schema of the tool's arguments object."""
+
+
+class ModelResponse(_Frozen):
+    """One model reply."""
+
+    text: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = Usage()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """Everything a model needs for one step.
+
+    Attributes:
+        messages: the transcript so far, system prompt first.
+        tools: the tools the model may call, sorted by name.
+        images: the bytes of every image the messages reference, by sha256.
+        step: the 1-based index of this model call in the run.
+    """
+
+    messages: Sequence[Message]
+    tools: Sequence[ToolSpec]
+    images: Mapping[str, bytes] = field(default_factory=dict)
+    step: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """Image bytes handed to ``attach_images``; stored once by content hash."""
+
+    data: bytes
+    media_type: str = "image/png"
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the bytes: the image's identity in the blob store."""
+        return hashlib.sha256(self.data).hexdigest()
+
+    def part(self) -> ImagePart:
+        """The transcript reference for this image."""
+        return ImagePart(media_type=self.media_type, sha256=self.sha256, size=len(self.data))

@@ -1,0 +1,48 @@
+"""The model seam: the protocol every model adapter implements, and name resolution."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol, TypeAlias, runtime_checkable
+
+from executus._errors import UnknownModelError
+from executus._messages import ModelRequest, ModelResponse
+
+__all__ = ["Model", "ModelRegistry", "ModelResolver"]
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A language model, as the executor sees it: one async call per step."""
+
+    @property
+    def name(self) -> str:
+        """The name recorded in the run's agent snapshot."""
+        ...
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        """Answer one step. Raising ends the run as an error (recorded as ``model_failed``)."""
+        ...
+
+
+ModelResolver: TypeAlias = Callable[[str], Model]
+"""Turns an agent's model name (or tier) into a model; raises :class:`UnknownModelError`."""
+
+
+class ModelRegistry:
+    """A resolver over a fixed set of models, looked up by name."""
+
+    def __init__(self, models: Mapping[str, Model] | Iterable[Model] = ()) -> None:
+        self._models: dict[str, Model] = (
+            dict(models) if isinstance(models, Mapping) else {model.name: model for model in models}
+        )
+
+    def register(self, model: Model, name: str | None = None) -> None:
+        """Make ``model`` available under ``name`` (default: its own name)."""
+        self._models[name or model.name] = model
+
+    def __call__(self, name: str) -> Model:
+        try:
+            return self._models[name]
+        except KeyError:
+            raise UnknownModelError(name, list(self._models)) from None

@@ -1,0 +1,318 @@
+"""A run's state is the fold of its events.
+
+:func:`apply` is the only way a :class:`RunState` changes, for a live run and for a run rebuilt
+from the store alike, so the two cannot disagree. It does no IO and reads no clock: everything
+it knows comes from the event. For speed it updates the state in place and returns it (a
+10,000-step transcript is appended to, not copied, on every event); :func:`rebuild` starts from
+nothing, so callers that want an independent copy rebuild.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal, TypeAlias
+
+from pydantic import JsonValue
+
+from executus._errors import EventOrderError
+from executus._events import (
+    AgentSpec,
+    ArtifactRef,
+    ChildRunStarted,
+    CriticDecided,
+    ErrorInfo,
+    Event,
+    ModelFailed,
+    ModelRequested,
+    ModelResponded,
+    PostRunFinished,
+    RunCancelled,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    RunStatus,
+    SteerInjected,
+    ToolFinished,
+    ToolStarted,
+    canonical_json,
+    sha256_hex,
+)
+from executus._messages import (
+    AssistantMessage,
+    Message,
+    SystemMessage,
+    TextPart,
+    ToolMessage,
+    Usage,
+    UserMessage,
+)
+
+__all__ = ["PendingModelCall", "PendingTool", "RunState", "apply", "rebuild", "request_fingerprint"]
+
+StateStatus: TypeAlias = Literal["running"] | RunStatus
+
+
+@dataclass(slots=True)
+class PendingTool:
+    """A tool call that started and has not finished."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, JsonValue]
+    started_at: datetime
+
+
+@dataclass(slots=True)
+class PendingModelCall:
+    """A model call that was requested and has not been answered."""
+
+    step: int
+    started_at: datetime
+
+
+@dataclass(slots=True)
+class RunState:
+    """Everything known about a run, derived from its events alone."""
+
+    run_id: str
+    agent: AgentSpec
+    input: str
+    caller_id: str | None
+    parent_run_id: str | None
+    started_at: datetime
+    deadline: datetime | None
+    """When the run times out; the critic may move it."""
+    max_steps: int
+    """Model calls allowed; the critic may raise it."""
+    transcript: list[Message]
+    transcript_hash: str
+    """Chained sha256 over the transcript's messages, kept so a step's fingerprint costs O(1)."""
+    tools_hash: str
+    last_seq: int
+    last_activity_at: datetime
+    """Time of the last event other than a critic decision: what idleness is measured from."""
+    status: StateStatus = "running"
+    steps: int = 0
+    """Model calls requested so far."""
+    usage: Usage = field(default_factory=Usage)
+    pending_tools: dict[str, PendingTool] = field(default_factory=dict)
+    pending_model: PendingModelCall | None = None
+    pending_nudges: list[str] = field(default_factory=list)
+    """Critic nudges decided but not yet injected into the transcript."""
+    decisions_since_activity: int = 0
+    """Critic decisions since the last activity: the escalation level of the current stall."""
+    last_decision_at: datetime | None = None
+    critic_decisions: list[CriticDecided] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    cancellation: RunCancelled | None = None
+    kill_reason: str | None = None
+    output: str | None = None
+    error: ErrorInfo | None = None
+    artifacts: tuple[ArtifactRef, ...] = ()
+    post_run_metadata: dict[str, JsonValue] = field(default_factory=dict)
+    post_run_done: bool = False
+    resumes: int = 0
+    finished_at: datetime | None = None
+    duration: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the log ends with ``run_finished``."""
+        return self.status != "running"
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the model request the current transcript makes."""
+        return request_fingerprint(self.agent.model, self.tools_hash, self.transcript_hash)
+
+    def append_message(self, message: Message) -> None:
+        """Add a message to the transcript and extend the transcript hash chain."""
+        self.transcript.append(message)
+        self.transcript_hash = _chain(self.transcript_hash, message)
+
+
+def request_fingerprint(model: str, tools_hash: str, transcript_hash: str) -> str:
+    """sha256 identifying a model request by model name, tool schemas and messages."""
+    return sha256_hex(f"{model}\n{tools_hash}\n{transcript_hash}")
+
+
+def _chain(previous: str, message: Message) -> str:
+    return sha256_hex(previous + canonical_json(message.model_dump(mode="json")))
+
+
+def _start(event: RunStarted) -> RunState:
+    agent = event.agent
+    deadline = None
+    if agent.max_runtime is not None:
+        deadline = event.at + timedelta(seconds=agent.max_runtime)
+    state = RunState(
+        run_id=event.run_id,
+        agent=agent,
+        input=event.input,
+        caller_id=event.caller_id,
+        parent_run_id=event.parent_run_id,
+        started_at=event.at,
+        deadline=deadline,
+        max_steps=agent.max_iterations,
+        transcript=[],
+        transcript_hash="",
+        tools_hash=sha256_hex(canonical_json([tool.model_dump(mode="json") for tool in agent.tools])),
+        last_seq=event.seq,
+        last_activity_at=event.at,
+    )
+    state.append_message(SystemMessage(content=agent.system_prompt))
+    state.append_message(UserMessage(parts=(TextPart(text=event.input),)))
+    return state
+
+
+def _child_run_started(state: RunState, event: ChildRunStarted) -> None:
+    state.children.append(event.child_run_id)
+
+
+def _model_requested(state: RunState, event: ModelRequested) -> None:
+    state.steps = event.step
+    state.pending_model = PendingModelCall(step=event.step, started_at=event.at)
+
+
+def _model_responded(state: RunState, event: ModelResponded) -> None:
+    state.pending_model = None
+    state.usage = state.usage + event.usage
+    state.append_message(AssistantMessage(text=event.text, tool_calls=event.tool_calls))
+
+
+def _model_failed(state: RunState, event: ModelFailed) -> None:
+    state.pending_model = None
+    state.error = event.error
+
+
+def _tool_started(state: RunState, event: ToolStarted) -> None:
+    state.pending_tools[event.call_id] = PendingTool(
+        call_id=event.call_id, name=event.name, arguments=event.arguments, started_at=event.at
+    )
+
+
+def _tool_finished(state: RunState, event: ToolFinished) -> None:
+    state.pending_tools.pop(event.call_id, None)
+    state.append_message(
+        ToolMessage(
+            call_id=event.call_id, name=event.name, content=event.content, is_error=event.error is not None
+        )
+    )
+
+
+def _steer_injected(state: RunState, event: SteerInjected) -> None:
+    for message in event.messages:
+        state.append_message(
+            UserMessage(parts=(TextPart(text=message.text), *message.images), source=event.source)
+        )
+    if event.source == "critic":
+        del state.pending_nudges[: len(event.messages)]
+
+
+def _critic_decided(state: RunState, event: CriticDecided) -> None:
+    state.critic_decisions.append(event)
+    state.decisions_since_activity += 1
+    state.last_decision_at = event.at
+    if event.decision == "nudge" and event.nudge is not None:
+        state.pending_nudges.append(event.nudge)
+    elif event.decision == "extend":
+        state.deadline = event.new_deadline
+    elif event.decision == "raise_steps" and event.new_max_steps is not None:
+        state.max_steps = event.new_max_steps
+    elif event.decision == "kill":
+        state.kill_reason = event.reason
+
+
+def _run_cancelled(state: RunState, event: RunCancelled) -> None:
+    state.cancellation = event
+
+
+def _run_resumed(state: RunState, event: RunResumed) -> None:
+    state.deadline = event.new_deadline
+    if state.pending_model is not None:
+        # The interrupted call is made again under the same step number.
+        state.steps = state.pending_model.step - 1
+        state.pending_model = None
+    state.resumes += 1
+
+
+def _post_run_finished(state: RunState, event: PostRunFinished) -> None:
+    state.post_run_done = True
+    state.artifacts = event.artifacts
+    state.post_run_metadata = event.metadata
+
+
+def _run_finished(state: RunState, event: RunFinished) -> None:
+    state.status = event.status
+    state.output = event.output
+    state.error = event.error
+    state.finished_at = event.at
+    state.duration = event.duration
+
+
+_APPLIERS: Final[dict[str, Callable[[RunState, Any], None]]] = {
+    "child_run_started": _child_run_started,
+    "model_requested": _model_requested,
+    "model_responded": _model_responded,
+    "model_failed": _model_failed,
+    "tool_started": _tool_started,
+    "tool_finished": _tool_finished,
+    "steer_injected": _steer_injected,
+    "critic_decided": _critic_decided,
+    "run_cancelled": _run_cancelled,
+    "run_resumed": _run_resumed,
+    "post_run_finished": _post_run_finished,
+    "run_finished": _run_finished,
+}
+
+
+def apply(state: RunState | None, event: Event) -> RunState:
+    """Fold one event into a run's state and return the state.
+
+    Args:
+        state: the state so far, or None before the first event.
+        event: the next event of the run.
+
+    Raises:
+        EventOrderError: the event does not continue this run: the first event is not
+            ``run_started``, the seq is not the next one, it belongs to another run, or the
+            run has already finished.
+    """
+    if state is None:
+        if not isinstance(event, RunStarted) or event.seq != 1:
+            raise EventOrderError(
+                event.run_id, f"a run must begin with run_started at seq 1, got {event.kind}"
+            )
+        return _start(event)
+    if event.run_id != state.run_id:
+        raise EventOrderError(state.run_id, f"event seq {event.seq} belongs to run {event.run_id}")
+    if event.seq != state.last_seq + 1:
+        raise EventOrderError(
+            state.run_id, f"expected seq {state.last_seq + 1}, got {event.seq} ({event.kind})"
+        )
+    if state.finished:
+        raise EventOrderError(state.run_id, f"{event.kind} at seq {event.seq} after run_finished")
+    if isinstance(event, RunStarted):
+        raise EventOrderError(state.run_id, f"second run_started at seq {event.seq}")
+    _APPLIERS[event.kind](state, event)
+    state.last_seq = event.seq
+    if not isinstance(event, CriticDecided):
+        state.last_activity_at = event.at
+        state.decisions_since_activity = 0
+    return state
+
+
+def rebuild(events: Iterable[Event]) -> RunState:
+    """Fold a run's whole log into its state.
+
+    Raises:
+        EventOrderError: the log is empty or out of order.
+    """
+    state: RunState | None = None
+    for event in events:
+        state = apply(state, event)
+    if state is None:
+        raise EventOrderError("?", "no events to rebuild a run from")
+    return state

@@ -1,0 +1,251 @@
+"""The event-store contract, the run summary projection, and the in-memory store.
+
+Stores are IO and live at the edges (``store/`` holds the SQL one); this module holds only
+what every store shares: the protocol the executor appends through, the pure projection from
+events to a run's summary row, the hash chain, and a store in plain memory that keeps the
+core usable and testable with no database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
+
+from executus._errors import BlobNotFoundError, ConcurrencyError, EventOrderError, RunNotFoundError
+from executus._events import Event, RunStatus, canonical_json, encode_event, sha256_hex
+
+__all__ = [
+    "Blob",
+    "EventSink",
+    "EventStore",
+    "MemoryStore",
+    "RunQuery",
+    "RunSummary",
+    "chain_hash",
+    "check_batch",
+    "event_json",
+    "summarize",
+]
+
+SummaryStatus: TypeAlias = Literal["running"] | RunStatus
+GENESIS_HASH = "0" * 64
+"""The ``prev_hash`` of every run's first event."""
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """Content stored once by its sha256: an image or an artifact."""
+
+    sha256: str
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One row per run: what listing and filtering runs needs, kept in step with the events."""
+
+    run_id: str
+    agent: str
+    model: str
+    caller_id: str | None
+    parent_run_id: str | None
+    status: SummaryStatus
+    started_at: datetime
+    finished_at: datetime | None
+    steps: int
+    input_tokens: int
+    output_tokens: int
+    end_cause: str | None
+    """Why the run ended, in one line (None while running)."""
+    last_seq: int
+    last_event_at: datetime
+    head_hash: str
+    """Hash of the run's last event: the tip of its hash chain."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Filters for listing runs; runs come newest first."""
+
+    status: SummaryStatus | None = None
+    agent: str | None = None
+    caller_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = 50
+
+
+def event_json(event: Event) -> str:
+    """The canonical stored text of an event: what its hash covers."""
+    return canonical_json(encode_event(event))
+
+
+def chain_hash(prev_hash: str, payload_json: str) -> str:
+    """The hash of an event: sha256 over the previous event's hash and this event's stored text."""
+    return sha256_hex(f"{prev_hash}\n{payload_json}")
+
+
+def summarize(summary: RunSummary | None, event: Event, head_hash: str) -> RunSummary:
+    """Project one more event onto a run's summary row (pure; stores call it inside the append)."""
+    if summary is None:
+        if event.kind != "run_started":
+            raise EventOrderError(event.run_id, f"a run must begin with run_started, got {event.kind}")
+        return RunSummary(
+            run_id=event.run_id,
+            agent=event.agent.name,
+            model=event.agent.model,
+            caller_id=event.caller_id,
+            parent_run_id=event.parent_run_id,
+            status="running",
+            started_at=event.at,
+            finished_at=None,
+            steps=0,
+            input_tokens=0,
+            output_tokens=0,
+            end_cause=None,
+            last_seq=event.seq,
+            last_event_at=event.at,
+            head_hash=head_hash,
+        )
+    changes: dict[str, object] = {"last_seq": event.seq, "last_event_at": event.at, "head_hash": head_hash}
+    if event.kind == "model_requested":
+        changes["steps"] = event.step
+    elif event.kind == "model_responded":
+        changes["input_tokens"] = summary.input_tokens + event.usage.input_tokens
+        changes["output_tokens"] = summary.output_tokens + event.usage.output_tokens
+    elif event.kind == "run_cancelled":
+        changes["end_cause"] = f"{event.cause}: {event.detail}" if event.detail else event.cause
+    elif event.kind == "run_finished":
+        changes["status"] = event.status
+        changes["finished_at"] = event.at
+        if summary.end_cause is None:
+            changes["end_cause"] = "final answer" if event.status == "ok" else str(event.error)
+    return dataclasses.replace(summary, **changes)  # type: ignore[arg-type]
+
+
+def check_batch(run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    """Refuse a batch that is not this run's next events in order (a caller bug, not a race)."""
+    for offset, event in enumerate(events, start=1):
+        if event.run_id != run_id:
+            raise EventOrderError(run_id, f"event seq {event.seq} belongs to run {event.run_id}")
+        if event.seq != expected_seq + offset:
+            raise EventOrderError(
+                run_id,
+                f"append after seq {expected_seq} must continue at {expected_seq + offset}, got {event.seq}",
+            )
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """What the executor records through."""
+
+    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        """Append ``events`` (seq ``expected_seq + 1`` onwards) atomically: all or nothing.
+
+        Raises:
+            ConcurrencyError: the run's log does not end at ``expected_seq``; nothing written.
+        """
+        ...
+
+    def put_blob(self, data: bytes, media_type: str) -> str:
+        """Store content once by its sha256 and return the hex digest."""
+        ...
+
+
+@runtime_checkable
+class EventStore(EventSink, Protocol):
+    """A sink that can also be read: what rebuild, resume, replay and the CLI need."""
+
+    def read_run(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """A run's events in seq order, after ``after_seq``.
+
+        Raises:
+            RunNotFoundError: there is no such run.
+        """
+        ...
+
+    def get_run(self, run_id: str) -> RunSummary:
+        """A run's summary row. Raises :class:`RunNotFoundError`."""
+        ...
+
+    def list_runs(self, query: RunQuery = RunQuery()) -> list[RunSummary]:
+        """Summaries of the runs that match, newest first."""
+        ...
+
+    def get_blob(self, sha256: str) -> Blob:
+        """Stored content by hash. Raises :class:`BlobNotFoundError`."""
+        ...
+
+
+class MemoryStore:
+    """An event store in plain memory, held to the same contract as the SQL store."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, list[Event]] = {}
+        self._hashes: dict[str, list[str]] = {}
+        self._summaries: dict[str, RunSummary] = {}
+        self._blobs: dict[str, Blob] = {}
+        self._order: list[str] = []
+
+    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        log = self._events.get(run_id, [])
+        if len(log) != expected_seq:
+            raise ConcurrencyError(run_id, expected_seq, len(log))
+        check_batch(run_id, events, expected_seq)
+        hashes = list(self._hashes.get(run_id, []))
+        summary = self._summaries.get(run_id)
+        for event in events:
+            hashes.append(chain_hash(hashes[-1] if hashes else GENESIS_HASH, event_json(event)))
+            summary = summarize(summary, event, hashes[-1])
+        if not events or summary is None:
+            return
+        if run_id not in self._events:
+            self._order.append(run_id)
+        self._events[run_id] = [*log, *events]
+        self._hashes[run_id] = hashes
+        self._summaries[run_id] = summary
+
+    def put_blob(self, data: bytes, media_type: str) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        self._blobs.setdefault(digest, Blob(digest, media_type, data))
+        return digest
+
+    def read_run(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        if run_id not in self._events:
+            raise RunNotFoundError(run_id, [known for known in self._order if known.startswith(run_id)][:5])
+        return self._events[run_id][after_seq:]
+
+    def get_run(self, run_id: str) -> RunSummary:
+        try:
+            return self._summaries[run_id]
+        except KeyError:
+            raise RunNotFoundError(run_id) from None
+
+    def list_runs(self, query: RunQuery = RunQuery()) -> list[RunSummary]:
+        matches = [
+            summary
+            for summary in sorted(
+                self._summaries.values(), key=lambda s: (s.started_at, s.run_id), reverse=True
+            )
+            if (query.status is None or summary.status == query.status)
+            and (query.agent is None or summary.agent == query.agent)
+            and (query.caller_id is None or summary.caller_id == query.caller_id)
+            and (query.since is None or summary.started_at >= query.since)
+            and (query.until is None or summary.started_at < query.until)
+        ]
+        return matches if query.limit is None else matches[: query.limit]
+
+    def get_blob(self, sha256: str) -> Blob:
+        try:
+            return self._blobs[sha256]
+        except KeyError:
+            raise BlobNotFoundError(sha256) from None
+
+    def hashes(self, run_id: str) -> list[str]:
+        """The hash chain of a run, one hash per event."""
+        return list(self._hashes.get(run_id, []))
