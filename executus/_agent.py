@@ -13,6 +13,7 @@ from executus._errors import ConfigurationError
 from executus._events import ErrorInfo, ModelResponded, RunStatus
 from executus._messages import Image, Message, Usage
 from executus._model import Model
+from executus._state import RunState
 from executus._tools import Tool
 
 __all__ = [
@@ -188,6 +189,7 @@ class Result:
         steps: model calls made.
         usage: tokens summed over the run.
         duration: seconds from start to end, on the executor's clock.
+        state: the run's final state (transcript, critic decisions, …), the fold of its log.
         artifacts: files from the session's post-run hook.
         metadata: metadata from the session's post-run hook.
     """
@@ -199,6 +201,7 @@ class Result:
     steps: int
     usage: Usage
     duration: float
+    state: RunState = field(repr=False, compare=False)
     artifacts: tuple[Artifact, ...] = ()
     metadata: dict[str, JsonValue] = field(default_factory=dict)
 

@@ -444,6 +444,7 @@ class _LiveRun:
             steps=self.state.steps,
             usage=self.state.usage,
             duration=duration,
+            state=self.state,
             artifacts=artifacts,
             metadata=metadata,
         )

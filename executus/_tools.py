@@ -12,7 +12,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, create_model
 from pydantic_core import to_jsonable_python
@@ -133,7 +133,13 @@ class Tool:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", tool_name):
             raise ConfigurationError(f"tool name {tool_name!r} must be 1-64 letters, digits, _ or -")
         summary, argument_docs = _parse_docstring(function.__doc__)
-        hints = get_type_hints(function)
+        try:
+            hints = get_type_hints(function)
+        except NameError as error:
+            raise ConfigurationError(
+                f"tool {tool_name}: cannot resolve a type annotation ({error}); "
+                "define the types a tool uses at module level"
+            ) from None
         fields: dict[str, Any] = {}
         context_param = None
         for parameter in inspect.signature(function).parameters.values():
@@ -193,9 +199,19 @@ class Tool:
         return f"Tool({self.name!r})"
 
 
+@overload
+def tool(function: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
 def tool(
-    function: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None
-) -> Any:
+    *, name: str | None = None, description: str | None = None
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    function: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Decorator: turn a typed function into a :class:`Tool`.
 
     Usable bare (``@tool``) or with options (``@tool(name="search")``).

@@ -1,0 +1,65 @@
+"""Shared helpers for the core tests: record a run on a virtual clock and check its fold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from executus import (
+    Agent,
+    Event,
+    Executor,
+    Invocation,
+    MemoryStore,
+    Result,
+    SequentialIds,
+    VirtualClock,
+    rebuild,
+)
+
+START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Recorded:
+    result: Result
+    events: list[Event]
+    executor: Executor
+
+    @property
+    def kinds(self) -> list[str]:
+        return [event.kind for event in self.events]
+
+    def of_kind(self, kind: str) -> list[Any]:
+        return [event for event in self.events if event.kind == kind]
+
+
+def new_executor(**kwargs: Any) -> Executor:
+    kwargs.setdefault("clock", VirtualClock(START))
+    kwargs.setdefault("ids", SequentialIds())
+    return Executor(MemoryStore(), **kwargs)
+
+
+def record(
+    agent: Agent,
+    input: str = "go",
+    invocation: Invocation | None = None,
+    executor: Executor | None = None,
+    *,
+    around: Callable[[Coroutine[Any, Any, Result]], Coroutine[Any, Any, Result]] | None = None,
+) -> Recorded:
+    """Run ``agent`` on a virtual clock and check that rebuilding its log gives the live state."""
+    executor = executor or new_executor()
+    coroutine = executor.run(agent, invocation, input)
+    result = executor.clock.run(around(coroutine) if around else coroutine)
+    events = executor.store.read_run(result.run_id)
+    assert rebuild(events) == result.state, "the fold of the log differs from the executor's own state"
+    return Recorded(result, events, executor)
+
+
+def offsets(recorded: Recorded) -> list[tuple[float, str]]:
+    """Each event as (seconds since the run started, kind): the run's timeline."""
+    start = recorded.events[0].at
+    return [((event.at - start).total_seconds(), event.kind) for event in recorded.events]
