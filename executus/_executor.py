@@ -15,6 +15,7 @@ flight, and :meth:`Executor.resume` can carry on from it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import logging
@@ -155,14 +156,10 @@ class Executor:
         state = rebuild(self.store.read_run(run_id))
         if state.finished:
             raise RunNotResumableError(run_id, state.status)
-        base = invocation or Invocation()
-        invocation = Invocation(
+        invocation = dataclasses.replace(
+            invocation or Invocation(),
             run_id=run_id,
             caller_id=state.caller_id,
-            tools=base.tools,
-            session=base.session,
-            on_step=base.on_step,
-            cancellation=base.cancellation,
             parent_run_id=state.parent_run_id,
         )
         live = _LiveRun(self, agent, invocation, run_id, state=state)
@@ -613,13 +610,10 @@ class _LiveRun:
         self.record(
             ChildRunStarted(**self._envelope(), child_run_id=child_id, call_id=call_id, tool_name=tool_name)
         )
-        child = Invocation(
+        child = dataclasses.replace(
+            base,
             run_id=child_id,
             caller_id=base.caller_id or self.invocation.caller_id,
-            tools=base.tools,
-            session=base.session,
-            on_step=base.on_step,
-            cancellation=base.cancellation,
             parent_run_id=self.run_id,
             parent_call_id=call_id,
         )
