@@ -1,0 +1,193 @@
+"""Engines for the two supported backends, set up for an append-only log with many writers.
+
+SQLite (the zero-set-up default):
+
+- ``journal_mode=WAL``: readers never block the writer and the writer never blocks readers,
+  so ``executus show --follow`` can tail a database that runs are being recorded into.
+- ``synchronous=NORMAL``: in WAL mode this cannot corrupt the database, and a commit survives
+  the *process* dying (SIGKILL, a crash) because the WAL is already in the OS's page cache;
+  only a power loss or OS crash can lose the last few commits. ``FULL`` would fsync on every
+  append, which costs milliseconds per event on ordinary disks. The durability rule executus
+  needs ("an event that precedes a side effect is committed before it starts", so that resume
+  knows what was in flight when the process died) is about process death, which NORMAL covers.
+- ``busy_timeout``: a writer waits for another process's write transaction instead of failing
+  at once with "database is locked".
+- appends begin with ``BEGIN IMMEDIATE``: the write lock is taken before the run's last seq is
+  read, so two processes serialise cleanly; a deferred ``BEGIN`` would let both read, then
+  fail one of them with SQLITE_BUSY when it tries to upgrade its read lock to a write lock.
+
+PostgreSQL (``postgresql+psycopg://``): a pooled engine with ``pool_pre_ping`` (a long-lived
+worker survives a database restart) and a connect timeout, so an unreachable server is an
+error within seconds rather than a hang.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+from executus import DatabaseUnavailableError, StoreError
+
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_SECONDS",
+    "WRITE_OPTION",
+    "connect",
+    "create_store_engine",
+    "display_url",
+    "one_line",
+]
+
+SQLITE_BUSY_TIMEOUT_SECONDS: Final = 30.0
+POSTGRES_CONNECT_TIMEOUT_SECONDS: Final = 10
+WRITE_OPTION: Final = "executus_write"
+"""Execution option: a transaction begun on this connection will write (SQLite: BEGIN IMMEDIATE)."""
+
+_PASSWORD_IN_URL: Final = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def display_url(url: str | URL) -> str:
+    """The URL with its password masked, for messages and logs; works on unparsable URLs too.
+
+    A URL without a password comes back exactly as given (SQLAlchemy's rendering would
+    percent-encode a SQLite path such as ``:memory:`` or one with spaces).
+    """
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except exc.ArgumentError:
+        return _PASSWORD_IN_URL.sub(r"\1***@", str(url))
+    if "password" in parsed.query:  # libpq also takes ?password=...
+        parsed = parsed.update_query_dict({"password": "***"})
+    elif parsed.password is None and isinstance(url, str):
+        return url
+    return parsed.render_as_string(hide_password=True)
+
+
+def one_line(error: BaseException) -> str:
+    """A driver error's message squashed to one line (psycopg's span several)."""
+    original = error.orig if isinstance(error, exc.DBAPIError) and error.orig is not None else error
+    text = " ".join(str(original).split())
+    return text or type(original).__name__
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise DatabaseUnavailableError(
+            f"not a database URL: {display_url(url)} (expected sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST/DB)"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")  # the only driver executus ships
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise DatabaseUnavailableError(
+            f"unsupported database {display_url(parsed)}: executus stores runs in SQLite "
+            "(sqlite:///PATH) or PostgreSQL (postgresql+psycopg://...)"
+        )
+    return parsed
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url`` with executus's per-backend settings (see the module docstring).
+
+    Creating it does not connect; connection failures surface on first use.
+
+    Raises:
+        DatabaseUnavailableError: the URL cannot be parsed or names an unsupported backend.
+    """
+    parsed = _parse(url)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(
+            parsed,
+            pool_pre_ping=True,
+            connect_args={
+                "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
+                "application_name": "executus",
+            },
+        )
+    options: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
+    if parsed.database in (None, "", ":memory:"):
+        # One shared connection, or every checkout would see its own empty in-memory database.
+        options = {"connect_args": {"check_same_thread": False}, "poolclass": StaticPool}
+    engine = create_engine(parsed, **options)
+    event.listen(engine, "connect", _sqlite_connected)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connected(dbapi_connection: Any, _record: object) -> None:
+    # Take transaction control from the sqlite3 module (its legacy mode does not BEGIN before
+    # SELECT or DDL): SQLAlchemy now emits BEGIN itself, in _sqlite_begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        _use_wal(cursor)
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL (it stays so: later connections find it already done).
+
+    The switch needs the file to itself, and SQLite reports a clash with another connection
+    doing the same as "database is locked" at once, without its busy handler; that only
+    happens while a brand-new file is first opened by several connections, so retry.
+    """
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    writes = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+@contextmanager
+def connect(engine: Engine, url: str | URL, doing: str) -> Iterator[Connection]:
+    """A connection whose failures become executus errors.
+
+    Failing to connect (server down, file unopenable, not a database, bad credentials) raises
+    :class:`DatabaseUnavailableError`; a statement that fails raises :class:`StoreError`, or
+    DatabaseUnavailableError again if the connection was lost. Both name the URL without its
+    password and what was being done.
+
+    Args:
+        engine: the engine to connect with.
+        url: the database, as the user gave it (its password is masked in messages).
+        doing: what was being done, e.g. "reading run abc", for the message.
+    """
+    try:
+        connection = engine.connect()
+    except exc.DBAPIError as error:
+        raise DatabaseUnavailableError(
+            f"cannot open database {display_url(url)}: {one_line(error)}"
+        ) from error
+    with connection:
+        try:
+            yield connection
+        except exc.DBAPIError as error:
+            if error.connection_invalidated:
+                raise DatabaseUnavailableError(
+                    f"lost the connection to {display_url(url)} while {doing}: {one_line(error)}"
+                ) from error
+            raise StoreError(f"{doing} in {display_url(url)} failed: {one_line(error)}") from error

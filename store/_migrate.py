@@ -1,0 +1,176 @@
+"""Alembic, driven from code: the functions behind ``executus db upgrade | current``.
+
+The migration scripts are found next to this module (``store/migrations``), so an installed
+executus can migrate a database from any directory; ``alembic.ini`` at the repository root
+points at the same scripts for developers who run the ``alembic`` command itself.
+
+Every migration runs in one transaction on a connection handed to Alembic through
+``config.attributes["connection"]`` (the env supports that for tests, which migrate inside a
+transaction too). On SQLite the transaction is ``BEGIN IMMEDIATE``; on PostgreSQL it takes an
+advisory lock: two processes that first open a fresh database at the same moment then create
+the schema once, and the second finds it done.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, func, inspect, select
+
+from executus import SchemaOutdatedError, StoreError
+from store._engine import WRITE_OPTION, connect, create_store_engine, display_url
+from store._schema import metadata
+
+__all__ = [
+    "MIGRATIONS_DIRECTORY",
+    "alembic_config",
+    "current_revision",
+    "ensure_schema",
+    "head_revision",
+    "upgrade",
+]
+
+MIGRATIONS_DIRECTORY: Final = Path(__file__).resolve().parent / "migrations"
+_MIGRATION_LOCK_KEY: Final = 0x6578_6563_6D69_6772 >> 1
+"""The PostgreSQL advisory lock held while migrating ("execmigr" in ASCII, halved)."""
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for executus's migrations, independent of the working directory.
+
+    Args:
+        connection: run migrations on this connection, inside the caller's transaction.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The migration scripts, loaded once per process (they ship with the code)."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest migration this code knows: what ``upgrade`` brings a database to."""
+    head = _scripts().get_current_head()
+    if head is None:  # pragma: no cover - the package always ships its migrations
+        raise StoreError(f"no migrations found in {MIGRATIONS_DIRECTORY}")
+    return head
+
+
+def current_revision(url: str) -> str | None:
+    """The migration ``url``'s database is at, or None for a database never migrated.
+
+    Asking about a SQLite file that does not exist answers None without creating the file.
+
+    Raises:
+        DatabaseUnavailableError: the database cannot be opened.
+    """
+    engine = create_store_engine(url)
+    database = engine.url.database
+    in_memory = database in (None, "", ":memory:")
+    if engine.dialect.name == "sqlite" and not in_memory and not Path(str(database)).exists():
+        engine.dispose()
+        return None
+    try:
+        with connect(engine, url, "reading the schema version") as connection:
+            return _revision(connection)
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str) -> None:
+    """Bring ``url``'s database to the newest migration, creating the schema if needed.
+
+    Raises:
+        DatabaseUnavailableError: the database cannot be opened.
+        StoreError: a migration failed (its transaction is rolled back) or the database was
+            migrated by a newer executus.
+    """
+    engine = create_store_engine(url)
+    try:
+        with _migrating(engine, url) as connection:
+            _check_known(connection, url)
+            command.upgrade(alembic_config(connection), "head")
+    finally:
+        engine.dispose()
+
+
+def ensure_schema(engine: Engine, url: str) -> None:
+    """Make sure the store can use ``engine``'s database: create a fresh one, refuse an old one.
+
+    Raises:
+        SchemaOutdatedError: the database is behind this code's migrations.
+        StoreError: the database was migrated by a newer executus, or holds tables that no
+            migration made.
+        DatabaseUnavailableError: the database cannot be opened.
+    """
+    with connect(engine, url, "reading the schema version") as connection:
+        current = _revision(connection)
+        fresh = current is None and not _has_any_table(connection)
+    head = head_revision()
+    if current == head:
+        return
+    if fresh:
+        with _migrating(engine, url) as connection:
+            # Re-read under the lock: another process may have created the schema meanwhile.
+            if _revision(connection) is None and not _has_any_table(connection):
+                command.upgrade(alembic_config(connection), "head")
+    with connect(engine, url, "reading the schema version") as connection:
+        _check_known(connection, url)
+        current = _revision(connection)
+        stray = sorted(set(inspect(connection).get_table_names()) & set(metadata.tables))
+    if current == head:
+        return
+    if current is None and stray:
+        raise StoreError(
+            f"database {display_url(url)} has executus tables ({', '.join(stray)}) but no schema "
+            "version: they were not made by executus's migrations"
+        )
+    raise SchemaOutdatedError(
+        f"database {display_url(url)} is at schema revision {current or 'base'}, but this executus "
+        f"needs {head}: run `executus db upgrade` (with --db or EXECUTUS_DB naming this database)"
+    )
+
+
+@contextmanager
+def _migrating(engine: Engine, url: str) -> Iterator[Connection]:
+    with connect(engine, url, "migrating the schema") as connection:
+        connection.execution_options(**{WRITE_OPTION: True})
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
+            yield connection
+
+
+def _revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _has_any_table(connection: Connection) -> bool:
+    existing = set(inspect(connection).get_table_names())
+    return bool(existing & ({*metadata.tables, "alembic_version"}))
+
+
+def _check_known(connection: Connection, url: str) -> None:
+    """Refuse a database stamped with a revision this code's migrations do not contain."""
+    current = _revision(connection)
+    if current is None:
+        return
+    if current not in {script.revision for script in _scripts().walk_revisions()}:
+        raise StoreError(
+            f"database {display_url(url)} is at schema revision {current}, which this executus "
+            "does not know: it was migrated by a newer executus; upgrade executus"
+        )

@@ -1,0 +1,330 @@
+"""The SQL event store: the in-memory store's contract, kept in SQLite or PostgreSQL.
+
+An append is one transaction: the events, their hash chain and the run's summary row go in
+together or not at all. Appends are plain synchronous calls: the executor makes them on its
+event loop's thread, and each is one small write, which keeps other runs on the loop waiting
+no longer than that write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+
+from executus import (
+    GENESIS_HASH,
+    Blob,
+    BlobNotFoundError,
+    ConcurrencyError,
+    Event,
+    RunNotFoundError,
+    RunQuery,
+    RunSummary,
+    SchemaVersionError,
+    UnknownEventError,
+    chain_hash,
+    decode_event,
+    event_json,
+    summarize,
+)
+from executus._store import check_batch
+from store._engine import WRITE_OPTION, connect, create_store_engine, display_url
+from store._schema import blobs, events, runs
+
+__all__ = ["APPEND_LOCK_KEY", "SqlStore", "StoredEvent"]
+
+APPEND_LOCK_KEY: Final = 0x6578_6563_7574_7573 >> 1
+"""The PostgreSQL advisory lock every append holds ("executus" in ASCII, halved to fit a bigint)."""
+
+_DEFAULT_QUERY: Final = RunQuery()
+_SUMMARY_FIELDS: Final = tuple(field.name for field in dataclasses.fields(RunSummary))
+
+
+class _RaceLost(Exception):
+    """Another writer committed to the run inside our append; becomes a ConcurrencyError."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as stored: its global position, hash-chain links and exact stored text."""
+
+    position: int
+    """Global commit order across all runs; tail with :meth:`SqlStore.read_after`."""
+    event: Event
+    prev_hash: str
+    """The previous event's hash (``GENESIS_HASH`` for seq 1)."""
+    hash: str
+    """``chain_hash(prev_hash, payload_json)``."""
+    payload_json: str
+    """The stored text, verbatim: what :attr:`hash` covers."""
+
+
+class SqlStore:
+    """An :class:`executus.EventStore` in SQLite or PostgreSQL.
+
+    Use :func:`store.open_store` to get one for a database that may still need its schema;
+    this constructor assumes the schema is there and does not connect until first used.
+
+    On PostgreSQL every append takes one transaction-scoped advisory lock, so appends commit
+    one after another, in the order their positions were assigned. Without it, a transaction
+    that took position 10 could commit after one that took 11, and a reader tailing by
+    position (``show --follow``, :meth:`read_after`) that had already seen 11 would skip 10
+    for good. This is what eventsourcing's PostgreSQL recorder does (with a table lock); an
+    advisory lock is the same serialisation without blocking readers or other tables. Each
+    append is one short transaction (a few rows), so the cost is a ceiling of some thousands
+    of appends a second per database, far above what model-bound runs produce. SQLite needs
+    no extra lock: ``BEGIN IMMEDIATE`` already makes one writer at a time.
+
+    Args:
+        url: a SQLAlchemy URL, ``sqlite:///PATH`` or ``postgresql+psycopg://USER@HOST/DB``.
+
+    Raises:
+        DatabaseUnavailableError: the URL is malformed or names an unsupported backend.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.engine = create_store_engine(url)
+        self._postgres = self.engine.dialect.name == "postgresql"
+
+    @property
+    def display_url(self) -> str:
+        """The database URL with its password masked."""
+        return display_url(self._url)
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.display_url!r})"
+
+    def close(self) -> None:
+        """Close every pooled connection; the store must not be used afterwards."""
+        self.engine.dispose()
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[Connection]:
+        with connect(self.engine, self._url, doing) as connection, connection.begin():
+            yield connection
+
+    @contextmanager
+    def _write(self, doing: str, *, serialise: bool = True) -> Iterator[Connection]:
+        with connect(self.engine, self._url, doing) as connection:
+            connection.execution_options(**{WRITE_OPTION: True})
+            with connection.begin():
+                if serialise and self._postgres:
+                    connection.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
+                yield connection
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        """Append ``events`` after ``expected_seq`` in one transaction (see EventSink.append).
+
+        Raises:
+            ConcurrencyError: the run's log does not end at ``expected_seq``, or a racing writer
+                inserted the same seq first; nothing of this batch is written.
+            EventOrderError: the batch is not the run's next events in order.
+        """
+        try:
+            with self._write(f"appending to run {run_id}") as connection:
+                try:
+                    self._append(connection, run_id, events, expected_seq)
+                except sa_exc.IntegrityError as error:
+                    # A writer that did not take our lock inserted the same seq or run first.
+                    raise _RaceLost from error
+        except _RaceLost:
+            # Read the winner's last seq only now: a failed PostgreSQL transaction reads nothing.
+            raise ConcurrencyError(run_id, expected_seq, self._last_seq(run_id)) from None
+
+    def _append(self, connection: Connection, run_id: str, batch: Sequence[Event], expected_seq: int) -> None:
+        row = connection.execute(select(runs).where(runs.c.run_id == run_id)).one_or_none()
+        summary = _summary(row) if row is not None else None
+        actual = summary.last_seq if summary is not None else 0
+        if actual != expected_seq:
+            raise ConcurrencyError(run_id, expected_seq, actual)
+        check_batch(run_id, batch, expected_seq)
+        if not batch:
+            return
+        prev_hash = summary.head_hash if summary is not None else GENESIS_HASH
+        rows: list[dict[str, Any]] = []
+        for event in batch:
+            payload = event_json(event)
+            digest = chain_hash(prev_hash, payload)
+            summary = summarize(summary, event, digest)
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "seq": event.seq,
+                    "kind": event.kind,
+                    "schema_version": event.schema_version,
+                    "at": event.at,
+                    "payload": payload,
+                    "prev_hash": prev_hash,
+                    "hash": digest,
+                }
+            )
+            prev_hash = digest
+        assert summary is not None  # a non-empty batch always projects to a row
+        connection.execute(insert(events), rows)
+        values = dataclasses.asdict(summary)
+        if row is None:
+            connection.execute(insert(runs).values(values))
+            return
+        # Guarded by last_seq too, so even a writer that bypassed the lock cannot be overwritten.
+        updated = connection.execute(
+            update(runs)
+            .where(and_(runs.c.run_id == run_id, runs.c.last_seq == expected_seq))
+            .values({key: value for key, value in values.items() if key != "run_id"})
+        )
+        if updated.rowcount != 1:
+            raise _RaceLost
+
+    def _last_seq(self, run_id: str) -> int:
+        with self._read(f"reading run {run_id}") as connection:
+            last = connection.execute(select(func.max(events.c.seq)).where(events.c.run_id == run_id))
+            return int(last.scalar_one() or 0)
+
+    def put_blob(self, data: bytes, media_type: str) -> str:
+        """Store content once by its sha256 and return the hex digest (the first media type wins)."""
+        digest = hashlib.sha256(data).hexdigest()
+        dialect = postgresql if self._postgres else sqlite
+        statement = (
+            dialect.insert(blobs)
+            .values(sha256=digest, media_type=media_type, data=data)
+            .on_conflict_do_nothing(index_elements=[blobs.c.sha256])
+        )
+        with self._write(f"storing blob {digest}", serialise=False) as connection:
+            connection.execute(statement)
+        return digest
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_run(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """A run's events in seq order, after ``after_seq``.
+
+        Raises:
+            RunNotFoundError: no such run (with ids that start with ``run_id`` as suggestions).
+            UnknownEventError, SchemaVersionError: a stored event this code cannot read.
+        """
+        return [stored.event for stored in self._records(run_id, after_seq)]
+
+    def records(self, run_id: str) -> list[StoredEvent]:
+        """A run's events with their positions, hashes and stored text, in seq order.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        return self._records(run_id, 0)
+
+    def _records(self, run_id: str, after_seq: int) -> list[StoredEvent]:
+        with self._read(f"reading run {run_id}") as connection:
+            rows = connection.execute(
+                select(events)
+                .where(and_(events.c.run_id == run_id, events.c.seq > after_seq))
+                .order_by(events.c.seq)
+            ).all()
+            if not rows:
+                exists = connection.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
+                if exists is None:
+                    raise RunNotFoundError(run_id, self._with_prefix(connection, run_id, 5))
+        return [_stored(row) for row in rows]
+
+    def read_after(self, position: int, limit: int = 1000) -> list[StoredEvent]:
+        """Events of every run committed after global ``position``, in commit order.
+
+        Tail the store by passing the last position seen. Positions increase with commit
+        order but may have gaps (a failed append on PostgreSQL still uses up its positions).
+        """
+        with self._read("reading events") as connection:
+            rows = connection.execute(
+                select(events).where(events.c.position > position).order_by(events.c.position).limit(limit)
+            ).all()
+        return [_stored(row) for row in rows]
+
+    def get_run(self, run_id: str) -> RunSummary:
+        """A run's summary row. Raises :class:`RunNotFoundError`."""
+        with self._read(f"reading run {run_id}") as connection:
+            row = connection.execute(select(runs).where(runs.c.run_id == run_id)).one_or_none()
+        if row is None:
+            raise RunNotFoundError(run_id)
+        return _summary(row)
+
+    def list_runs(self, query: RunQuery = _DEFAULT_QUERY) -> list[RunSummary]:
+        """Summaries of the runs that match ``query``, newest first (ties by run id, descending)."""
+        # Ties by run id in code-point order, as the in-memory store sorts; PostgreSQL's default
+        # collation may be a locale's, so ask for "C" there (SQLite's BINARY already is).
+        run_id = runs.c.run_id.collate("C") if self._postgres else runs.c.run_id
+        statement = select(runs).order_by(runs.c.started_at.desc(), run_id.desc())
+        for column, value in (
+            (runs.c.status, query.status),
+            (runs.c.agent, query.agent),
+            (runs.c.caller_id, query.caller_id),
+        ):
+            if value is not None:
+                statement = statement.where(column == value)
+        if query.since is not None:
+            statement = statement.where(runs.c.started_at >= query.since)
+        if query.until is not None:
+            statement = statement.where(runs.c.started_at < query.until)
+        if query.limit is not None:
+            statement = statement.limit(query.limit)
+        with self._read("listing runs") as connection:
+            return [_summary(row) for row in connection.execute(statement)]
+
+    def run_ids_with_prefix(self, prefix: str, limit: int = 5) -> list[str]:
+        """Run ids starting with ``prefix``, oldest first: suggestions for a mistyped id."""
+        with self._read("listing runs") as connection:
+            return self._with_prefix(connection, prefix, limit)
+
+    @staticmethod
+    def _with_prefix(connection: Connection, prefix: str, limit: int) -> list[str]:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        statement = (
+            select(runs.c.run_id)
+            .where(runs.c.run_id.like(f"{escaped}%", escape="\\"))
+            .order_by(runs.c.started_at, runs.c.run_id)
+            .limit(limit)
+        )
+        return list(connection.execute(statement).scalars())
+
+    def get_blob(self, sha256: str) -> Blob:
+        """Stored content by hash. Raises :class:`BlobNotFoundError`."""
+        with self._read(f"reading blob {sha256}") as connection:
+            row = connection.execute(select(blobs).where(blobs.c.sha256 == sha256)).one_or_none()
+        if row is None:
+            raise BlobNotFoundError(sha256)
+        return Blob(row.sha256, row.media_type, bytes(row.data))
+
+
+def _summary(row: Row[Any]) -> RunSummary:
+    mapping = row._mapping
+    return RunSummary(**{name: mapping[name] for name in _SUMMARY_FIELDS})
+
+
+def _stored(row: Row[Any]) -> StoredEvent:
+    """Decode a row; a decoding error keeps its type and gains the run id and seq."""
+    try:
+        data = json.loads(row.payload)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        event = decode_event(data)
+    except (UnknownEventError, SchemaVersionError) as error:
+        raise type(error)(f"run {row.run_id} seq {row.seq}: {error}") from error
+    except ValueError as error:  # json.JSONDecodeError included
+        raise UnknownEventError(
+            f"run {row.run_id} seq {row.seq}: stored payload is not an event: {error}"
+        ) from error
+    return StoredEvent(row.position, event, row.prev_hash, row.hash, row.payload)

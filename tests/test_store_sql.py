@@ -1,0 +1,282 @@
+"""What only the SQL store has: global positions, raw records, real races, stored-row decoding."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select
+from store_events import T0, expected_hashes, fold, record, run_events, started
+
+from executus import (
+    ConcurrencyError,
+    Event,
+    ModelResponded,
+    RunNotFoundError,
+    SchemaVersionError,
+    UnknownEventError,
+    event_json,
+)
+from store import SqlStore, StoredEvent, open_store
+from store._schema import events as events_table
+from store._schema import runs as runs_table
+
+
+def _raw_insert(store: SqlStore, run_id: str, seq: int, payload: dict[str, object] | str) -> None:
+    """Write an events row behind the store's back (another writer, or an old executus)."""
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    with store.engine.begin() as connection:
+        connection.execute(
+            insert(events_table).values(
+                run_id=run_id,
+                seq=seq,
+                kind="model_responded",
+                schema_version=0,
+                at=T0,
+                payload=text,
+                prev_hash="0" * 64,
+                hash="1" * 64,
+            )
+        )
+
+
+def test_records_carry_positions_hashes_and_the_exact_stored_text(sql_store: SqlStore) -> None:
+    events = run_events("run-1")
+    record(sql_store, events)
+    records = sql_store.records("run-1")
+    assert [stored.event for stored in records] == events
+    assert [stored.payload_json for stored in records] == [event_json(event) for event in events]
+    assert [stored.hash for stored in records] == expected_hashes(events)
+    assert [stored.prev_hash for stored in records[1:]] == [stored.hash for stored in records[:-1]]
+    assert records[0].prev_hash == "0" * 64
+    positions = [stored.position for stored in records]
+    assert positions == sorted(positions)
+    assert len(set(positions)) == len(positions)
+    with pytest.raises(RunNotFoundError):
+        sql_store.records("nope")
+
+
+def test_read_after_pages_through_every_run_in_commit_order(sql_store: SqlStore) -> None:
+    first, second = run_events("run-a"), run_events("run-b", at=T0 + timedelta(hours=1))
+    committed: list[Event] = []
+    for a, b in zip(first, second, strict=False):  # interleave two runs
+        for event in (a, b):
+            sql_store.append(event.run_id, [event], event.seq - 1)
+            committed.append(event)
+    everything = sql_store.read_after(0)
+    assert [stored.event for stored in everything] == committed
+    paged: list[StoredEvent] = []
+    position = 0
+    while page := sql_store.read_after(position, limit=3):
+        assert len(page) <= 3
+        paged += page
+        position = page[-1].position
+    assert paged == everything
+    assert sql_store.read_after(everything[-1].position) == []
+
+
+def test_run_ids_with_prefix_treats_wildcards_literally(sql_store: SqlStore) -> None:
+    for number, run_id in enumerate(["run_1", "runX1", "run%2", "abc"]):
+        record(sql_store, run_events(run_id, at=T0 + timedelta(minutes=number)))
+    assert sql_store.run_ids_with_prefix("run_") == ["run_1"]
+    assert sql_store.run_ids_with_prefix("run%") == ["run%2"]
+    assert sql_store.run_ids_with_prefix("run") == ["run_1", "runX1", "run%2"]
+    assert sql_store.run_ids_with_prefix("run", limit=1) == ["run_1"]
+    assert sql_store.run_ids_with_prefix("zzz") == []
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+psycopg://alice:s3cret@db.example:5432/runs",
+            "postgresql+psycopg://alice:***@db.example:5432/runs",
+        ),
+        (
+            "postgresql+psycopg://alice@db.example/runs?password=s3cret",
+            "postgresql+psycopg://alice@db.example/runs?password=%2A%2A%2A",
+        ),
+        (
+            "sqlite:////home/me/Application Support/executus.db",
+            "sqlite:////home/me/Application Support/executus.db",
+        ),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+    ],
+)
+def test_display_url_masks_the_password_and_nothing_else(url: str, shown: str) -> None:
+    with SqlStore(url) as opened:
+        assert opened.display_url == shown
+        assert "s3cret" not in repr(opened)
+
+
+def test_sqlite_runs_in_wal_mode_with_synchronous_normal(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'executus.db'}") as sql_store:
+        with sql_store.engine.connect() as connection:
+            pragma = {
+                name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "busy_timeout")
+            }
+        assert pragma == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 30_000}
+
+
+def test_an_in_memory_sqlite_store_works_in_one_process() -> None:
+    with open_store("sqlite://") as opened:
+        record(opened, run_events("run-1"))
+        assert opened.get_run("run-1") == fold(opened.read_run("run-1"))
+
+
+def test_times_come_back_aware_and_in_utc(sql_store: SqlStore) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    events = [event.model_copy(update={"at": event.at.astimezone(plus_two)}) for event in run_events("run-1")]
+    record(sql_store, events)
+    summary = sql_store.get_run("run-1")
+    assert summary == fold(events)
+    assert summary.started_at.utcoffset() == timedelta(0)
+    assert summary.started_at == T0
+
+
+def test_a_seq_taken_by_a_writer_that_bypassed_the_lock_is_a_concurrency_error(sql_store: SqlStore) -> None:
+    """The unique (run_id, seq) constraint is the last line: its violation is a lost race."""
+    events = run_events("run-1")
+    record(sql_store, events[:2])
+    _raw_insert(sql_store, "run-1", 4, {"kind": "intruder"})  # seq 3 is free, seq 4 is taken
+    with pytest.raises(ConcurrencyError) as raised:
+        sql_store.append("run-1", events[2:4], 2)
+    assert (raised.value.expected_seq, raised.value.actual_seq) == (2, 4)
+    # The transaction failed on its second row: its first row (seq 3) must be gone too.
+    with sql_store.engine.connect() as connection:
+        seqs = connection.execute(
+            select(events_table.c.seq).where(events_table.c.run_id == "run-1")
+        ).scalars()
+        assert sorted(seqs) == [1, 2, 4]
+        last_seq = connection.execute(select(runs_table.c.last_seq)).scalar_one()
+    assert last_seq == 2
+    assert sql_store.get_run("run-1") == fold(events[:2])
+
+
+def test_concurrent_appends_from_two_stores_exactly_one_wins(sql_url: str) -> None:
+    """Two stores (two connection pools, as two processes have) race for every seq."""
+    rounds = 15
+    with SqlStore(sql_url) as one, SqlStore(sql_url) as two:
+        one.append("run-1", [started("run-1")], 0)
+        outcomes: dict[str, list[bool]] = {"one": [], "two": []}
+        losers_saw: list[tuple[int, int]] = []
+        barrier = threading.Barrier(2, timeout=30)
+
+        def writer(name: str, writing: SqlStore) -> None:
+            for seq in range(2, rounds + 2):
+                barrier.wait()
+                event = started("run-1").model_copy(update={"seq": seq, "input": name})
+                try:
+                    writing.append("run-1", [event], seq - 1)
+                except ConcurrencyError as error:
+                    losers_saw.append((error.expected_seq, error.actual_seq))
+                    outcomes[name].append(False)
+                else:
+                    outcomes[name].append(True)
+                barrier.wait()
+
+        threads = [
+            threading.Thread(target=writer, args=item, daemon=True) for item in (("one", one), ("two", two))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert [a + b for a, b in zip(outcomes["one"], outcomes["two"], strict=True)] == [1] * rounds
+        assert losers_saw == [(seq - 1, seq) for seq in range(2, rounds + 2)]
+        stored = one.read_run("run-1")
+        assert [event.seq for event in stored] == list(range(1, rounds + 2))
+        winners = ["one" if won else "two" for won in outcomes["one"]]
+        assert [event.input for event in stored[1:]] == winners  # type: ignore[union-attr]
+        assert two.get_run("run-1").last_seq == rounds + 1
+
+
+def test_a_reader_tailing_by_position_never_skips_an_event(sql_url: str) -> None:
+    """Writers commit concurrently while a reader tails read_after: it must see everything."""
+    writers, per_writer = 3, 25
+    with SqlStore(sql_url) as reader:
+        done = threading.Event()
+        seen: list[StoredEvent] = []
+
+        def tail() -> None:
+            position = 0
+            while True:
+                finishing = done.is_set()
+                for stored in reader.read_after(position, limit=7):
+                    seen.append(stored)
+                    position = stored.position
+                if finishing and not reader.read_after(position):
+                    return
+
+        def write(number: int) -> None:
+            with SqlStore(sql_url) as writing:
+                run_id = f"run-{number}"
+                writing.append(run_id, [started(run_id)], 0)
+                for seq in range(2, per_writer + 1):
+                    event = started(run_id).model_copy(update={"seq": seq})
+                    writing.append(run_id, [event], seq - 1)
+
+        tailer = threading.Thread(target=tail, daemon=True)
+        tailer.start()
+        threads = [threading.Thread(target=write, args=(number,), daemon=True) for number in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        done.set()
+        tailer.join(timeout=60)
+        assert len(seen) == writers * per_writer
+        assert seen == reader.read_after(0, limit=10_000)
+
+
+def test_a_v0_row_is_upcast_when_read(sql_store: SqlStore) -> None:
+    """A model_responded row as pre-release builds wrote it: latency in integer milliseconds."""
+    record(sql_store, [started("run-1")])
+    v0 = {
+        "run_id": "run-1",
+        "seq": 2,
+        "at": "2026-01-01T00:00:03Z",
+        "kind": "model_responded",
+        "schema_version": 0,
+        "step": 1,
+        "text": "Otters hold hands.",
+        "latency_ms": 1500,
+    }
+    _raw_insert(sql_store, "run-1", 2, v0)
+    event = sql_store.read_run("run-1")[1]
+    assert isinstance(event, ModelResponded)
+    assert (event.latency, event.schema_version, event.text) == (1.5, 1, "Otters hold hands.")
+    stored = sql_store.records("run-1")[1]
+    assert json.loads(stored.payload_json) == v0  # the row itself is never rewritten
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "message"),
+    [
+        ({"kind": "model_exploded", "run_id": "run-1", "seq": 2}, UnknownEventError, "unknown event kind"),
+        ({"kind": "model_responded", "schema_version": 99}, SchemaVersionError, "upgrade executus"),
+        ("{not json", UnknownEventError, "not an event"),
+        ("[1, 2]", UnknownEventError, "not an event"),
+    ],
+)
+def test_rows_this_code_cannot_read_give_clear_errors(
+    sql_store: SqlStore, payload: dict[str, object] | str, error: type[Exception], message: str
+) -> None:
+    record(sql_store, [started("run-1")])
+    _raw_insert(sql_store, "run-1", 2, payload)
+    with pytest.raises(error, match=message) as raised:
+        sql_store.read_run("run-1")
+    assert "run run-1 seq 2" in str(raised.value)
+    assert sql_store.read_run("run-1", after_seq=2) == []  # rows before and after stay readable
+
+
+def test_the_first_media_type_of_a_blob_wins(sql_store: SqlStore) -> None:
+    digest = sql_store.put_blob(b"png bytes", "image/png")
+    assert sql_store.put_blob(b"png bytes", "application/octet-stream") == digest
+    assert sql_store.get_blob(digest).media_type == "image/png"
+    with sql_store.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(events_table)).scalar_one() == 0
