@@ -100,6 +100,7 @@ from executus._store import (
     RunQuery,
     RunSummary,
     chain_hash,
+    check_batch,
     event_json,
     summarize,
 )
@@ -199,6 +200,7 @@ __all__ = [
     "apply",
     "canonical_json",
     "chain_hash",
+    "check_batch",
     "decode_event",
     "encode_event",
     "event_json",

@@ -32,11 +32,11 @@ from executus import (
     SchemaVersionError,
     UnknownEventError,
     chain_hash,
+    check_batch,
     decode_event,
     event_json,
     summarize,
 )
-from executus._store import check_batch
 from store._engine import WRITE_OPTION, connect, create_store_engine, display_url
 from store._schema import blobs, events, runs
 

@@ -107,6 +107,7 @@ def test_the_public_api_is_pinned() -> None:
         "apply",
         "canonical_json",
         "chain_hash",
+        "check_batch",
         "decode_event",
         "encode_event",
         "event_json",
