@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import selectors
 import uuid
 from collections.abc import Callable, Coroutine
@@ -100,6 +101,17 @@ class _VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.virtual_clock.elapsed
+
+    # asyncio runs a timer once ``when < time() + _clock_resolution``. Far from zero (after ~194
+    # virtual days) adding 1 ns to a float changes nothing, and a due timer would never run:
+    # the resolution must never be finer than the float spacing of the current virtual time.
+    @property
+    def _clock_resolution(self) -> float:
+        return max(1e-9, 2 * math.ulp(self.virtual_clock.elapsed))
+
+    @_clock_resolution.setter
+    def _clock_resolution(self, value: float) -> None:
+        pass  # BaseEventLoop.__init__ sets the real clock's resolution; ours is derived above
 
 
 class VirtualClock:

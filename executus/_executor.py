@@ -61,7 +61,7 @@ from executus._events import (
     ToolFinished,
     ToolStarted,
 )
-from executus._messages import Image, ImagePart, ModelRequest, ToolCall, UserMessage
+from executus._messages import AssistantMessage, Image, ImagePart, ModelRequest, ToolCall, UserMessage
 from executus._model import Model, ModelRegistry, ModelResolver
 from executus._state import RunState, apply, rebuild
 from executus._store import EventStore, MemoryStore
@@ -202,6 +202,7 @@ class _LiveRun:
         self.stop_cause: tuple[CancelCause, str] | None = None
         self.loop_task: asyncio.Task[_Outcome] | None = None
         self.finished = asyncio.Event()
+        self.last_event_at = state.last_activity_at if state is not None else executor.clock.now()
 
     @property
     def state(self) -> RunState:
@@ -216,6 +217,7 @@ class _LiveRun:
         self.store.append(self.run_id, events, expected)
         for event in events:
             self._state = apply(self._state, event)
+        self.last_event_at = events[-1].at
 
     def _envelope(self, offset: int = 1) -> dict[str, Any]:
         seq = (self._state.last_seq if self._state is not None else 0) + offset
@@ -321,6 +323,10 @@ class _LiveRun:
     async def _drive(self, setup_error: ErrorInfo | None) -> Result:
         if setup_error is not None:
             return await self._finish(_Outcome("error", error=setup_error))
+        decided = _decided_outcome(self.state)
+        if decided is not None:
+            # Resumed after the outcome was recorded but before run_finished: only finish it.
+            return await self._finish(decided)
         self.loop_task = asyncio.create_task(self._loop(), name=f"executus-run-{self.run_id}")
         watchdog = asyncio.create_task(self._watch(), name=f"executus-watchdog-{self.run_id}")
         self.executor._active[self.run_id] = self
@@ -388,7 +394,7 @@ class _LiveRun:
         """Post-run hook and cleanup (never failing the run), ``run_finished``, then the ports."""
         artifacts: tuple[Artifact, ...] = ()
         metadata: dict[str, Any] = {}
-        if self.session is not None:
+        if self.session is not None and not self.state.post_run_done:
             post_run_error = cleanup_error = None
             try:
                 made = await self.session.post_run(list(self.state.transcript), outcome.output, outcome.error)
@@ -546,18 +552,26 @@ class _LiveRun:
         """Run one reply's tool calls; events are recorded in call order either way."""
         if self.agent.parallel_tool_calls:
             self.record(*(self._tool_started(call, offset) for offset, call in enumerate(calls, start=1)))
-            finished = await asyncio.gather(*(self._invoke(call) for call in calls))
-            self.record(
-                *(
-                    event.model_copy(update=self._envelope(offset))
-                    for offset, event in enumerate(finished, start=1)
-                )
-            )
+            self._record_finished(await asyncio.gather(*(self._invoke(call) for call in calls)))
             return
         for call in calls:
             self.record(self._tool_started(call, 1))
-            finished_event = await self._invoke(call)
-            self.record(finished_event.model_copy(update=self._envelope()))
+            self._record_finished([await self._invoke(call)])
+
+    def _record_finished(self, finished: Sequence[ToolFinished]) -> None:
+        """Record tool results stamped with when the last of them finished.
+
+        Not when this task woke up to record them: on a wall clock that wake-up latency is
+        noise a replay cannot reproduce. Never earlier than the log's last event, so time in a
+        log only moves forward.
+        """
+        at = max([event.at for event in finished] + [self.last_event_at])
+        self.record(
+            *(
+                event.model_copy(update={**self._envelope(offset), "at": at})
+                for offset, event in enumerate(finished, start=1)
+            )
+        )
 
     def _tool_started(self, call: ToolCall, offset: int) -> ToolStarted:
         return ToolStarted(
@@ -567,8 +581,8 @@ class _LiveRun:
     async def _invoke(self, call: ToolCall) -> ToolFinished:
         """Run one tool call; every failure becomes an error result the model sees.
 
-        The returned event's envelope is a placeholder: the caller stamps seq and time when
-        it records the event.
+        The returned event's seq is a placeholder and its time is when the tool finished:
+        :meth:`_record_finished` stamps both when it records the event.
         """
         started = self.clock.now()
         result: str | None = None
@@ -590,15 +604,16 @@ class _LiveRun:
                 error = ErrorInfo(type="InvalidArguments", message=str(invalid))
             except Exception as raised:
                 error = ErrorInfo.of(raised)
+        finished_at = self.clock.now()
         return ToolFinished(
             run_id=self.run_id,
             seq=1,
-            at=started,
+            at=finished_at,
             call_id=call.id,
             name=call.name,
             result=result,
             error=error,
-            duration=(self.clock.now() - started).total_seconds(),
+            duration=(finished_at - started).total_seconds(),
         )
 
     async def _start_child(
@@ -676,6 +691,19 @@ class _LiveRun:
         )
         if decision.kind == "nudge":
             self.mailbox.append(("critic", SteerMessage(text=decision.nudge or "")))
+
+
+def _decided_outcome(state: RunState) -> _Outcome | None:
+    """The outcome a log already records without ``run_finished`` (a crash in between), if any."""
+    if state.cancellation is not None:
+        cause, detail = state.cancellation.cause, state.cancellation.detail
+        return _Outcome(_STATUS_OF_CAUSE[cause], error=ErrorInfo(type=cause, message=detail))
+    if state.error is not None:
+        return _Outcome("error", error=state.error)
+    last = state.transcript[-1]
+    if isinstance(last, AssistantMessage) and not last.tool_calls:
+        return _Outcome("ok", output=last.text or "")
+    return None
 
 
 async def _wait_through_cancellation(task: asyncio.Future[Any]) -> bool:

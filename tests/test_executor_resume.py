@@ -91,3 +91,30 @@ def test_resuming_a_finished_run_is_refused() -> None:
     result = executor.run_sync(Agent("done", ScriptedModel(["ok"])), None, "go")
     with pytest.raises(RunNotResumableError, match="already finished with status ok"):
         executor.clock.run(executor.resume(result.run_id, Agent("done", ScriptedModel([]))))
+
+
+@pytest.mark.parametrize(
+    ("agent", "cut_after", "status"),
+    [
+        (Agent("answers", ScriptedModel(["the answer"])), "model_responded", "ok"),
+        (Agent("fails", ScriptedModel([RuntimeError("503")])), "model_failed", "error"),
+        (Agent("slow", ScriptedModel([hang(100), "late"]), max_runtime=10), "run_cancelled", "timeout"),
+    ],
+)
+def test_a_run_that_died_after_its_outcome_was_recorded_is_only_finished(
+    agent: Agent, cut_after: str, status: str
+) -> None:
+    executor = new_executor()
+    complete = executor.run_sync(agent, None, "go")  # the never-interrupted run
+    events = executor.store.read_run(complete.run_id)
+    cut = next(index for index, event in enumerate(events) if event.kind == cut_after) + 1
+    crashed = MemoryStore()
+    crashed.append(complete.run_id, events[:cut], 0)
+
+    resumer = Executor(crashed, clock=VirtualClock(START), ids=SequentialIds("r-"))
+    no_more_replies = Agent(agent.name, ScriptedModel([]), max_runtime=agent.max_runtime)
+    result = resumer.clock.run(resumer.resume(complete.run_id, no_more_replies))
+
+    assert (result.status, result.output, result.error) == (status, complete.output, complete.error)
+    kinds = [event.kind for event in crashed.read_run(complete.run_id)]
+    assert kinds[cut:] == ["run_resumed", "run_finished"]
