@@ -1,0 +1,324 @@
+"""The ``executus`` command line: record the demo, list runs, show and explain them, move them.
+
+Exit codes: 0 ok; 1 a check failed (reserved for ``replay`` and ``verify``); 2 bad input or an
+unusable database. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import click
+
+from executus._cli_common import ExecutusGroup, Settings, db_option, opened
+from executus._cli_render import (
+    RUN_COLUMNS,
+    Cell,
+    Output,
+    format_timestamp,
+    run_table_rows,
+    short_id,
+    status_cell,
+)
+from executus._cli_store import BrowsableStore, resolve_run_id
+from executus._cli_timeline import DEFAULT_GAP_SECONDS, timeline
+from executus._cli_transfer import db_group, export_command, import_command
+from executus._clock import VirtualClock
+from executus._demo import DEMO_CALLER, record_demo
+from executus._events import RunFinished, encode_event
+from executus._forensics import explain, format_duration
+from executus._store import MemoryStore, RunQuery, RunSummary
+
+__all__ = ["cli", "main"]
+
+STATUSES: Final = ("ok", "error", "timeout", "cancelled", "killed", "running")
+_RELATIVE_TIME = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@click.group(cls=ExecutusGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@db_option
+@click.version_option(package_name="executus")
+def cli() -> None:
+    """Run LLM agents and audit, explain and move their recorded runs.
+
+    Start with `executus demo`, then `executus runs`.
+    """
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+@cli.command(short_help="Record the built-in demo runs.")
+@db_option
+@click.pass_obj
+def demo(settings: Settings) -> None:
+    """Record the built-in demo runs (fake models, virtual time) in the database."""
+    output = Output()
+    # The demo's virtual length is fixed by its scripts: rehearse it in memory, then start the
+    # recorded runs that long ago, so they end now instead of minutes in the future.
+    rehearsal = VirtualClock(settings.now())
+    record_demo(MemoryStore(), rehearsal)
+    clock = VirtualClock(settings.now() - timedelta(seconds=rehearsal.elapsed))
+    with opened(settings) as event_store:
+        recorded = record_demo(event_store, clock)
+        summaries = [event_store.get_run(run.result.run_id) for run in recorded]
+        where = event_store.display_url
+    output.line(f"Recorded {len(recorded)} demo runs in {where}", "accent")
+    output.line(
+        f"(fake models on a virtual clock: {format_duration(clock.elapsed)} of virtual time passed "
+        f"in an instant; caller {DEMO_CALLER!r})",
+        "quiet",
+    )
+    output.line()
+    rows = [
+        [*row[:3], Cell(format_duration(run.result.duration)), Cell(run.scenario, "quiet")]
+        for row, run in zip(run_table_rows(summaries, settings.now()), recorded, strict=True)
+    ]
+    output.table(("RUN", "AGENT", "STATUS", "DURATION", "SCENARIO"), rows)
+    killed = next(run.result.run_id for run in recorded if run.result.status == "killed")
+    executus = _command_name() + (
+        f" --db {settings.db_url}" if settings.db_from_option and settings.db_url else ""
+    )
+    output.line()
+    output.line("Next, try:", "accent")
+    suggestions = (
+        (f"{executus} runs", "list the runs"),
+        (f"{executus} show {short_id(killed)}", "the killed run's timeline"),
+        (f"{executus} why {short_id(killed)}", "why it was killed, citing its events"),
+        (f"{executus} export {short_id(killed)} -o killed.jsonl", "save it as a cassette"),
+    )
+    width = max(len(command) for command, _ in suggestions) + 3
+    for command, purpose in suggestions:
+        output.cells([Cell(f"  {command:<{width}}"), Cell(f"# {purpose}", "quiet")], separator="")
+
+
+def _command_name() -> str:
+    """How to type ``executus`` again: as invoked (``.venv/bin/executus``) unless it is on PATH."""
+    invoked = sys.argv[0]
+    if Path(invoked).name != "executus":
+        return "executus"
+    found = shutil.which("executus")
+    if found is not None and Path(found).resolve() == Path(invoked).resolve():
+        return "executus"
+    return invoked
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """``--since``: an ISO date or time (UTC unless it says otherwise), or an age like ``2h``.
+
+    Raises:
+        click.BadParameter: neither form.
+    """
+    relative = _RELATIVE_TIME.match(value.strip())
+    if relative:
+        return now - timedelta(seconds=float(relative.group(1)) * _UNITS[relative.group(2)])
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither an ISO date or time (2026-05-01, 2026-05-01T09:30) "
+            "nor an age (90s, 15m, 2h, 3d, 1w)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def summary_json(summary: RunSummary) -> dict[str, Any]:
+    """A run's summary row as JSON-ready data."""
+    finished = summary.finished_at
+    return {
+        "run_id": summary.run_id,
+        "agent": summary.agent,
+        "model": summary.model,
+        "caller_id": summary.caller_id,
+        "parent_run_id": summary.parent_run_id,
+        "status": summary.status,
+        "started_at": summary.started_at.isoformat(),
+        "finished_at": finished.isoformat() if finished else None,
+        "duration": (finished - summary.started_at).total_seconds() if finished else None,
+        "steps": summary.steps,
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
+        "end_cause": summary.end_cause,
+        "last_seq": summary.last_seq,
+        "head_hash": summary.head_hash,
+    }
+
+
+@cli.command(short_help="List recorded runs, newest first.")
+@db_option
+@click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status.")
+@click.option("--agent", metavar="NAME", help="Only runs of this agent.")
+@click.option("--caller", metavar="ID", help="Only runs for this caller.")
+@click.option(
+    "--since", metavar="WHEN", help="Only runs started since WHEN: 2026-05-01, 2026-05-01T09:30, 2h, 3d."
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many runs."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array for scripts.")
+@click.pass_obj
+def runs(
+    settings: Settings,
+    status: str | None,
+    agent: str | None,
+    caller: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List recorded runs, newest first."""
+    now = settings.now()
+    query = RunQuery(
+        status=status,  # type: ignore[arg-type]
+        agent=agent,
+        caller_id=caller,
+        since=parse_since(since, now) if since else None,
+        limit=limit,
+    )
+    with opened(settings) as event_store:
+        summaries = event_store.list_runs(query)
+        where = event_store.display_url
+    output = Output()
+    if as_json:
+        output.json([summary_json(summary) for summary in summaries])
+    elif not summaries:
+        output.line(f"No runs match in {where}. Record some with: executus demo")
+    else:
+        output.table(RUN_COLUMNS, run_table_rows(summaries, now))
+
+
+# -- show --------------------------------------------------------------------------------------
+
+
+def _print_header(output: Output, summary: RunSummary) -> None:
+    output.cells([Cell(f"run {summary.run_id}", "accent"), Cell(summary.agent), status_cell(summary.status)])
+    caller = f"caller {summary.caller_id} · " if summary.caller_id else ""
+    parent = f" · child of {summary.parent_run_id}" if summary.parent_run_id else ""
+    output.line(
+        f"{caller}model {summary.model} · started {format_timestamp(summary.started_at)} UTC{parent}", "quiet"
+    )
+    output.line()
+
+
+@cli.command(short_help="Show a run's timeline.")
+@db_option
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print the events, one JSON object a line.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run finishes.")
+@click.option(
+    "--gap",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_GAP_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="Call out idle gaps at least this long.",
+)
+@click.option("--interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True, hidden=True)
+@click.pass_context
+def show(ctx: click.Context, run: str, as_json: bool, follow: bool, gap: float, interval: float) -> None:
+    """Show a run's timeline: time since start, event kind, and what happened.
+
+    RUN is a run id, or a prefix of one that no other run shares.
+    """
+    settings = ctx.ensure_object(Settings)
+    output = Output()
+    with opened(settings) as event_store:
+        run_id = resolve_run_id(event_store, run)
+        if not as_json:
+            _print_header(output, event_store.get_run(run_id))
+        try:
+            finished = _print_events(
+                event_store, run_id, output, as_json, gap, follow, settings.sleep, interval
+            )
+        except KeyboardInterrupt:  # Ctrl-C is how a user stops following
+            ctx.exit(130)
+    if not finished and not as_json:
+        output.line()
+        output.line("No run_finished yet: the run is still going or was interrupted (use --follow).", "warn")
+
+
+def _print_events(
+    event_store: BrowsableStore,
+    run_id: str,
+    output: Output,
+    as_json: bool,
+    gap: float,
+    follow: bool,
+    sleep: Callable[[float], None],
+    interval: float,
+) -> bool:
+    """Print a run's events; with ``follow``, poll for more until ``run_finished``. True if finished."""
+    events = event_store.read_run(run_id)
+    started_at, previous_at, last_seq = events[0].at, None, 0
+    while True:
+        if as_json:
+            for event in events:
+                output.json(encode_event(event), indent=None)
+        else:
+            for item in timeline(events, started_at, previous_at, gap):
+                output.timeline_item(item)
+        if events:
+            previous_at, last_seq = events[-1].at, events[-1].seq
+            if isinstance(events[-1], RunFinished):
+                return True
+        if not follow:
+            return False
+        sleep(interval)
+        events = event_store.read_run(run_id, after_seq=last_seq)
+
+
+# -- why ---------------------------------------------------------------------------------------
+
+
+@cli.command(short_help="Explain how and why a run ended.")
+@db_option
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print the statements as JSON.")
+@click.pass_obj
+def why(settings: Settings, run: str, as_json: bool) -> None:
+    """Explain how and why a run ended, citing the events (seq N) each statement rests on.
+
+    RUN is a run id, or a prefix of one that no other run shares.
+    """
+    with opened(settings) as event_store:
+        explanation = explain(event_store.read_run(resolve_run_id(event_store, run)))
+    output = Output()
+    if as_json:
+        output.json(
+            {
+                "run_id": explanation.run_id,
+                "agent": explanation.agent,
+                "status": explanation.status,
+                "headline": explanation.headline,
+                "statements": [
+                    {"section": s.section, "text": s.text, "seqs": list(s.seqs)}
+                    for s in explanation.statements
+                ],
+            }
+        )
+    else:
+        output.explanation(explanation)
+
+
+cli.add_command(export_command)
+cli.add_command(import_command)
+cli.add_command(db_group)
+
+from replay._cli import replay_command  # noqa: E402 - replay/ builds on the core this module composes
+
+cli.add_command(replay_command)
+
+
+def main() -> None:
+    """The ``executus`` console script."""
+    cli(prog_name="executus")
