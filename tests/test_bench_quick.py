@@ -1,0 +1,35 @@
+"""Smoke test of the bench: its smallest case runs in-process on SQLite and produces figures.
+
+Timing belongs in ``bench/``, never in an assertion: this only checks that the figures exist
+and are positive numbers (a peer that is not installed is reported, not measured).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from bench._config import Config
+from bench._runner import run_bench
+
+
+def test_quick_append_case_produces_positive_figures(tmp_path: Path) -> None:
+    config = dataclasses.replace(Config.quick_mode(tmp_path), repetitions=1, append_events=40)
+
+    report, failed = run_bench(config, ["append"], postgres=False)
+
+    assert failed == []
+    measured = [row for row in report.rows if row.value is not None]
+    names = {row.name for row in measured}
+    assert "raw sqlite3: events rows only (the limit)" in names
+    assert "executus SqlStore.append (executor's batches)" in names
+    for row in measured:
+        assert row.value is not None
+        assert math.isfinite(row.value), row
+        assert row.value > 0, row
+        assert row.ratio is None or row.ratio > 0, row
+    skipped = [row for row in report.rows if row.value is None]
+    assert all(row.note for row in skipped), "a row without a figure must say why"
+    assert "events/s" in report.render()
+    assert report.to_json()["rows"]
