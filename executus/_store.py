@@ -197,17 +197,23 @@ class MemoryStore:
         if len(log) != expected_seq:
             raise ConcurrencyError(run_id, expected_seq, len(log))
         check_batch(run_id, events, expected_seq)
-        hashes = list(self._hashes.get(run_id, []))
+        # Everything that can fail happens before the log changes; then it is extended in place
+        # (copying it would make every append, and so a long run, cost O(run length)).
+        previous = self._hashes[run_id][-1] if log else GENESIS_HASH
+        new_hashes: list[str] = []
         summary = self._summaries.get(run_id)
         for event in events:
-            hashes.append(chain_hash(hashes[-1] if hashes else GENESIS_HASH, event_json(event)))
-            summary = summarize(summary, event, hashes[-1])
+            previous = chain_hash(previous, event_json(event))
+            new_hashes.append(previous)
+            summary = summarize(summary, event, previous)
         if not events or summary is None:
             return
         if run_id not in self._events:
             self._order.append(run_id)
-        self._events[run_id] = [*log, *events]
-        self._hashes[run_id] = hashes
+            self._events[run_id] = []
+            self._hashes[run_id] = []
+        self._events[run_id].extend(events)
+        self._hashes[run_id].extend(new_hashes)
         self._summaries[run_id] = summary
 
     def put_blob(self, data: bytes, media_type: str) -> str:
@@ -218,7 +224,7 @@ class MemoryStore:
     def read_run(self, run_id: str, after_seq: int = 0) -> list[Event]:
         if run_id not in self._events:
             raise RunNotFoundError(run_id, [known for known in self._order if known.startswith(run_id)][:5])
-        return self._events[run_id][after_seq:]
+        return list(self._events[run_id][after_seq:])
 
     def get_run(self, run_id: str) -> RunSummary:
         try:
