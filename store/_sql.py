@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -47,6 +47,19 @@ APPEND_LOCK_KEY: Final = 0x6578_6563_7574_7573 >> 1
 
 _DEFAULT_QUERY: Final = RunQuery()
 _SUMMARY_FIELDS: Final = tuple(field.name for field in dataclasses.fields(RunSummary))
+
+# The append path's statements, built once: building them per call (and SQLAlchemy hashing
+# fresh literal values into their cache keys) cost more than the database's own work.
+_SELECT_RUN: Final = select(runs).where(runs.c.run_id == bindparam("run_id"))
+_INSERT_EVENTS: Final = insert(events)
+_INSERT_RUN: Final = insert(runs)
+_UPDATE_RUN: Final = (
+    update(runs)
+    # Guarded by last_seq too, so even a writer that bypassed the lock cannot be overwritten.
+    .where(and_(runs.c.run_id == bindparam("key_run_id"), runs.c.last_seq == bindparam("expected_seq")))
+    .values({name: bindparam(name) for name in _SUMMARY_FIELDS if name != "run_id"})
+)
+_APPEND_LOCK: Final = select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY))
 
 
 class _RaceLost(Exception):
@@ -125,7 +138,7 @@ class SqlStore:
             connection.execution_options(**{WRITE_OPTION: True})
             with connection.begin():
                 if serialise and self._postgres:
-                    connection.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
+                    connection.execute(_APPEND_LOCK)
                 yield connection
 
     # -- writing -------------------------------------------------------------------------------
@@ -150,7 +163,7 @@ class SqlStore:
             raise ConcurrencyError(run_id, expected_seq, self._last_seq(run_id)) from None
 
     def _append(self, connection: Connection, run_id: str, batch: Sequence[Event], expected_seq: int) -> None:
-        row = connection.execute(select(runs).where(runs.c.run_id == run_id)).one_or_none()
+        row = connection.execute(_SELECT_RUN, {"run_id": run_id}).one_or_none()
         summary = _summary(row) if row is not None else None
         actual = summary.last_seq if summary is not None else 0
         if actual != expected_seq:
@@ -178,16 +191,13 @@ class SqlStore:
             )
             prev_hash = digest
         assert summary is not None  # a non-empty batch always projects to a row
-        connection.execute(insert(events), rows)
-        values = dataclasses.asdict(summary)
+        connection.execute(_INSERT_EVENTS, rows)
+        values = {name: getattr(summary, name) for name in _SUMMARY_FIELDS}
         if row is None:
-            connection.execute(insert(runs).values(values))
+            connection.execute(_INSERT_RUN, values)
             return
-        # Guarded by last_seq too, so even a writer that bypassed the lock cannot be overwritten.
         updated = connection.execute(
-            update(runs)
-            .where(and_(runs.c.run_id == run_id, runs.c.last_seq == expected_seq))
-            .values({key: value for key, value in values.items() if key != "run_id"})
+            _UPDATE_RUN, {**values, "key_run_id": run_id, "expected_seq": expected_seq}
         )
         if updated.rowcount != 1:
             raise _RaceLost
