@@ -71,6 +71,7 @@ from executus._events import (
     ToolStarted,
     canonical_json,
     decode_event,
+    decode_event_json,
     encode_event,
 )
 from executus._executor import EXECUTOR_VERSION, Executor
@@ -202,6 +203,7 @@ __all__ = [
     "chain_hash",
     "check_batch",
     "decode_event",
+    "decode_event_json",
     "encode_event",
     "event_json",
     "extend",

@@ -1,5 +1,8 @@
 """A run's state is the fold of its events.
 
+Messages derived from events are built with ``model_construct``: the events were validated
+when they were made or decoded, and validating their parts again would double a rebuild's cost.
+
 :func:`apply` is the only way a :class:`RunState` changes, for a live run and for a run rebuilt
 from the store alike, so the two cannot disagree. It does no IO and reads no clock: everything
 it knows comes from the event. For speed it updates the state in place and returns it (a
@@ -87,8 +90,6 @@ class RunState:
     max_steps: int
     """Model calls allowed; the critic may raise it."""
     transcript: list[Message]
-    transcript_hash: str
-    """Chained sha256 over the transcript's messages, kept so a step's fingerprint costs O(1)."""
     tools_hash: str
     last_seq: int
     last_activity_at: datetime
@@ -116,6 +117,10 @@ class RunState:
     resumes: int = 0
     finished_at: datetime | None = None
     duration: float | None = None
+    # The transcript's chained sha256 is extended lazily, when a fingerprint is asked for: a
+    # live run asks every step (O(1) each), a rebuild that never asks does not pay for it.
+    _chain_hash: str = field(default="", compare=False, repr=False)
+    _chained: int = field(default=0, compare=False, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -123,14 +128,17 @@ class RunState:
         return self.status != "running"
 
     @property
+    def transcript_hash(self) -> str:
+        """Chained sha256 over the transcript's messages."""
+        for message in self.transcript[self._chained :]:
+            self._chain_hash = _chain(self._chain_hash, message)
+        self._chained = len(self.transcript)
+        return self._chain_hash
+
+    @property
     def fingerprint(self) -> str:
         """The fingerprint of the model request the current transcript makes."""
         return request_fingerprint(self.agent.model, self.tools_hash, self.transcript_hash)
-
-    def append_message(self, message: Message) -> None:
-        """Add a message to the transcript and extend the transcript hash chain."""
-        self.transcript.append(message)
-        self.transcript_hash = _chain(self.transcript_hash, message)
 
 
 def request_fingerprint(model: str, tools_hash: str, transcript_hash: str) -> str:
@@ -157,13 +165,12 @@ def _start(event: RunStarted) -> RunState:
         deadline=deadline,
         max_steps=agent.max_iterations,
         transcript=[],
-        transcript_hash="",
         tools_hash=sha256_hex(canonical_json([tool.model_dump(mode="json") for tool in agent.tools])),
         last_seq=event.seq,
         last_activity_at=event.at,
     )
-    state.append_message(SystemMessage(content=agent.system_prompt))
-    state.append_message(UserMessage(parts=(TextPart(text=event.input),)))
+    state.transcript.append(SystemMessage(content=agent.system_prompt))
+    state.transcript.append(UserMessage(parts=(TextPart(text=event.input),)))
     return state
 
 
@@ -179,7 +186,7 @@ def _model_requested(state: RunState, event: ModelRequested) -> None:
 def _model_responded(state: RunState, event: ModelResponded) -> None:
     state.pending_model = None
     state.usage = state.usage + event.usage
-    state.append_message(AssistantMessage(text=event.text, tool_calls=event.tool_calls))
+    state.transcript.append(AssistantMessage.model_construct(text=event.text, tool_calls=event.tool_calls))
 
 
 def _model_failed(state: RunState, event: ModelFailed) -> None:
@@ -195,8 +202,8 @@ def _tool_started(state: RunState, event: ToolStarted) -> None:
 
 def _tool_finished(state: RunState, event: ToolFinished) -> None:
     state.pending_tools.pop(event.call_id, None)
-    state.append_message(
-        ToolMessage(
+    state.transcript.append(
+        ToolMessage.model_construct(
             call_id=event.call_id, name=event.name, content=event.content, is_error=event.error is not None
         )
     )
@@ -204,8 +211,10 @@ def _tool_finished(state: RunState, event: ToolFinished) -> None:
 
 def _steer_injected(state: RunState, event: SteerInjected) -> None:
     for message in event.messages:
-        state.append_message(
-            UserMessage(parts=(TextPart(text=message.text), *message.images), source=event.source)
+        state.transcript.append(
+            UserMessage.model_construct(
+                parts=(TextPart.model_construct(text=message.text), *message.images), source=event.source
+            )
         )
     if event.source == "critic":
         del state.pending_nudges[: len(event.messages)]

@@ -109,6 +109,7 @@ def test_the_public_api_is_pinned() -> None:
         "chain_hash",
         "check_batch",
         "decode_event",
+        "decode_event_json",
         "encode_event",
         "event_json",
         "extend",
