@@ -45,6 +45,7 @@ APPEND_LOCK_KEY: Final = 0x6578_6563_7574_7573 >> 1
 """The PostgreSQL advisory lock every append holds ("executus" in ASCII, halved to fit a bigint)."""
 
 _DEFAULT_QUERY: Final = RunQuery()
+_MAX_CACHED_HEADS: Final = 4096
 _SUMMARY_FIELDS: Final = tuple(field.name for field in dataclasses.fields(RunSummary))
 
 # The append path's statements, built once: building them per call (and SQLAlchemy hashing
@@ -112,6 +113,11 @@ class SqlStore:
         self._url = url
         self.engine = create_store_engine(url)
         self._postgres = self.engine.dialect.name == "postgresql"
+        # The summary row this store last committed for each unfinished run: the next append
+        # to it skips the SELECT. A stale entry (another writer appended meanwhile) cannot
+        # write anything: its seq already exists, or the UPDATE guarded by last_seq matches
+        # no row, and either becomes a ConcurrencyError that also drops the entry.
+        self._heads: dict[str, RunSummary] = {}
 
     @property
     def display_url(self) -> str:
@@ -155,26 +161,43 @@ class SqlStore:
                 inserted the same seq first; nothing of this batch is written.
             EventOrderError: the batch is not the run's next events in order.
         """
+        head = self._heads.pop(run_id, None)
         try:
             with self._write(f"appending to run {run_id}") as connection:
                 try:
-                    self._append(connection, run_id, events, expected_seq)
+                    head = self._append(connection, run_id, events, expected_seq, head)
                 except sa_exc.IntegrityError as error:
                     # A writer that did not take our lock inserted the same seq or run first.
                     raise _RaceLost from error
         except _RaceLost:
             # Read the winner's last seq only now: a failed PostgreSQL transaction reads nothing.
             raise ConcurrencyError(run_id, expected_seq, self._last_seq(run_id)) from None
+        if head is not None and head.status == "running":
+            if len(self._heads) >= _MAX_CACHED_HEADS:
+                del self._heads[next(iter(self._heads))]  # the least recently appended run
+            self._heads[run_id] = head
 
-    def _append(self, connection: Connection, run_id: str, batch: Sequence[Event], expected_seq: int) -> None:
-        row = connection.execute(_SELECT_RUN, {"run_id": run_id}).one_or_none()
-        summary = _summary(row) if row is not None else None
+    def _append(
+        self,
+        connection: Connection,
+        run_id: str,
+        batch: Sequence[Event],
+        expected_seq: int,
+        head: RunSummary | None,
+    ) -> RunSummary | None:
+        """Write one batch; returns the run's new summary row (None if there was nothing to do)."""
+        summary = head if head is not None and head.last_seq == expected_seq else None
+        exists = summary is not None
+        if summary is None:
+            row = connection.execute(_SELECT_RUN, {"run_id": run_id}).one_or_none()
+            summary = _summary(row) if row is not None else None
+            exists = row is not None
         actual = summary.last_seq if summary is not None else 0
         if actual != expected_seq:
             raise ConcurrencyError(run_id, expected_seq, actual)
         check_batch(run_id, batch, expected_seq)
         if not batch:
-            return
+            return summary
         prev_hash = summary.head_hash if summary is not None else GENESIS_HASH
         rows: list[dict[str, Any]] = []
         for event in batch:
@@ -197,14 +220,15 @@ class SqlStore:
         assert summary is not None  # a non-empty batch always projects to a row
         connection.execute(_INSERT_EVENTS, rows)
         values = {name: getattr(summary, name) for name in _SUMMARY_FIELDS}
-        if row is None:
+        if not exists:
             connection.execute(_INSERT_RUN, values)
-            return
+            return summary
         updated = connection.execute(
             _UPDATE_RUN, {**values, "key_run_id": run_id, "expected_seq": expected_seq}
         )
         if updated.rowcount != 1:
             raise _RaceLost
+        return summary
 
     def _last_seq(self, run_id: str) -> int:
         with self._read(f"reading run {run_id}") as connection:
