@@ -46,7 +46,6 @@ from executus._events import (
     CriticDecided,
     ErrorInfo,
     Event,
-    InFlight,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -289,7 +288,7 @@ class _LiveRun:
         self.record(
             RunResumed(
                 **self._envelope(),
-                interrupted=self._in_flight(),
+                interrupted=self.state.in_flight,
                 downtime=downtime,
                 old_deadline=state.deadline,
                 new_deadline=new_deadline,
@@ -368,27 +367,10 @@ class _LiveRun:
         if self.stop_cause is not None or self.loop_task is None or self.loop_task.done():
             return
         self.stop_cause = (cause, detail)
-        self.record(RunCancelled(**self._envelope(), cause=cause, detail=detail, in_flight=self._in_flight()))
-        self.loop_task.cancel()
-
-    def _in_flight(self) -> tuple[InFlight, ...]:
-        state = self.state
-        model = (
-            [InFlight(kind="model", name=state.agent.model, started_at=state.pending_model.started_at)]
-            if state.pending_model
-            else []
+        self.record(
+            RunCancelled(**self._envelope(), cause=cause, detail=detail, in_flight=self.state.in_flight)
         )
-        tools = [
-            InFlight(
-                kind="tool",
-                name=tool.name,
-                call_id=tool.call_id,
-                arguments=tool.arguments,
-                started_at=tool.started_at,
-            )
-            for tool in state.pending_tools.values()
-        ]
-        return (*model, *tools)
+        self.loop_task.cancel()
 
     async def _finish(self, outcome: _Outcome) -> Result:
         """Post-run hook and cleanup (never failing the run), ``run_finished``, then the ports."""

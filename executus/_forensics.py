@@ -19,7 +19,6 @@ from pydantic import JsonValue
 from executus._events import (
     CriticDecided,
     Event,
-    InFlight,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -265,23 +264,8 @@ def _failure(log: _Log) -> list[Statement]:
 def _in_flight(log: _Log) -> list[Statement]:
     stop = log.stop_event()
     state = log.state
-    if log.cancelled is not None:
-        in_flight = list(log.cancelled.in_flight)
-    else:  # no cancel recorded: the run is live, or its process died; the fold knows what is pending
-        model = state.pending_model
-        in_flight = [
-            *([InFlight(kind="model", name=state.agent.model, started_at=model.started_at)] if model else []),
-            *(
-                InFlight(
-                    kind="tool",
-                    name=t.name,
-                    call_id=t.call_id,
-                    arguments=t.arguments,
-                    started_at=t.started_at,
-                )
-                for t in state.pending_tools.values()
-            ),
-        ]
+    # Without a recorded cancel the run is live or its process died: the fold knows what is pending.
+    in_flight = log.cancelled.in_flight if log.cancelled is not None else state.in_flight
     if not in_flight:
         return [
             Statement("in_flight", "Nothing was in flight: no model or tool call was running.", (stop.seq,))

@@ -27,6 +27,7 @@ from executus._events import (
     CriticDecided,
     ErrorInfo,
     Event,
+    InFlight,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -126,6 +127,24 @@ class RunState:
     def finished(self) -> bool:
         """Whether the log ends with ``run_finished``."""
         return self.status != "running"
+
+    @property
+    def in_flight(self) -> tuple[InFlight, ...]:
+        """The model call and tool calls that started and have not finished, model first."""
+        model = self.pending_model
+        return (
+            *([InFlight(kind="model", name=self.agent.model, started_at=model.started_at)] if model else []),
+            *(
+                InFlight(
+                    kind="tool",
+                    name=tool.name,
+                    call_id=tool.call_id,
+                    arguments=tool.arguments,
+                    started_at=tool.started_at,
+                )
+                for tool in self.pending_tools.values()
+            ),
+        )
 
     @property
     def transcript_hash(self) -> str:
