@@ -201,7 +201,6 @@ class _LiveRun:
         self.stop_cause: tuple[CancelCause, str] | None = None
         self.loop_task: asyncio.Task[_Outcome] | None = None
         self.finished = asyncio.Event()
-        self.last_event_at = state.last_activity_at if state is not None else executor.clock.now()
 
     @property
     def state(self) -> RunState:
@@ -216,7 +215,6 @@ class _LiveRun:
         self.store.append(self.run_id, events, expected)
         for event in events:
             self._state = apply(self._state, event)
-        self.last_event_at = events[-1].at
 
     def _envelope(self, offset: int = 1) -> dict[str, Any]:
         seq = (self._state.last_seq if self._state is not None else 0) + offset
@@ -481,8 +479,9 @@ class _LiveRun:
                     ModelRequest(messages=state.transcript, tools=specs, images=self.images, step=step)
                 )
             except Exception as error:
-                self.record(ModelFailed(**self._envelope(), step=step, error=ErrorInfo.of(error)))
-                return _Outcome("error", error=ErrorInfo.of(error))
+                failure = ErrorInfo.of(error)
+                self.record(ModelFailed(**self._envelope(), step=step, error=failure))
+                return _Outcome("error", error=failure)
             responded = ModelResponded(
                 **self._envelope(),
                 step=step,
@@ -547,7 +546,7 @@ class _LiveRun:
         noise a replay cannot reproduce. Never earlier than the log's last event, so time in a
         log only moves forward.
         """
-        at = max([event.at for event in finished] + [self.last_event_at])
+        at = max([event.at for event in finished] + [self.state.last_event_at])
         self.record(
             *(
                 event.model_copy(update={**self._envelope(offset), "at": at})

@@ -129,6 +129,13 @@ class RunState:
         return self.status != "running"
 
     @property
+    def last_event_at(self) -> datetime:
+        """Time of the log's last event (critic decisions are the only events not activity)."""
+        if self.last_decision_at is not None and self.last_decision_at > self.last_activity_at:
+            return self.last_decision_at
+        return self.last_activity_at
+
+    @property
     def in_flight(self) -> tuple[InFlight, ...]:
         """The model call and tool calls that started and have not finished, model first."""
         model = self.pending_model

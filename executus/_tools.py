@@ -100,7 +100,15 @@ class Tool:
     Build one with :func:`tool` or :meth:`Tool.from_function`.
     """
 
-    __slots__ = ("_args_model", "_context_param", "description", "function", "name", "parameters")
+    __slots__ = (
+        "_args_model",
+        "_context_param",
+        "_is_async",
+        "description",
+        "function",
+        "name",
+        "parameters",
+    )
 
     def __init__(
         self,
@@ -116,6 +124,7 @@ class Tool:
         self.description = description
         self._args_model = args_model
         self._context_param = context_param
+        self._is_async = inspect.iscoroutinefunction(function)
         schema = args_model.model_json_schema()
         schema.pop("title", None)
         self.parameters: dict[str, JsonValue] = schema
@@ -193,7 +202,7 @@ class Tool:
         kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
         if self._context_param is not None:
             kwargs[self._context_param] = context
-        return kwargs, inspect.iscoroutinefunction(self.function)
+        return kwargs, self._is_async
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
