@@ -3,8 +3,9 @@
 The workload is real executor output: one run of the bench agent is recorded (125 steps, about
 500 events), and its batches are replayed under new run ids until the case has its number of
 events, run after run. Every store receives exactly the executor's transactions: one
-``record(...)`` call in the executor is one append, and for this agent every append holds one
-event (see :func:`transaction_note`).
+``commit()`` in the executor is one append, and for this agent a step is two appends of two
+events each (the reply with its ``tool_started``, then the tool result with the next
+``model_requested``; see :func:`transaction_note`).
 """
 
 from __future__ import annotations

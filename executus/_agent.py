@@ -163,7 +163,8 @@ class Invocation:
         caller_id: who asked (charged by the budget port).
         tools: extra tools for this run only.
         session: makes per-run session tools, post-run hook and cleanup.
-        on_step: called after every model reply with its event (exceptions are logged).
+        on_step: called with every model reply's event once it is committed, before its tools
+            run (exceptions are logged).
         cancellation: a handle to cancel the run and still receive a result.
     """
 

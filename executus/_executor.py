@@ -6,10 +6,14 @@ checks). Either may end the run; the first cause to arrive decides its status an
 change nothing, so a real error is never relabelled by a cancellation that came after it.
 
 The executor's knowledge of a run is its :class:`RunState`, and that changes only by
-appending an event to the store and folding it with :func:`apply`. Any event that precedes a
-side effect (``model_requested``, ``tool_started``, ``child_run_started``) is committed before
-the side effect starts, so a process that dies mid-run leaves a log that says what was in
-flight, and :meth:`Executor.resume` can carry on from it.
+recording an event: folding it with :func:`apply` and queueing it for the store. Queued events
+are committed in one transaction before the run next waits on anything (a model, a tool, a
+timer), so any event that precedes a side effect (``model_requested``, ``tool_started``,
+``child_run_started``) is committed before the side effect starts: a process that dies mid-run
+leaves a log that says what was in flight, and :meth:`Executor.resume` can carry on from it.
+Events recorded with no wait between them share a transaction (a step is two: the reply with
+its ``tool_started`` events, and the tool results with the steer messages and the next
+``model_requested``), which halves what a step costs the database.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import dataclasses
 import functools
 import inspect
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal, TypeAlias
@@ -98,6 +102,10 @@ class Executor:
         ids: run ids; random by default.
         budget: charged with each run's duration after it ends.
         delivery: receives each finished run's artifacts.
+        on_event: called with every event of every run (child runs too) as it is recorded, in
+            seq order, on the event loop's thread. The event is already in the run's state, and
+            is committed before the run next waits on anything; an exception is logged and
+            ignored. This is where a live view, a metrics exporter or the replayer listens.
     """
 
     def __init__(
@@ -109,6 +117,7 @@ class Executor:
         ids: IdGenerator | None = None,
         budget: BudgetPort | None = None,
         delivery: DeliveryPort | None = None,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.store: EventStore = store if store is not None else MemoryStore()
         self._resolve: ModelResolver = (
@@ -118,6 +127,7 @@ class Executor:
         self.ids: IdGenerator = ids or RandomIds()
         self._budget = budget
         self._delivery = delivery
+        self._on_event = on_event
         self._active: dict[str, _LiveRun] = {}
 
     async def run(self, agent: Agent, invocation: Invocation | None, input: str) -> Result:
@@ -191,6 +201,8 @@ class _LiveRun:
         self.invocation = invocation
         self.run_id = run_id
         self._state = state
+        self._queued: list[Event] = []
+        self._committed_seq = state.last_seq if state is not None else 0
         self.mailbox: list[tuple[SteerSource, SteerMessage]] = [
             ("critic", SteerMessage(text=text)) for text in (state.pending_nudges if state else [])
         ]
@@ -209,12 +221,36 @@ class _LiveRun:
 
     # -- recording ---------------------------------------------------------------------------
 
-    def record(self, *events: Event) -> None:
-        """Append events in one transaction, then fold them: the only way state changes."""
-        expected = self._state.last_seq if self._state is not None else 0
-        self.store.append(self.run_id, events, expected)
+    def record(self, *events: Event, commit: bool = True) -> None:
+        """Fold events into the run's state and queue them for the store: the only way state
+        changes. ``commit=False`` leaves them queued for the next :meth:`commit`, which must
+        come before the run waits on anything."""
+        on_event = self.executor._on_event
         for event in events:
             self._state = apply(self._state, event)
+            self._queued.append(event)
+            if on_event is not None:
+                try:
+                    on_event(event)
+                except Exception:
+                    logger.exception("run %s: on_event callback failed", self.run_id)
+        if commit:
+            self.commit()
+
+    def commit(self) -> None:
+        """Append the queued events in one transaction, then tell ``on_step`` of any reply."""
+        if not self._queued:
+            return
+        batch, self._queued = self._queued, []
+        try:
+            self.store.append(self.run_id, batch, self._committed_seq)
+        except BaseException:
+            self._queued[:0] = batch  # still not committed: a later commit must not skip them
+            raise
+        self._committed_seq = batch[-1].seq
+        for event in batch:
+            if isinstance(event, ModelResponded):
+                self._notify_step(event)
 
     def _envelope(self, offset: int = 1) -> dict[str, Any]:
         seq = (self._state.last_seq if self._state is not None else 0) + offset
@@ -450,6 +486,11 @@ class _LiveRun:
     # -- the loop ----------------------------------------------------------------------------
 
     async def _loop(self) -> _Outcome:
+        outcome = await self._steps()
+        self.commit()
+        return outcome
+
+    async def _steps(self) -> _Outcome:
         assert self.model is not None
         specs = [self.tools[name].spec() for name in sorted(self.tools)]
         state = self.state
@@ -490,8 +531,7 @@ class _LiveRun:
                 usage=response.usage,
                 latency=(self.clock.now() - requested_at).total_seconds(),
             )
-            self.record(responded)
-            self._notify_step(responded)
+            self.record(responded, commit=False)  # with its tool_started events, or the outcome
             if not response.tool_calls:
                 return _Outcome("ok", output=response.text or "")
             await self._run_tools(response.tool_calls)
@@ -518,7 +558,8 @@ class _LiveRun:
                 *(
                     SteerInjected(**self._envelope(offset), source=source, messages=tuple(messages))
                     for offset, (source, messages) in enumerate(batches, start=1)
-                )
+                ),
+                commit=False,  # with the model_requested that follows at once
             )
 
     def _attach(self, text: str, images: tuple[Image, ...]) -> None:
@@ -551,7 +592,8 @@ class _LiveRun:
             *(
                 event.model_copy(update={**self._envelope(offset), "at": at})
                 for offset, event in enumerate(finished, start=1)
-            )
+            ),
+            commit=False,  # with the next model_requested (or tool_started, or the outcome)
         )
 
     def _tool_started(self, call: ToolCall, offset: int) -> ToolStarted:

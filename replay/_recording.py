@@ -56,7 +56,7 @@ class Recording:
     segment: int = 0
     """The segment (process) being replayed now."""
     replayed_seq: int = 0
-    """The last seq the replay has appended (kept up to date by the replay's sink)."""
+    """The last seq the replay has recorded (kept up to date by ``Inputs.recorded``)."""
     ordered: bool = True
     """Whether events at the same instant are put in their recorded order (strict replay)."""
     tool_starts: dict[str, ToolStarted] = field(default_factory=dict)
@@ -99,7 +99,7 @@ class Recording:
         return recording
 
     async def settle(self, seq: int) -> None:
-        """Let whatever else is due at this instant run first, until ``seq`` has been appended.
+        """Let whatever else is due at this instant run first, until ``seq`` has been recorded.
 
         Virtual time makes ties common (a reply and a critic check both due at 2.0 s); their
         order in the recording is the order of their seqs. This yields to the event loop a

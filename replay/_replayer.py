@@ -8,11 +8,11 @@ How a replay re-creates the recorded run, with the executor unchanged:
 * **The model and tools** are stand-ins serving the recorded replies and results (no real
   model, no side effects); a model call or tool still in flight when the recorded run stopped
   hangs until the replay stops it the same way.
-* **External inputs** are re-applied at their recorded point by a sink wrapped around the
-  replay's store, which sees every appended event: a caller cancel or a shutdown is fired at
-  its recorded instant once the event before it has been appended; the messages a session
-  tool attached are attached again while the event that preceded them is appended (before
-  the critic nudge that followed them, if one did), so the steer batches come out the same.
+* **External inputs** are re-applied at their recorded point by the executor's ``on_event``,
+  which sees every event as it is recorded: a caller cancel or a shutdown is fired at its
+  recorded instant once the event before it has been recorded; the messages a session tool
+  attached are attached again while the event that preceded them is recorded (before the
+  critic nudge that followed them, if one did), so the steer batches come out the same.
 * **The critic**, with no ``agent=``, is a stand-in re-issuing the recorded decisions at their
   recorded instants (this tests the executor's handling of them); with ``agent=`` the agent's
   own critic runs live; with ``what_if_critic=`` that critic runs live instead.
@@ -21,9 +21,9 @@ How a replay re-creates the recorded run, with the executor unchanged:
   ``Recording.continued_at``), so time spent on commits and thread hand-offs in the recording
   does not show up as a divergence; events due at the same virtual instant are put in their
   recorded order.
-* **Process deaths**: at each recorded crash point (before a ``run_resumed``) every append is
-  refused and the run's tasks are cancelled; time jumps to the recorded resume and
-  :meth:`Executor.resume` takes over, as the recorded new process did.
+* **Process deaths**: at each recorded crash point (before a ``run_resumed``) the replay's
+  store commits nothing past that point and the run's tasks are cancelled; time jumps to the
+  recorded resume and :meth:`Executor.resume` takes over, as the recorded new process did.
 * **A horizon** (recorded duration plus ``horizon`` seconds of virtual time) cancels a replay
   that would otherwise never end, e.g. a what-if critic that never kills a stuck run.
 
@@ -133,7 +133,7 @@ class Replayer:
         clock = VirtualClock(started.at)
         inputs = Inputs(recording, clock, _blob_reader(blobs), strict=what_if_critic is None)
         sink = ReplaySink(MemoryStore(), started.run_id, inputs)
-        executor = Executor(sink, clock=clock)
+        executor = Executor(sink, clock=clock, on_event=inputs.recorded)
         inputs.executor = executor
         replay_agent = self._agent(recording, agent, what_if_critic, clock, inputs)
         session = _session(recording, inputs, _blob_reader(blobs), clock)

@@ -1,10 +1,16 @@
-"""Re-applying a recorded run's external inputs, driven by the events the replay appends.
+"""Re-applying a recorded run's external inputs, driven by the events the replay records.
 
-:class:`ReplaySink` wraps the replay's store and tells :class:`Inputs` about every event the
-executor appends. :class:`Inputs` holds a plan made from the recording: at which point each
-caller cancel, shutdown and session steer message came in. A point is the seq of the event
-after which the input arrived (strict replay), or, for what-if replays whose critic may add or
-drop events, the count of events that do not come from the critic.
+:class:`Inputs` holds a plan made from the recording: at which point each caller cancel,
+shutdown and session steer message came in, and where each process died. A point is the seq of
+the event after which the input arrived (strict replay), or, for what-if replays whose critic
+may add or drop events, the count of events that do not come from the critic.
+
+Inputs are re-applied as the executor *records* each event (its ``on_event``), not as it
+commits them: the executor commits several events at once where nothing waits between them,
+and a steer message that arrived after a tool's result must be in the mailbox before the steer
+injection recorded right after it. A process death is the opposite, "the last event this
+process committed", so :class:`ReplaySink` commits a batch only up to the recorded crash point
+and refuses everything after it.
 """
 
 from __future__ import annotations
@@ -75,7 +81,10 @@ class Inputs:
         self._strict = strict
         self._attach: Attach | None = None
         self._triggers: dict[int, list[Callable[[], None]]] = {}
+        self._crash_points: list[int] = []
+        """Each process's last committed point, in order; the first is the live process's."""
         self._point = 0
+        self._point_of_seq: dict[int, int] = {}
         self._recording = recording
         recording.ordered = strict
         self._tasks: set[asyncio.Task[None]] = set()
@@ -123,44 +132,56 @@ class Inputs:
             point = points[group_start - 1]
             if isinstance(following, SteerInjected) and nudges_seen < len(nudges):
                 # The session message arrived before the critic nudge that follows it in the
-                # batch: attach it while that decision is appended, before the nudge is queued.
+                # batch: attach it while that decision is recorded, before the nudge is queued.
                 point = points[nudges[nudges_seen].seq - 1]
             self._on(point, functools.partial(self._attach_steer, event))
 
-        for crash_seq in recording.crash_points:
-            self._on(points[crash_seq - 1], self._die)
-
-    def _die(self) -> None:
-        self.crashed = True
-        self.crash.set()
+        self._crash_points = [points[crash_seq - 1] for crash_seq in recording.crash_points]
 
     def revive(self) -> None:
         """A new "process" takes the run over (the replay resumes it)."""
+        self._crash_points.pop(0)
         self._attach = None  # the dead process's mailbox is gone with it
         self.cancellation = Cancellation()  # and so is its caller
         self.crashed = False
         self.crash = asyncio.Event()
 
-    def check_alive(self) -> None:
-        """Refuse appends from a "process" that has died (see :class:`ProcessDied`)."""
+    def committable(self, events: Sequence[Event]) -> int:
+        """How many of ``events`` the "process" commits before it dies (all, if it lives on).
+
+        Raises:
+            ProcessDied: the "process" has already died.
+        """
         if self.crashed:
             raise ProcessDied
+        dies_at = self._crash_points[0] if self._crash_points else None
+        for index, event in enumerate(events, start=1):
+            if dies_at is not None and self._point_of_seq.pop(event.seq, None) == dies_at:
+                self.crashed = True
+                self.crash.set()
+                return index
+        return len(events)
 
     def _on(self, point: int, action: Callable[[], None]) -> None:
         self._triggers.setdefault(point, []).append(action)
 
     # -- playing -----------------------------------------------------------------------------
 
-    def appended(self, event: Event) -> None:
-        """Called by the sink for each event the replayed run appends."""
+    def recorded(self, event: Event) -> None:
+        """The executor's ``on_event``: called for each event as the replay records it."""
+        if event.run_id != self._recording.started.run_id:
+            return  # a child run's
+        counted = self._strict or not _from_critic(event)
+        point = event.seq if self._strict else self._point + (1 if counted else 0)
+        if self._crash_points and point > self._crash_points[0]:
+            return  # recorded by a "process" that dies before committing it: nobody saw it
         self._recording.replayed_seq = event.seq
-        if self._strict:
-            self._point = event.seq
-            self._catch_up(event)
-        elif not _from_critic(event):
-            self._point += 1
-        else:
+        if not counted:
             return
+        self._point = point
+        if self._strict:
+            self._catch_up(event)
+        self._point_of_seq[event.seq] = point
         for action in self._triggers.pop(self._point, []):
             action()
 
@@ -213,7 +234,7 @@ class Inputs:
 
 
 class ReplaySink:
-    """An event store that reports every event appended to the replayed run."""
+    """An event store that stops committing the replayed run where its process died."""
 
     def __init__(self, inner: MemoryStore, run_id: str, inputs: Inputs) -> None:
         self._inner = inner
@@ -221,12 +242,13 @@ class ReplaySink:
         self._inputs = inputs
 
     def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        if run_id == self._run_id:
-            self._inputs.check_alive()
-        self._inner.append(run_id, events, expected_seq)
-        if run_id == self._run_id:
-            for event in events:
-                self._inputs.appended(event)
+        if run_id != self._run_id:
+            self._inner.append(run_id, events, expected_seq)
+            return
+        committed = self._inputs.committable(events)
+        self._inner.append(run_id, events[:committed], expected_seq)
+        if committed < len(events):
+            raise ProcessDied  # the rest was recorded by a process that did not live to commit it
 
     def put_blob(self, data: bytes, media_type: str) -> str:
         return self._inner.put_blob(data, media_type)
