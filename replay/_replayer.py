@@ -132,7 +132,7 @@ class Replayer:
         started = recording.started
         clock = VirtualClock(started.at)
         inputs = Inputs(recording, clock, _blob_reader(blobs), strict=what_if_critic is None)
-        sink = ReplaySink(MemoryStore(), started.run_id, inputs)
+        sink = ReplaySink(MemoryStore(), events, inputs)
         executor = Executor(sink, clock=clock, on_event=inputs.recorded)
         inputs.executor = executor
         replay_agent = self._agent(recording, agent, what_if_critic, clock, inputs)

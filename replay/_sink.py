@@ -234,11 +234,17 @@ class Inputs:
 
 
 class ReplaySink:
-    """An event store that stops committing the replayed run where its process died."""
+    """An event store that stops committing the replayed run where its process died.
 
-    def __init__(self, inner: MemoryStore, run_id: str, inputs: Inputs) -> None:
+    It also keeps the replayed log at almost no cost in memory: a replayed event equal to the
+    recorded one at its seq is stored as the recorded object, so an identical replay of a long
+    run holds its log once, not twice.
+    """
+
+    def __init__(self, inner: MemoryStore, recorded: Sequence[Event], inputs: Inputs) -> None:
         self._inner = inner
-        self._run_id = run_id
+        self._recorded = recorded
+        self._run_id = recorded[0].run_id
         self._inputs = inputs
 
     def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
@@ -246,9 +252,15 @@ class ReplaySink:
             self._inner.append(run_id, events, expected_seq)
             return
         committed = self._inputs.committable(events)
-        self._inner.append(run_id, events[:committed], expected_seq)
+        self._inner.append(run_id, [self._shared(event) for event in events[:committed]], expected_seq)
         if committed < len(events):
             raise ProcessDied  # the rest was recorded by a process that did not live to commit it
+
+    def _shared(self, event: Event) -> Event:
+        index = event.seq - 1
+        if index < len(self._recorded) and self._recorded[index] == event:
+            return self._recorded[index]
+        return event
 
     def put_blob(self, data: bytes, media_type: str) -> str:
         return self._inner.put_blob(data, media_type)

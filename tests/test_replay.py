@@ -53,6 +53,14 @@ def test_replayed_events_match_the_recording_event_for_event() -> None:
     assert [e.model_dump() for e in result.replayed] == [e.model_dump() for e in result.recorded]
 
 
+def test_an_identical_replay_holds_the_log_once_by_sharing_the_recorded_events() -> None:
+    store, run_id = record("ok")
+    result = Replayer(blobs=store).replay_run(store.read_run(run_id))
+    assert all(
+        replayed is recorded for replayed, recorded in zip(result.replayed, result.recorded, strict=True)
+    )
+
+
 def _executor() -> tuple[MemoryStore, VirtualClock, Executor]:
     store = MemoryStore()
     clock = VirtualClock(START)
