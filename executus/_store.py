@@ -8,7 +8,6 @@ core usable and testable with no database.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,20 +111,39 @@ def summarize(summary: RunSummary | None, event: Event, head_hash: str) -> RunSu
             last_event_at=event.at,
             head_hash=head_hash,
         )
-    changes: dict[str, object] = {"last_seq": event.seq, "last_event_at": event.at, "head_hash": head_hash}
+    steps, input_tokens, output_tokens = summary.steps, summary.input_tokens, summary.output_tokens
+    status, finished_at, end_cause = summary.status, summary.finished_at, summary.end_cause
     if event.kind == "model_requested":
-        changes["steps"] = event.step
+        steps = event.step
     elif event.kind == "model_responded":
-        changes["input_tokens"] = summary.input_tokens + event.usage.input_tokens
-        changes["output_tokens"] = summary.output_tokens + event.usage.output_tokens
+        input_tokens += event.usage.input_tokens
+        output_tokens += event.usage.output_tokens
     elif event.kind == "run_cancelled":
-        changes["end_cause"] = f"{event.cause}: {event.detail}" if event.detail else event.cause
+        end_cause = f"{event.cause}: {event.detail}" if event.detail else event.cause
     elif event.kind == "run_finished":
-        changes["status"] = event.status
-        changes["finished_at"] = event.at
-        if summary.end_cause is None:
-            changes["end_cause"] = "final answer" if event.status == "ok" else str(event.error)
-    return dataclasses.replace(summary, **changes)  # type: ignore[arg-type]
+        status = event.status
+        finished_at = event.at
+        if end_cause is None:
+            end_cause = "final answer" if event.status == "ok" else str(event.error)
+    # Spelled out rather than dataclasses.replace, which costs more than the rest of an append
+    # to the in-memory store.
+    return RunSummary(
+        run_id=summary.run_id,
+        agent=summary.agent,
+        model=summary.model,
+        caller_id=summary.caller_id,
+        parent_run_id=summary.parent_run_id,
+        status=status,
+        started_at=summary.started_at,
+        finished_at=finished_at,
+        steps=steps,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        end_cause=end_cause,
+        last_seq=event.seq,
+        last_event_at=event.at,
+        head_hash=head_hash,
+    )
 
 
 def check_batch(run_id: str, events: Sequence[Event], expected_seq: int) -> None:
