@@ -18,7 +18,8 @@ SQLite (the zero-set-up default):
 
 PostgreSQL (``postgresql+psycopg://``): a pooled engine with ``pool_pre_ping`` (a long-lived
 worker survives a database restart) and a connect timeout, so an unreachable server is an
-error within seconds rather than a hang.
+error within seconds rather than a hang. Appends hold one connection of their own from the
+pool (:func:`raw_connect`), which ``store._hot`` replaces itself when it is found dead.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
 from executus import DatabaseUnavailableError, StoreError
 
@@ -43,6 +44,8 @@ __all__ = [
     "create_store_engine",
     "display_url",
     "one_line",
+    "raw_connect",
+    "statement_failed",
 ]
 
 SQLITE_BUSY_TIMEOUT_SECONDS: Final = 30.0
@@ -179,15 +182,41 @@ def connect(engine: Engine, url: str | URL, doing: str) -> Iterator[Connection]:
     try:
         connection = engine.connect()
     except exc.DBAPIError as error:
-        raise DatabaseUnavailableError(
-            f"cannot open database {display_url(url)}: {one_line(error)}"
-        ) from error
+        raise _cannot_open(url, error) from error
     with connection:
         try:
             yield connection
         except exc.DBAPIError as error:
-            if error.connection_invalidated:
-                raise DatabaseUnavailableError(
-                    f"lost the connection to {display_url(url)} while {doing}: {one_line(error)}"
-                ) from error
-            raise StoreError(f"{doing} in {display_url(url)} failed: {one_line(error)}") from error
+            raise statement_failed(url, doing, error, lost=error.connection_invalidated) from error
+
+
+def raw_connect(engine: Engine, url: str | URL) -> PoolProxiedConnection:
+    """A DB-API connection from ``engine``'s pool (its ``connect`` listeners have run on it).
+
+    Raises:
+        DatabaseUnavailableError: the database cannot be opened, as in :func:`connect`.
+    """
+    try:
+        return engine.raw_connection()
+    except (exc.DBAPIError, engine.dialect.loaded_dbapi.Error) as error:  # the pool does not wrap them
+        raise _cannot_open(url, error) from error
+
+
+def statement_failed(url: str | URL, doing: str, error: BaseException, *, lost: bool = False) -> StoreError:
+    """The executus error for a statement that failed with ``error`` (SQLAlchemy's or the driver's).
+
+    Args:
+        url: the database, as the user gave it (its password is masked).
+        doing: what was being done, e.g. "reading run abc".
+        error: what the statement raised.
+        lost: the connection was lost, which makes it a :class:`DatabaseUnavailableError`.
+    """
+    if lost:
+        return DatabaseUnavailableError(
+            f"lost the connection to {display_url(url)} while {doing}: {one_line(error)}"
+        )
+    return StoreError(f"{doing} in {display_url(url)} failed: {one_line(error)}")
+
+
+def _cannot_open(url: str | URL, error: BaseException) -> DatabaseUnavailableError:
+    return DatabaseUnavailableError(f"cannot open database {display_url(url)}: {one_line(error)}")

@@ -3,20 +3,21 @@
 An append is one transaction: the events, their hash chain and the run's summary row go in
 together or not at all. Appends are plain synchronous calls: the executor makes them on its
 event loop's thread, and each is one small write, which keeps other runs on the loop waiting
-no longer than that write.
+no longer than that write. To keep it small, appends bypass SQLAlchemy's execution machinery
+and run SQL compiled once from the schema on one held DB-API connection (``store._hot``);
+reads and blobs go through SQLAlchemy.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Connection, Row, and_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from executus import (
@@ -37,38 +38,19 @@ from executus import (
     summarize,
 )
 from store._engine import WRITE_OPTION, connect, create_store_engine, display_url
+from store._hot import APPEND_LOCK_KEY, SUMMARY_FIELDS, AppendTransaction, RaceLost, Writer
 from store._schema import blobs, events, runs
 
 __all__ = ["APPEND_LOCK_KEY", "SqlStore", "StoredEvent"]
 
-APPEND_LOCK_KEY: Final = 0x6578_6563_7574_7573 >> 1
-"""The PostgreSQL advisory lock every append holds ("executus" in ASCII, halved to fit a bigint)."""
-
 _DEFAULT_QUERY: Final = RunQuery()
 _MAX_CACHED_HEADS: Final = 4096
-_SUMMARY_FIELDS: Final = tuple(field.name for field in dataclasses.fields(RunSummary))
 
-# The append path's statements, built once: building them per call (and SQLAlchemy hashing
-# fresh literal values into their cache keys) cost more than the database's own work.
-_SELECT_RUN: Final = select(runs).where(runs.c.run_id == bindparam("run_id"))
-_INSERT_EVENTS: Final = insert(events)
-_INSERT_RUN: Final = insert(runs)
-_UPDATE_RUN: Final = (
-    update(runs)
-    # Guarded by last_seq too, so even a writer that bypassed the lock cannot be overwritten.
-    .where(and_(runs.c.run_id == bindparam("key_run_id"), runs.c.last_seq == bindparam("expected_seq")))
-    .values({name: bindparam(name) for name in _SUMMARY_FIELDS if name != "run_id"})
-)
 _SELECT_RUN_EVENTS: Final = (
     select(events.c.seq, events.c.kind, events.c.schema_version, events.c.payload)
     .where(and_(events.c.run_id == bindparam("run_id"), events.c.seq > bindparam("after_seq")))
     .order_by(events.c.seq)
 )
-_APPEND_LOCK: Final = select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY))
-
-
-class _RaceLost(Exception):
-    """Another writer committed to the run inside our append; becomes a ConcurrencyError."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +95,9 @@ class SqlStore:
         self._url = url
         self.engine = create_store_engine(url)
         self._postgres = self.engine.dialect.name == "postgresql"
+        # Appends from several threads take turns on the one writer connection (see store._hot).
+        self._append_lock = threading.Lock()
+        self._writer = Writer(self.engine, url)
         # The summary row this store last committed for each unfinished run: the next append
         # to it skips the SELECT. A stale entry (another writer appended meanwhile) cannot
         # write anything: its seq already exists, or the UPDATE guarded by last_seq matches
@@ -128,7 +113,9 @@ class SqlStore:
         return f"SqlStore({self.display_url!r})"
 
     def close(self) -> None:
-        """Close every pooled connection; the store must not be used afterwards."""
+        """Close the writer connection and every pooled one; the store must not be used afterwards."""
+        with self._append_lock:
+            self._writer.close()
         self.engine.dispose()
 
     def __enter__(self) -> SqlStore:
@@ -142,44 +129,39 @@ class SqlStore:
         with connect(self.engine, self._url, doing) as connection, connection.begin():
             yield connection
 
-    @contextmanager
-    def _write(self, doing: str, *, serialise: bool = True) -> Iterator[Connection]:
-        with connect(self.engine, self._url, doing) as connection:
-            connection.execution_options(**{WRITE_OPTION: True})
-            with connection.begin():
-                if serialise and self._postgres:
-                    connection.execute(_APPEND_LOCK)
-                yield connection
-
     # -- writing -------------------------------------------------------------------------------
 
     def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
         """Append ``events`` after ``expected_seq`` in one transaction (see EventSink.append).
 
+        Safe to call from several threads; appends to one store take turns.
+
         Raises:
             ConcurrencyError: the run's log does not end at ``expected_seq``, or a racing writer
                 inserted the same seq first; nothing of this batch is written.
             EventOrderError: the batch is not the run's next events in order.
+            DatabaseUnavailableError: the database cannot be reached (a connection found dead
+                before anything was committed is replaced and the append retried once).
+            StoreError: the database refused a statement.
         """
-        head = self._heads.pop(run_id, None)
         try:
-            with self._write(f"appending to run {run_id}") as connection:
-                try:
-                    head = self._append(connection, run_id, events, expected_seq, head)
-                except sa_exc.IntegrityError as error:
-                    # A writer that did not take our lock inserted the same seq or run first.
-                    raise _RaceLost from error
-        except _RaceLost:
+            with self._append_lock:
+                head = self._heads.pop(run_id, None)
+                head = self._writer.run(
+                    f"appending to run {run_id}",
+                    lambda transaction: self._append(transaction, run_id, events, expected_seq, head),
+                )
+                if head is not None and head.status == "running":
+                    if len(self._heads) >= _MAX_CACHED_HEADS:
+                        del self._heads[next(iter(self._heads))]  # the least recently appended run
+                    self._heads[run_id] = head
+        except RaceLost:
             # Read the winner's last seq only now: a failed PostgreSQL transaction reads nothing.
             raise ConcurrencyError(run_id, expected_seq, self._last_seq(run_id)) from None
-        if head is not None and head.status == "running":
-            if len(self._heads) >= _MAX_CACHED_HEADS:
-                del self._heads[next(iter(self._heads))]  # the least recently appended run
-            self._heads[run_id] = head
 
+    @staticmethod
     def _append(
-        self,
-        connection: Connection,
+        transaction: AppendTransaction,
         run_id: str,
         batch: Sequence[Event],
         expected_seq: int,
@@ -187,11 +169,9 @@ class SqlStore:
     ) -> RunSummary | None:
         """Write one batch; returns the run's new summary row (None if there was nothing to do)."""
         summary = head if head is not None and head.last_seq == expected_seq else None
-        exists = summary is not None
+        stored = summary
         if summary is None:
-            row = connection.execute(_SELECT_RUN, {"run_id": run_id}).one_or_none()
-            summary = _summary(row) if row is not None else None
-            exists = row is not None
+            summary = stored = transaction.read_run(run_id)
         actual = summary.last_seq if summary is not None else 0
         if actual != expected_seq:
             raise ConcurrencyError(run_id, expected_seq, actual)
@@ -218,16 +198,11 @@ class SqlStore:
             )
             prev_hash = digest
         assert summary is not None  # a non-empty batch always projects to a row
-        connection.execute(_INSERT_EVENTS, rows)
-        values = {name: getattr(summary, name) for name in _SUMMARY_FIELDS}
-        if not exists:
-            connection.execute(_INSERT_RUN, values)
-            return summary
-        updated = connection.execute(
-            _UPDATE_RUN, {**values, "key_run_id": run_id, "expected_seq": expected_seq}
-        )
-        if updated.rowcount != 1:
-            raise _RaceLost
+        transaction.insert_events(rows)
+        if stored is None:
+            transaction.insert_run(summary)
+        else:
+            transaction.update_run(stored, summary)
         return summary
 
     def _last_seq(self, run_id: str) -> int:
@@ -244,8 +219,12 @@ class SqlStore:
             .values(sha256=digest, media_type=media_type, data=data)
             .on_conflict_do_nothing(index_elements=[blobs.c.sha256])
         )
-        with self._write(f"storing blob {digest}", serialise=False) as connection:
-            connection.execute(statement)
+        # Through SQLAlchemy: blobs are rare next to events, and take no append lock (a blob has
+        # no position that readers tail by).
+        with connect(self.engine, self._url, f"storing blob {digest}") as connection:
+            connection.execution_options(**{WRITE_OPTION: True})
+            with connection.begin():
+                connection.execute(statement)
         return digest
 
     # -- reading -------------------------------------------------------------------------------
@@ -356,7 +335,7 @@ class SqlStore:
 
 def _summary(row: Row[Any]) -> RunSummary:
     mapping = row._mapping
-    return RunSummary(**{name: mapping[name] for name in _SUMMARY_FIELDS})
+    return RunSummary(**{name: mapping[name] for name in SUMMARY_FIELDS})
 
 
 def _stored(row: Row[Any]) -> StoredEvent:

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
+import time
 from datetime import timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.engine import make_url
 from store_events import T0, expected_hashes, fold, record, run_events, started
 
 from executus import (
     ConcurrencyError,
+    DatabaseUnavailableError,
     Event,
     ModelResponded,
     RunNotFoundError,
     SchemaVersionError,
+    StoreError,
     UnknownEventError,
     event_json,
 )
 from store import SqlStore, StoredEvent, open_store
 from store._schema import events as events_table
 from store._schema import runs as runs_table
+from store._sql import APPEND_LOCK_KEY
 
 
 def _raw_insert(store: SqlStore, run_id: str, seq: int, payload: dict[str, object] | str) -> None:
@@ -280,3 +288,178 @@ def test_the_first_media_type_of_a_blob_wins(sql_store: SqlStore) -> None:
     assert sql_store.get_blob(digest).media_type == "image/png"
     with sql_store.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(events_table)).scalar_one() == 0
+
+
+def test_times_are_stored_exactly_as_sqlalchemy_stores_them(sql_store: SqlStore) -> None:
+    """Appends bind parameters on the bare driver; rows must not differ from SQLAlchemy's own."""
+    plus_two = timezone(timedelta(hours=2))
+    events = [
+        event.model_copy(
+            update={"at": (event.at + timedelta(microseconds=1001 * (event.seq - 1))).astimezone(plus_two)}
+        )
+        for event in run_events("run-1")
+    ]
+    record(sql_store, events)
+    summary = sql_store.get_run("run-1")
+    with sql_store.engine.begin() as connection:
+        for event in events:
+            connection.execute(
+                insert(events_table).values(
+                    run_id="copy",
+                    seq=event.seq,
+                    kind=event.kind,
+                    schema_version=event.schema_version,
+                    at=event.at,
+                    payload="{}",
+                    prev_hash="0" * 64,
+                    hash="1" * 64,
+                )
+            )
+        connection.execute(insert(runs_table).values({**dataclasses.asdict(summary), "run_id": "copy"}))
+        # Raw values, as the database holds them: text on SQLite, timestamptz on PostgreSQL.
+        stored_times = connection.execute(
+            text("SELECT run_id, seq, at FROM events ORDER BY seq, run_id")
+        ).all()
+        stored_runs = connection.execute(
+            text("SELECT started_at, finished_at, last_event_at FROM runs ORDER BY run_id DESC")
+        ).all()
+    assert [row.at for row in stored_times if row.run_id == "run-1"] == [
+        row.at for row in stored_times if row.run_id == "copy"
+    ]
+    assert stored_runs[0] == stored_runs[1]
+    if sql_store.engine.dialect.name == "sqlite":
+        assert stored_times[0].at == "2026-01-01 00:00:00.000000"  # naive UTC, fixed width
+
+
+def test_appends_from_many_threads_to_one_store_all_land_in_order(sql_store: SqlStore) -> None:
+    """Appends share one writer connection: threads take turns, and none sees a false race."""
+    runs = {f"run-{number}": run_events(f"run-{number}", steps=4) for number in range(6)}
+    barrier = threading.Barrier(len(runs), timeout=30)
+    errors: list[BaseException] = []
+
+    def write(events: list[Event]) -> None:
+        barrier.wait()
+        try:
+            record(sql_store, events)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(events,), daemon=True) for events in runs.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    for run_id, events in runs.items():
+        assert sql_store.read_run(run_id) == events
+        assert sql_store.get_run(run_id) == fold(events)
+    positions = [stored.position for stored in sql_store.read_after(0, limit=10_000)]
+    assert positions == sorted(set(positions))
+
+
+def test_an_unreachable_database_fails_the_append_in_one_line_without_the_password() -> None:
+    for url in (
+        "postgresql+psycopg://alice:s3cret@127.0.0.1:1/runs",
+        "sqlite:////nonexistent-dir/executus.db",
+    ):
+        with (
+            SqlStore(url) as unreachable,
+            pytest.raises(DatabaseUnavailableError, match="cannot open database") as raised,
+        ):
+            unreachable.append("run-1", [started("run-1")], 0)
+        assert "s3cret" not in str(raised.value)
+        assert "\n" not in str(raised.value)
+
+
+def _read_only_url(sql_url: str) -> str:
+    url = make_url(sql_url)
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite:///file:{url.database}?mode=ro&uri=true"
+    return url.update_query_dict({"options": "-c default_transaction_read_only=on"}).render_as_string(
+        hide_password=False
+    )
+
+
+def test_a_statement_the_database_refuses_is_a_store_error_and_writes_nothing(sql_url: str) -> None:
+    with SqlStore(_read_only_url(sql_url)) as read_only:
+        with pytest.raises(StoreError, match=r"appending to run run-1 in .* failed: .*read-?only") as raised:
+            read_only.append("run-1", [started("run-1")], 0)
+        assert "\n" not in str(raised.value)
+        assert not isinstance(raised.value, DatabaseUnavailableError)
+    with SqlStore(sql_url) as writable:
+        assert writable.list_runs() == []
+        record(writable, run_events("run-1"))  # the database itself is fine
+        assert writable.read_run("run-1") == run_events("run-1")
+
+
+def test_an_in_memory_store_shares_its_one_connection_between_appends_and_reads() -> None:
+    with open_store("sqlite://") as opened:
+        events = run_events("run-1")
+        record(opened, events[:3])
+        with pytest.raises(ConcurrencyError):
+            opened.append("run-1", events[3:4], 2)  # rolled back on the connection reads use too
+        record(opened, events[3:])
+        assert opened.read_run("run-1") == events
+        assert [stored.event for stored in opened.read_after(0)] == events
+
+
+def _admin(url: str) -> psycopg.Connection[tuple[Any, ...]]:
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def _terminate(admin: psycopg.Connection[tuple[Any, ...]], condition: str) -> None:
+    """Terminate the executus backends matching ``condition`` (there must be one) and wait until
+    they are gone, as a database restart or an administrator would drop them."""
+    deadline = time.monotonic() + 30
+    query = f"SELECT pid FROM pg_stat_activity WHERE application_name = 'executus' AND {condition}"
+    while not (pids := [pid for (pid,) in admin.execute(query)]):
+        assert time.monotonic() < deadline, f"no executus backend with {condition}"
+        time.sleep(0.01)
+    admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+    remaining = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)"
+    while admin.execute(remaining, (pids,)).fetchone() != (0,):
+        assert time.monotonic() < deadline, "terminated backends did not go away"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
+def test_an_append_after_the_server_dropped_the_connection_reconnects(sql_url: str) -> None:
+    events = run_events("run-1")
+    with SqlStore(sql_url) as sql_store, _admin(sql_url) as admin:
+        sql_store.append("run-1", events[:2], 0)
+        _terminate(admin, "datname = current_database()")  # every connection of the store
+        sql_store.append("run-1", events[2:], 2)
+        assert sql_store.read_run("run-1") == events
+        assert sql_store.get_run("run-1") == fold(events)
+
+
+@pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
+def test_a_connection_lost_mid_append_twice_is_unavailable_and_writes_nothing(sql_url: str) -> None:
+    """Lost while waiting for the append lock: retried once on a new connection, then reported."""
+    events = run_events("run-1")
+    waiting = "pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
+    with SqlStore(sql_url) as sql_store, _admin(sql_url) as admin:
+        sql_store.append("run-1", events[:2], 0)
+        admin.execute("SELECT pg_advisory_lock(%s)", (APPEND_LOCK_KEY,))  # appends now wait
+        outcome: list[BaseException] = []
+
+        def append() -> None:
+            try:
+                sql_store.append("run-1", events[2:], 2)
+            except BaseException as error:
+                outcome.append(error)
+
+        appending = threading.Thread(target=append, daemon=True)
+        appending.start()
+        _terminate(admin, waiting)
+        _terminate(admin, waiting)  # the retry's new connection
+        appending.join(timeout=30)
+        admin.execute("SELECT pg_advisory_unlock(%s)", (APPEND_LOCK_KEY,))
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], DatabaseUnavailableError)
+        assert str(outcome[0]).startswith("lost the connection to postgresql+psycopg://")
+        assert "while appending to run run-1" in str(outcome[0])
+        assert sql_store.read_run("run-1") == events[:2]
+        sql_store.append("run-1", events[2:], 2)  # on a new connection
+        assert sql_store.read_run("run-1") == events
