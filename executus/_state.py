@@ -1,7 +1,7 @@
 """A run's state is the fold of its events.
 
-Messages derived from events are built with ``model_construct``: the events were validated
-when they were made or decoded, and validating their parts again would double a rebuild's cost.
+Messages derived from events are built with :func:`trusted`: the events were validated when
+they were made or decoded, and validating their parts again would double a rebuild's cost.
 
 :func:`apply` is the only way a :class:`RunState` changes, for a live run and for a run rebuilt
 from the store alike, so the two cannot disagree. It does no IO and reads no clock: everything
@@ -51,6 +51,7 @@ from executus._messages import (
     ToolMessage,
     Usage,
     UserMessage,
+    trusted,
 )
 
 __all__ = ["PendingModelCall", "PendingTool", "RunState", "apply", "rebuild", "request_fingerprint"]
@@ -212,7 +213,7 @@ def _model_requested(state: RunState, event: ModelRequested) -> None:
 def _model_responded(state: RunState, event: ModelResponded) -> None:
     state.pending_model = None
     state.usage = state.usage + event.usage
-    state.transcript.append(AssistantMessage.model_construct(text=event.text, tool_calls=event.tool_calls))
+    state.transcript.append(trusted(AssistantMessage, text=event.text, tool_calls=event.tool_calls))
 
 
 def _model_failed(state: RunState, event: ModelFailed) -> None:
@@ -229,8 +230,12 @@ def _tool_started(state: RunState, event: ToolStarted) -> None:
 def _tool_finished(state: RunState, event: ToolFinished) -> None:
     state.pending_tools.pop(event.call_id, None)
     state.transcript.append(
-        ToolMessage.model_construct(
-            call_id=event.call_id, name=event.name, content=event.content, is_error=event.error is not None
+        trusted(
+            ToolMessage,
+            call_id=event.call_id,
+            name=event.name,
+            content=event.content,
+            is_error=event.error is not None,
         )
     )
 
@@ -238,8 +243,10 @@ def _tool_finished(state: RunState, event: ToolFinished) -> None:
 def _steer_injected(state: RunState, event: SteerInjected) -> None:
     for message in event.messages:
         state.transcript.append(
-            UserMessage.model_construct(
-                parts=(TextPart.model_construct(text=message.text), *message.images), source=event.source
+            trusted(
+                UserMessage,
+                parts=(trusted(TextPart, text=message.text), *message.images),
+                source=event.source,
             )
         )
     if event.source == "critic":

@@ -18,6 +18,7 @@ from executus import (
     encode_event,
     rebuild,
 )
+from executus._messages import AssistantMessage, ToolCall, ToolMessage, trusted
 from executus.testing import ScriptedModel
 
 
@@ -94,3 +95,21 @@ def test_state_tracks_deadline_and_idle_time_from_events_alone() -> None:
     assert state.deadline == START + timedelta(seconds=30)
     assert state.last_activity_at == START
     assert (state.status, state.output, state.steps) == ("ok", "x", 1)
+
+
+def test_messages_a_fold_builds_without_validation_equal_validated_ones() -> None:
+    calls = (ToolCall(id="c1", name="lookup", arguments={"q": "otters"}),)
+    folded = [
+        trusted(ToolMessage, call_id="c1", name="lookup", content="found"),
+        trusted(AssistantMessage, text=None, tool_calls=calls),
+    ]
+    validated = [
+        ToolMessage(call_id="c1", name="lookup", content="found"),
+        AssistantMessage(text=None, tool_calls=calls),
+    ]
+    assert folded == validated
+    assert [m.model_dump_json() for m in folded] == [m.model_dump_json() for m in validated]
+    assert repr(folded[0]) == repr(validated[0])
+    assert folded[0].model_fields_set == {"call_id", "name", "content"}
+    with pytest.raises(TypeError, match="ToolMessage needs content"):
+        trusted(ToolMessage, call_id="c1", name="lookup")
