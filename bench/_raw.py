@@ -1,10 +1,11 @@
 """The physical limit: the same rows executus stores, written with the bare DB-API drivers.
 
-Rows are derived from real executor events with executus's own functions (``event_json``,
-``chain_hash``, ``summarize``) before the timing starts; inside it, each event's payload is
-encoded with ``json.dumps`` (as the issue's anchor scripts did) and the rows go in with
-``executemany``, one transaction per executor batch, into tables created by executus's own
-schema. Two variants:
+Rows are derived from real executor events with executus's own functions
+(``event_json_and_body``, ``chain_hash``, ``summarize``) before the timing starts; inside it,
+each event's body (its payload without the envelope keys, which are columns) is encoded with
+``json.dumps`` (as the issue's anchor scripts did) and the rows go in with ``executemany``, one
+transaction per executor batch, into tables created by executus's own schema: the same
+columns executus writes, the hash as 32 raw bytes. Two variants:
 
 * **events only**: the ``events`` rows, nothing else: the limit as the issue words it.
 * **events + runs row**: also the run's summary row (``INSERT`` with the first batch, then an
@@ -26,13 +27,13 @@ from typing import Any, Literal
 
 import psycopg
 
-from executus import GENESIS_HASH, Event, RunSummary, chain_hash, encode_event, event_json, summarize
+from executus import GENESIS_HASH, Event, RunSummary, chain_hash, event_json_and_body, summarize
 
 __all__ = ["RawBatch", "psycopg_append", "raw_batches", "sqlite_append"]
 
 Dialect = Literal["sqlite", "postgresql"]
 _ALWAYS = ("last_seq", "last_event_at", "head_hash", "steps", "input_tokens", "output_tokens")
-_EVENT_COLUMNS = "run_id, seq, kind, schema_version, at, prev_hash, hash, payload"
+_EVENT_COLUMNS = "run_id, seq, kind, schema_version, at, hash, payload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ class RawBatch:
     rows: list[tuple[Any, ...]]
     """Each event's columns except the payload, in ``_EVENT_COLUMNS`` order."""
     payloads: list[dict[str, Any]]
-    """Each event's payload as plain data, encoded inside the timing."""
+    """Each event's body (no envelope keys) as plain data, encoded inside the timing."""
     run_sql: str
     """The statement that keeps the runs row current (INSERT first, UPDATE after)."""
     run_params: tuple[Any, ...]
@@ -85,8 +86,10 @@ def raw_batches(batches: Sequence[Sequence[Event]], dialect: Dialect) -> list[Ra
         summary = old
         prev_hash = old.head_hash if old else GENESIS_HASH
         rows: list[tuple[Any, ...]] = []
+        bodies: list[dict[str, Any]] = []
         for event in batch:
-            digest = chain_hash(prev_hash, event_json(event))
+            full, body = event_json_and_body(event)
+            digest = chain_hash(prev_hash, full)
             summary = summarize(summary, event, digest)
             rows.append(
                 (
@@ -95,15 +98,15 @@ def raw_batches(batches: Sequence[Sequence[Event]], dialect: Dialect) -> list[Ra
                     event.kind,
                     event.schema_version,
                     _at(event.at, dialect),
-                    prev_hash,
-                    digest,
+                    bytes.fromhex(digest),
                 )
             )
+            bodies.append(json.loads(body))
             prev_hash = digest
         assert summary is not None
         summaries[run_id] = summary
         sql, params = _run_statement(old, summary, dialect)
-        out.append(RawBatch(rows, [encode_event(event) for event in batch], sql, params))
+        out.append(RawBatch(rows, bodies, sql, params))
     return out
 
 
@@ -112,7 +115,7 @@ def sqlite_append(path: str, batches: Sequence[RawBatch], *, with_runs: bool) ->
     database = sqlite3.connect(path, isolation_level=None)
     database.execute("PRAGMA journal_mode=WAL")
     database.execute("PRAGMA synchronous=NORMAL")
-    insert = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    insert = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
     count = sum(len(batch.rows) for batch in batches)
     started = time.perf_counter()
     for batch in batches:
@@ -130,7 +133,7 @@ def sqlite_append(path: str, batches: Sequence[RawBatch], *, with_runs: bool) ->
 
 def psycopg_append(dsn: str, batches: Sequence[RawBatch], *, with_runs: bool) -> float:
     """Write the batches with psycopg 3 ``executemany`` (server defaults: durable commits); events/s."""
-    insert = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    insert = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
     count = sum(len(batch.rows) for batch in batches)
     with psycopg.connect(dsn) as connection:
         cursor = connection.cursor()

@@ -31,14 +31,14 @@ __all__ = ["fold_dicts", "run"]
 
 CASE = "3 rebuild"
 LIMIT = "raw SELECT + json.loads + fold"
-_SQL = "SELECT payload FROM events WHERE run_id = ? ORDER BY seq"
+# The kind is a column: stored payloads are the events' bodies, without the envelope.
+_SQL = "SELECT kind, payload FROM events WHERE run_id = ? ORDER BY seq"
 
 
-def fold_dicts(events: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
-    """The anchor's trivial fold over decoded rows: steps, output tokens, tool results."""
+def fold_dicts(events: Sequence[tuple[str, dict[str, Any]]]) -> tuple[int, int, int]:
+    """The anchor's trivial fold over decoded rows (kind, body): steps, output tokens, tool results."""
     steps = tokens = tools = 0
-    for event in events:
-        kind = event["kind"]
+    for kind, event in events:
         if kind == "model_requested":
             steps += 1
         elif kind == "model_responded":
@@ -75,10 +75,13 @@ def _rates(
 
         return measured
 
+    def rows(run_id: str) -> sqlite3.Cursor:
+        return raw.execute(_SQL, (run_id,))
+
     events = {run_id: store.read_run(run_id) for run_id in run_ids}
     variants = {
-        LIMIT: rate(lambda run_id: fold_dicts([json.loads(row[0]) for row in raw.execute(_SQL, (run_id,))])),
-        "raw SELECT only": rate(lambda run_id: raw.execute(_SQL, (run_id,)).fetchall()),
+        LIMIT: rate(lambda run_id: fold_dicts([(kind, json.loads(body)) for kind, body in rows(run_id)])),
+        "raw SELECT only": rate(lambda run_id: rows(run_id).fetchall()),
         "executus read_run + rebuild": rate(lambda run_id: rebuild(store.read_run(run_id))),
         "executus read_run only": rate(store.read_run),
         "executus rebuild only (events in memory)": rate(lambda run_id: rebuild(events[run_id])),

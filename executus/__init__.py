@@ -71,6 +71,7 @@ from executus._events import (
     ToolStarted,
     canonical_json,
     decode_event,
+    decode_event_body,
     decode_event_json,
     encode_event,
 )
@@ -103,6 +104,8 @@ from executus._store import (
     chain_hash,
     check_batch,
     event_json,
+    event_json_and_body,
+    event_json_from_body,
     summarize,
 )
 from executus._tools import InvalidArgumentsError, Tool, ToolContext, tool
@@ -203,9 +206,12 @@ __all__ = [
     "chain_hash",
     "check_batch",
     "decode_event",
+    "decode_event_body",
     "decode_event_json",
     "encode_event",
     "event_json",
+    "event_json_and_body",
+    "event_json_from_body",
     "extend",
     "kill",
     "nudge",

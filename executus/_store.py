@@ -9,13 +9,22 @@ core usable and testable with no database.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 from executus._errors import BlobNotFoundError, ConcurrencyError, EventOrderError, RunNotFoundError
-from executus._events import Event, RunStatus, canonical_json, encode_event, sha256_hex
+from executus._events import (
+    ENVELOPE_KEYS,
+    Event,
+    RunStatus,
+    canonical_json,
+    encode_event,
+    sha256_hex,
+    utc_json,
+)
 
 __all__ = [
     "Blob",
@@ -27,6 +36,8 @@ __all__ = [
     "chain_hash",
     "check_batch",
     "event_json",
+    "event_json_and_body",
+    "event_json_from_body",
     "summarize",
 ]
 
@@ -82,6 +93,38 @@ class RunQuery:
 def event_json(event: Event) -> str:
     """The canonical stored text of an event: what its hash covers."""
     return canonical_json(encode_event(event))
+
+
+def event_json_and_body(event: Event) -> tuple[str, str]:
+    """The event's canonical text (what its hash covers) and its body's: the same JSON without
+    the envelope keys (``run_id``, ``seq``, ``kind``, ``schema_version``, ``at``).
+
+    A store that keeps the envelope in columns stores only the body; :func:`event_json_from_body`
+    gives the full text back.
+    """
+    data = encode_event(event)
+    full = canonical_json(data)
+    for key in ENVELOPE_KEYS:
+        del data[key]
+    return full, canonical_json(data)
+
+
+def event_json_from_body(
+    body: str, run_id: str, seq: int, kind: str, schema_version: int, at: datetime
+) -> str:
+    """An event's canonical text, rebuilt from its body's and its envelope's values.
+
+    Exactly :func:`event_json` of the event the body came from: canonical JSON parses back to
+    the same values and encodes to the same text, and ``at`` has one text per instant.
+
+    Raises:
+        ValueError: the body is not a JSON object.
+    """
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("an event body must be a JSON object")
+    data.update(run_id=run_id, seq=seq, kind=kind, schema_version=schema_version, at=utc_json(at))
+    return canonical_json(data)
 
 
 def chain_hash(prev_hash: str, payload_json: str) -> str:

@@ -40,6 +40,10 @@ NAMING_CONVENTION: Final = {
 
 RUN_ID_LENGTH: Final = 200
 HASH_LENGTH: Final = 64
+"""A sha256 in hex, as runs.head_hash and blobs.sha256 keep it."""
+PAYLOAD_COMMENT: Final = (
+    "The event's canonical JSON without the envelope columns (run_id, seq, kind, schema_version, at)."
+)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -86,10 +90,13 @@ events: Final = Table(
     Column("kind", String(64), nullable=False),
     Column("schema_version", Integer, nullable=False),
     Column("at", UtcDateTime(), nullable=False),
-    # Text, not JSON/JSONB: the hash covers these exact characters, and JSONB would reorder keys.
-    Column("payload", Text, nullable=False, comment="The event's canonical JSON, verbatim."),
-    Column("prev_hash", String(HASH_LENGTH), nullable=False),
-    Column("hash", String(HASH_LENGTH), nullable=False),
+    # Only the body: the envelope is in the columns above, and executus.event_json_from_body
+    # rebuilds the event's canonical JSON (what the hash covers) from the two. Text, not
+    # JSON/JSONB: JSONB would not keep the text, and canonical text re-encodes to itself.
+    Column("payload", Text, nullable=False, comment=PAYLOAD_COMMENT),
+    # Raw sha256 (32 bytes, not 64 hex characters). The previous event's hash is not stored:
+    # it is the hash of the row with the same run_id and seq - 1 (GENESIS_HASH for seq 1).
+    Column("hash", LargeBinary, nullable=False),
     UniqueConstraint("run_id", "seq"),
 )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from pydantic import JsonValue
+
 from executus import (
     GENESIS_HASH,
     AgentSpec,
@@ -127,6 +129,50 @@ def run_events(
             events.append(cancelled(run_id, len(events) + 1, end))
         events.append(finished(run_id, len(events) + 1, end, status, steps))
     return events
+
+
+def unusual_run(run_id: str) -> list[Event]:
+    """A run whose text is not ASCII and whose numbers are floats that print awkwardly."""
+    arguments: dict[str, JsonValue] = {
+        "query": "Bücher über Otter — 東京 🦦",
+        "quote": 'he said "\\n" \u2028 and left\n',
+        "ratio": 0.1 + 0.2,
+        "tiny": 1e-7,
+        "huge": 1e22,
+        "negative_zero": -0.0,
+        "count": 2**60,
+        "nested": {"ü": [1.5, None, True, {"kind": "not the envelope", "seq": 99}]},
+    }
+    call = ToolCall(id="call-ü", name="search", arguments=arguments)
+    return [
+        started(run_id).model_copy(update={"input": "Gibt es Bücher über Otter? 🦦"}),
+        ModelResponded(
+            run_id=run_id,
+            seq=2,
+            at=T0 + timedelta(seconds=1, microseconds=250),
+            step=1,
+            text="Ja — ich suche.",
+            tool_calls=(call,),
+            latency=1 / 3,
+        ),
+        ToolStarted(
+            run_id=run_id,
+            seq=3,
+            at=T0 + timedelta(seconds=1.5),
+            call_id=call.id,
+            name="search",
+            arguments=arguments,
+        ),
+        ToolFinished(
+            run_id=run_id,
+            seq=4,
+            at=T0 + timedelta(seconds=2),
+            call_id=call.id,
+            name="search",
+            result="3 Bücher: «Otter», 『かわうそ』",
+            duration=2.5e-05,
+        ),
+    ]
 
 
 def record(store: EventStore, events: Sequence[Event]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +25,7 @@ from executus import (
     SequentialIds,
     SystemClock,
     VirtualClock,
+    event_json,
     rebuild,
     tool,
 )
@@ -127,6 +128,26 @@ def test_hash_chain_is_continuous_and_reproducible(store: EventStore) -> None:
     hashes = hashes_of(store, "run-1")
     assert hashes == reference.hashes("run-1") == expected_hashes(events)
     assert store.get_run("run-1").head_hash == hashes[-1]
+
+
+def test_an_event_at_in_another_zone_is_kept_as_the_same_instant_in_utc(store: EventStore) -> None:
+    """Validation puts ``at`` in UTC; an unvalidated copy in another zone is hashed as UTC too,
+    so every store can rebuild the exact text it hashed."""
+    plus_five = timezone(timedelta(hours=5, minutes=30))
+    first = started("run-1", at=T0.astimezone(plus_five))  # validated: converted to UTC
+    assert first.at == T0
+    assert first.at.utcoffset() == timedelta(0)
+    events: list[Event] = [first]
+    for event in run_events("run-1")[1:]:  # copied without validation: still +05:30
+        events.append(event.model_copy(update={"at": event.at.astimezone(plus_five)}))
+    record(store, events)
+    stored = store.read_run("run-1")
+    assert stored == events  # aware datetimes compare by instant
+    if not isinstance(store, MemoryStore):  # which keeps the very objects it was given
+        assert {event.at.utcoffset() for event in stored} == {timedelta(0)}
+    assert [event_json(event) for event in stored] == [event_json(event) for event in events]
+    assert '"at":"2026-01-01T00:00:00Z"' in event_json(events[0])
+    assert hashes_of(store, "run-1") == expected_hashes(run_events("run-1"))
 
 
 @st.composite

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import inspect, text
-from store_events import record, run_events
+from sqlalchemy import bindparam, insert, inspect, text
+from store_events import T0, expected_hashes, fold, record, run_events, step, unusual_run
 
-from executus import DatabaseUnavailableError, SchemaOutdatedError, StoreError
+from executus import (
+    GENESIS_HASH,
+    DatabaseUnavailableError,
+    Event,
+    SchemaOutdatedError,
+    StoreError,
+    chain_hash,
+    event_json,
+)
 from store import current_revision, default_url, head_revision, open_store, upgrade
 from store._engine import create_store_engine
 from store._migrate import alembic_config
+from store._schema import UtcDateTime
+from store._schema import runs as runs_table
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -63,7 +78,7 @@ def test_a_fresh_database_is_created_on_first_open(fresh_url: str, tmp_path: Pat
     with open_store(fresh_url) as opened:
         record(opened, run_events("run-1"))
         assert opened.get_run("run-1").status == "ok"
-    assert current_revision(fresh_url) == head_revision() == "0001"
+    assert current_revision(fresh_url) == head_revision() == "0002"
     with open_store(fresh_url) as reopened:  # opening again migrates nothing and keeps the data
         assert reopened.get_run("run-1").status == "ok"
 
@@ -79,7 +94,7 @@ def test_a_database_behind_the_code_is_refused_until_upgraded(fresh_url: str) ->
     with pytest.raises(SchemaOutdatedError, match=r"run `executus db upgrade`") as raised:
         open_store(fresh_url)
     assert "base" in str(raised.value)
-    assert "0001" in str(raised.value)
+    assert "0002" in str(raised.value)
     upgrade(fresh_url)
     assert current_revision(fresh_url) == head_revision()
     with open_store(fresh_url) as opened:
@@ -171,3 +186,191 @@ def test_migrations_are_found_from_the_installed_package_in_any_directory(tmp_pa
         [sys.executable, "-c", script, url], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert (done.returncode, done.stdout.strip()) == (0, head_revision()), done.stderr
+
+
+# -- 0002: events keep their body, not prev_hash, and raw hashes ---------------------------------
+
+_INSERT_0001_EVENT = text(
+    "INSERT INTO events (run_id, seq, kind, schema_version, at, payload, prev_hash, hash) "
+    "VALUES (:run_id, :seq, :kind, :schema_version, :at, :payload, :prev_hash, :hash)"
+).bindparams(bindparam("at", type_=UtcDateTime()))
+_SELECT_0001_EVENTS = text(
+    "SELECT position, run_id, seq, kind, schema_version, at, payload, prev_hash, hash "
+    "FROM events ORDER BY position"
+)
+
+
+def _migrate(url: str, direction: Callable[[Config, str], None], revision: str) -> None:
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as connection, connection.begin():
+            direction(alembic_config(connection), revision)
+    finally:
+        engine.dispose()
+
+
+def _execute_all(url: str, *statements: tuple[Any, Any]) -> list[Any]:
+    """Run statements in one transaction; the rows of the last."""
+    engine = create_store_engine(url)
+    try:
+        with engine.begin() as connection:
+            result = [connection.execute(statement, parameters) for statement, parameters in statements]
+            return result[-1].all() if result[-1].returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def _write_0001(
+    url: str, runs: Sequence[Sequence[Event]], text_of: Callable[[Event], str] = event_json
+) -> None:
+    """Write runs as executus 0.1 (schema 0001) did, with plain SQL: each event's whole canonical
+    text, the previous hash and the hash in hex. The runs' rows interleave, as concurrent runs'
+    do. ``text_of`` gives an event's stored text (the hashes cover whatever it gives)."""
+    chains: list[list[dict[str, Any]]] = []
+    for events in runs:
+        rows, previous = [], GENESIS_HASH
+        for event in events:
+            payload = text_of(event)
+            digest = chain_hash(previous, payload)
+            rows.append(
+                {
+                    "run_id": event.run_id,
+                    "seq": event.seq,
+                    "kind": event.kind,
+                    "schema_version": event.schema_version,
+                    "at": event.at,
+                    "payload": payload,
+                    "prev_hash": previous,
+                    "hash": digest,
+                }
+            )
+            previous = digest
+        chains.append(rows)
+    longest = max(len(rows) for rows in chains)
+    interleaved = [rows[index] for index in range(longest) for rows in chains if index < len(rows)]
+    summaries = [dataclasses.asdict(summary) for events in runs if (summary := fold(events)) is not None]
+    _execute_all(url, (_INSERT_0001_EVENT, interleaved), (insert(runs_table), summaries))
+
+
+def _rows_0001(url: str) -> list[Any]:
+    """Every events row as the database holds it (times as SQLite's text or timestamptz)."""
+    return [tuple(row) for row in _execute_all(url, (_SELECT_0001_EVENTS, None))]
+
+
+def test_0002_keeps_every_event_and_hash_of_0001_rows_and_its_downgrade_restores_them(fresh_url: str) -> None:
+    # Over 1,000 rows: the conversion reads and writes several chunks, one ending mid-run.
+    runs = [run_events("run-a", steps=260), unusual_run("run-ü"), run_events("run-b", status=None)]
+    _migrate(fresh_url, command.upgrade, "0001")
+    _write_0001(fresh_url, runs)
+    before = _rows_0001(fresh_url)
+    assert len(before) > 1000
+
+    upgrade(fresh_url)
+    assert current_revision(fresh_url) == "0002"
+    with open_store(fresh_url) as opened:
+        for events in runs:
+            run_id = events[0].run_id
+            assert opened.read_run(run_id) == events
+            records = opened.records(run_id)
+            assert [stored.payload_json for stored in records] == [event_json(event) for event in events]
+            assert [stored.hash for stored in records] == expected_hashes(events)
+            assert [stored.prev_hash for stored in records] == [GENESIS_HASH, *expected_hashes(events)[:-1]]
+            assert [stored.position for stored in records] == [row[0] for row in before if row[1] == run_id]
+            assert opened.get_run(run_id) == fold(events)
+        # The chain goes on where 0001 left it.
+        more = step("run-b", len(runs[2]) + 1, 3, T0 + timedelta(minutes=5))
+        opened.append("run-b", more, len(runs[2]))
+        assert opened.get_run("run-b") == fold([*runs[2], *more])
+
+    _migrate(fresh_url, command.downgrade, "0001")
+    after = _rows_0001(fresh_url)
+    assert after[: len(before)] == before  # byte for byte
+    written_by_0002 = [row[6:] for row in after[len(before) :]]
+    chain = [GENESIS_HASH, *expected_hashes([*runs[2], *more])][len(runs[2]) :]
+    assert written_by_0002 == [
+        (event_json(event), previous, digest)
+        for event, previous, digest in zip(more, chain, chain[1:], strict=False)
+    ]
+
+    upgrade(fresh_url)  # and up again
+    with open_store(fresh_url) as opened:
+        assert opened.read_run("run-b") == [*runs[2], *more]
+        assert [stored.hash for stored in opened.records("run-ü")] == expected_hashes(runs[1])
+
+
+def _not_canonical(event: Event) -> str:
+    text = event_json(event)
+    return json.dumps(json.loads(text), indent=1) if event.seq == 5 else text
+
+
+_REBUILT = "its payload cannot be rebuilt exactly from its columns and body"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        pytest.param(
+            "UPDATE events SET payload = replace(payload, '3 books', '4 books') "
+            "WHERE run_id = 'run-a' AND seq = 5",
+            "its hash does not match its payload",
+            id="payload edited",
+        ),
+        pytest.param(
+            "UPDATE events SET prev_hash = hash WHERE run_id = 'run-a' AND seq = 5",
+            "its prev_hash is not the previous event's hash",
+            id="chain broken",
+        ),
+        pytest.param(
+            "UPDATE events SET kind = 'model_failed' WHERE run_id = 'run-a' AND seq = 5",
+            _REBUILT,
+            id="column edited",
+        ),
+        pytest.param(  # found at seq 5, where 4 was due
+            "DELETE FROM events WHERE run_id = 'run-a' AND seq = 4",
+            "seq 4 of the run is missing",
+            id="row deleted",
+        ),
+        pytest.param(None, _REBUILT, id="not canonical"),
+    ],
+)
+def test_0002_refuses_a_0001_row_whose_hash_it_cannot_keep_and_changes_nothing(
+    fresh_url: str, tamper: str | None, problem: str
+) -> None:
+    runs = [run_events("run-a", steps=3), run_events("run-b")]
+    _migrate(fresh_url, command.upgrade, "0001")
+    if tamper is None:  # hashes that hold, over a text that is not the canonical one
+        _write_0001(fresh_url, runs, _not_canonical)
+    else:
+        _write_0001(fresh_url, runs)
+        _execute_all(fresh_url, (text(tamper), None))
+    before = _rows_0001(fresh_url)
+
+    with pytest.raises(StoreError) as raised:
+        upgrade(fresh_url)
+    message = str(raised.value)
+    assert f"cannot upgrade the database to schema revision 0002: run run-a seq 5: {problem}" in message
+    assert message.endswith("nothing was changed")
+    assert "\n" not in message
+    assert current_revision(fresh_url) == "0001"
+    assert _rows_0001(fresh_url) == before
+    with pytest.raises(SchemaOutdatedError):
+        open_store(fresh_url)
+
+
+def test_the_downgrade_refuses_a_row_whose_hash_it_cannot_keep(fresh_url: str) -> None:
+    with open_store(fresh_url) as opened:
+        record(opened, run_events("run-a"))
+    _execute_all(
+        fresh_url,
+        (text("UPDATE events SET payload = replace(payload, '3 books', '4 books') WHERE seq = 5"), None),
+    )
+    with pytest.raises(StoreError, match=r"cannot downgrade .* run run-a seq 5: its hash does not match"):
+        _migrate(fresh_url, command.downgrade, "0001")
+    assert current_revision(fresh_url) == "0002"
+
+
+def test_0002_cannot_be_rendered_as_sql() -> None:
+    config = alembic_config()
+    config.set_main_option("sqlalchemy.url", "sqlite://")
+    with pytest.raises(StoreError, match="cannot be rendered as SQL"):
+        command.upgrade(config, "0001:0002", sql=True)

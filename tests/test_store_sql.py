@@ -6,15 +6,18 @@ import dataclasses
 import json
 import threading
 import time
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import AwareDatetime, JsonValue, TypeAdapter
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
-from store_events import T0, expected_hashes, fold, record, run_events, started
+from store_events import T0, expected_hashes, fold, record, run_events, started, unusual_run
 
 from executus import (
     ConcurrencyError,
@@ -24,9 +27,15 @@ from executus import (
     RunNotFoundError,
     SchemaVersionError,
     StoreError,
+    ToolStarted,
     UnknownEventError,
+    chain_hash,
+    decode_event_body,
     event_json,
+    event_json_and_body,
+    event_json_from_body,
 )
+from executus._events import utc_json
 from store import SqlStore, StoredEvent, open_store
 from store._schema import events as events_table
 from store._schema import runs as runs_table
@@ -34,19 +43,30 @@ from store._sql import APPEND_LOCK_KEY
 
 
 def _raw_insert(store: SqlStore, run_id: str, seq: int, payload: dict[str, object] | str) -> None:
-    """Write an events row behind the store's back (another writer, or an old executus)."""
-    text = payload if isinstance(payload, str) else json.dumps(payload)
+    """Write an events row behind the store's back (another writer, or an old executus).
+
+    A dict is a whole event: its kind, schema version and time go to their columns (a v0
+    model_responded at T0 where it has none), and the rest is the stored body. A string is
+    stored as the body as it is.
+    """
+    data = {} if isinstance(payload, str) else dict(payload)
+    kind, schema_version, at = (
+        data.pop("kind", "model_responded"),
+        data.pop("schema_version", 0),
+        data.pop("at", None),
+    )
+    data.pop("run_id", None)
+    data.pop("seq", None)
     with store.engine.begin() as connection:
         connection.execute(
             insert(events_table).values(
                 run_id=run_id,
                 seq=seq,
-                kind="model_responded",
-                schema_version=0,
-                at=T0,
-                payload=text,
-                prev_hash="0" * 64,
-                hash="1" * 64,
+                kind=kind,
+                schema_version=schema_version,
+                at=T0 if at is None else datetime.fromisoformat(str(at)),
+                payload=payload if isinstance(payload, str) else json.dumps(data),
+                hash=bytes(32),
             )
         )
 
@@ -84,6 +104,63 @@ def test_read_after_pages_through_every_run_in_commit_order(sql_store: SqlStore)
         position = page[-1].position
     assert paged == everything
     assert sql_store.read_after(everything[-1].position) == []
+    # Each record links to its own run's previous event, even on a page that starts mid-run.
+    for stored in paged:
+        assert chain_hash(stored.prev_hash, stored.payload_json) == stored.hash
+    by_run = {run_id: sql_store.records(run_id) for run_id in ("run-a", "run-b")}
+    assert sorted(everything, key=lambda stored: (stored.event.run_id, stored.event.seq)) == [
+        *by_run["run-a"],
+        *by_run["run-b"],
+    ]
+    assert [stored.hash for stored in by_run["run-a"]] == expected_hashes(first)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_ZONES = st.sampled_from([UTC, timezone(timedelta(hours=-9, minutes=-30)), timezone(timedelta(hours=14))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    run_id=st.text(min_size=1, max_size=20),
+    seq=st.integers(min_value=1, max_value=2**31 - 1),
+    at=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 31), timezones=_ZONES),
+    arguments=st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=5),
+)
+def test_the_full_text_is_rebuilt_exactly_from_the_body_and_the_envelope(
+    run_id: str, seq: int, at: datetime, arguments: dict[str, JsonValue]
+) -> None:
+    """What the SQL store relies on: body + envelope columns give back the hashed text exactly."""
+    event = ToolStarted(run_id=run_id, seq=seq, at=at, call_id="call-1", name="search", arguments=arguments)
+    full, body = event_json_and_body(event)
+    assert full == event_json(event)
+    assert utc_json(event.at) == TypeAdapter(AwareDatetime).dump_python(event.at, mode="json")
+    envelope = (run_id, seq, event.kind, event.schema_version)
+    assert event_json_from_body(body, *envelope, at) == full
+    assert decode_event_body(body, *envelope, at) == event
+    assert decode_event_body(body, *envelope, utc_json(at)) == event
+
+
+def test_a_row_keeps_its_body_and_rebuilds_the_exact_text_its_hash_covers(sql_store: SqlStore) -> None:
+    events = unusual_run("run-ü")
+    record(sql_store, events)
+    assert sql_store.read_run("run-ü") == events
+    records = sql_store.records("run-ü")
+    assert [stored.payload_json for stored in records] == [event_json(event) for event in events]
+    assert [stored.hash for stored in records] == expected_hashes(events)
+    with sql_store.engine.connect() as connection:
+        rows = connection.execute(
+            select(events_table.c.payload, events_table.c.hash).order_by(events_table.c.seq)
+        ).all()
+    assert [row.payload for row in rows] == [event_json_and_body(event)[1] for event in events]
+    for row in rows:
+        assert not set(json.loads(row.payload)) & {"run_id", "seq", "kind", "schema_version", "at"}
+    assert [bytes(row.hash) for row in rows] == [bytes.fromhex(digest) for digest in expected_hashes(events)]
 
 
 def test_run_ids_with_prefix_treats_wildcards_literally(sql_store: SqlStore) -> None:
@@ -269,6 +346,8 @@ def test_a_v0_row_is_upcast_when_read(sql_store: SqlStore) -> None:
         ({"kind": "model_responded", "schema_version": 99}, SchemaVersionError, "upgrade executus"),
         ("{not json", UnknownEventError, "not an event"),
         ("[1, 2]", UnknownEventError, "not an event"),
+        ({"kind": "model_responded", "schema_version": 1}, UnknownEventError, "invalid model_responded"),
+        ({"kind": "tool_started", "schema_version": 1, "name": 7}, UnknownEventError, "invalid tool_started"),
     ],
 )
 def test_rows_this_code_cannot_read_give_clear_errors(
@@ -279,6 +358,8 @@ def test_rows_this_code_cannot_read_give_clear_errors(
     with pytest.raises(error, match=message) as raised:
         sql_store.read_run("run-1")
     assert "run run-1 seq 2" in str(raised.value)
+    with pytest.raises(error, match="run run-1 seq 2"):
+        sql_store.records("run-1")
     assert sql_store.read_run("run-1", after_seq=2) == []  # rows before and after stay readable
 
 
@@ -311,8 +392,7 @@ def test_times_are_stored_exactly_as_sqlalchemy_stores_them(sql_store: SqlStore)
                     schema_version=event.schema_version,
                     at=event.at,
                     payload="{}",
-                    prev_hash="0" * 64,
-                    hash="1" * 64,
+                    hash=bytes(32),
                 )
             )
         connection.execute(insert(runs_table).values({**dataclasses.asdict(summary), "run_id": "copy"}))
@@ -390,6 +470,18 @@ def test_a_statement_the_database_refuses_is_a_store_error_and_writes_nothing(sq
         assert writable.list_runs() == []
         record(writable, run_events("run-1"))  # the database itself is fine
         assert writable.read_run("run-1") == run_events("run-1")
+
+
+def test_a_read_the_database_refuses_is_a_store_error_in_one_line(fresh_url: str) -> None:
+    """read_run runs its SELECT on the driver's cursor: its errors must still be executus's."""
+    with open_store(fresh_url) as opened:
+        record(opened, run_events("run-1"))
+        with opened.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE events RENAME COLUMN payload TO body"))
+        with pytest.raises(StoreError, match=r"reading run run-1 in .* failed: .*payload") as raised:
+            opened.read_run("run-1")
+        assert "\n" not in str(raised.value)
+        assert not isinstance(raised.value, DatabaseUnavailableError)
 
 
 def test_an_in_memory_store_shares_its_one_connection_between_appends_and_reads() -> None:
