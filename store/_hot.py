@@ -238,6 +238,8 @@ class _Session(AppendTransaction):
         self.committing = False
         """Whether the last transaction got as far as sending COMMIT (then its outcome is unknown
         if the connection is lost)."""
+        self._cursor: Any = None
+        """The cursor the inserts go through; each backend's session opens it."""
 
     @property
     def usable(self) -> bool:
@@ -247,6 +249,14 @@ class _Session(AppendTransaction):
     @abstractmethod
     def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
         """Run ``body`` in one transaction and commit it, or roll it back and re-raise."""
+
+    def insert_events(self, rows: list[dict[str, Any]]) -> None:
+        statement = self._statements.insert_events
+        self._cursor.executemany(statement.sql, [statement.parameters(row) for row in rows])
+
+    def insert_run(self, summary: RunSummary) -> None:
+        statement, parameters = self._statements.insert_run(summary)
+        self._cursor.execute(statement.sql, parameters)
 
     def discard(self) -> None:
         """Close the connection for good (a transaction still open on it is rolled back)."""
@@ -290,14 +300,6 @@ class _SqliteSession(_Session):
         statement = self._statements.select_run
         row = self._cursor.execute(statement.sql, statement.parameters({"run_id": run_id})).fetchone()
         return None if row is None else RunSummary(**statement.row(row))
-
-    def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        statement = self._statements.insert_events
-        self._cursor.executemany(statement.sql, [statement.parameters(row) for row in rows])
-
-    def insert_run(self, summary: RunSummary) -> None:
-        statement, parameters = self._statements.insert_run(summary)
-        self._cursor.execute(statement.sql, parameters)
 
     def update_run(self, old: RunSummary, new: RunSummary) -> None:
         statement, parameters = self._statements.update_run(old, new)
@@ -357,14 +359,6 @@ class _PostgresSession(_Session):
         self._pipeline.sync()
         row = self._select.fetchone()
         return None if row is None else RunSummary(**statement.row(row))
-
-    def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        statement = self._statements.insert_events
-        self._cursor.executemany(statement.sql, [statement.parameters(row) for row in rows])
-
-    def insert_run(self, summary: RunSummary) -> None:
-        statement, parameters = self._statements.insert_run(summary)
-        self._cursor.execute(statement.sql, parameters)
 
     def update_run(self, old: RunSummary, new: RunSummary) -> None:
         statement, parameters = self._statements.update_run(old, new)
