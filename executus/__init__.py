@@ -72,7 +72,6 @@ from executus._events import (
     canonical_json,
     decode_event,
     decode_event_body,
-    decode_event_json,
     encode_event,
 )
 from executus._executor import EXECUTOR_VERSION, Executor
@@ -207,7 +206,6 @@ __all__ = [
     "check_batch",
     "decode_event",
     "decode_event_body",
-    "decode_event_json",
     "encode_event",
     "event_json",
     "event_json_and_body",

@@ -65,7 +65,6 @@ __all__ = [
     "canonical_json",
     "decode_event",
     "decode_event_body",
-    "decode_event_json",
     "encode_event",
 ]
 
@@ -412,31 +411,6 @@ def encode_event(event: Event) -> dict[str, Any]:
     return data
 
 
-def decode_event_json(text: str | bytes, kind: str, schema_version: int) -> Event:
-    """Decode an event's stored text, given the kind and version stored beside it.
-
-    A row of the current version is validated straight from its JSON (the read path's hot
-    loop: parsing to a dict first would do the work twice); older rows go through
-    :func:`decode_event` and its upcasters.
-
-    Raises:
-        UnknownEventError: unknown kind, or text that is not a valid event.
-        SchemaVersionError: the row was written by a newer executus.
-    """
-    if SCHEMA_VERSIONS.get(kind) == schema_version:
-        try:
-            return EVENT_ADAPTER.validate_json(text)
-        except ValidationError as error:
-            raise UnknownEventError(f"invalid {kind} event: {error.errors()[0]['msg']}") from error
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise UnknownEventError(f"stored payload is not an event: {error}") from error
-    if not isinstance(data, dict):
-        raise UnknownEventError("stored payload is not an event: not a JSON object")
-    return decode_event(data)
-
-
 def decode_event_body(
     body: str, run_id: str, seq: int, kind: str, schema_version: int, at: datetime | str
 ) -> Event:
@@ -445,6 +419,8 @@ def decode_event_body(
     A row of the current version is validated straight from its JSON, with the envelope
     written in front of the body's keys (the read path's hot loop: parsing the body to a dict
     first would do the work twice); older rows go through :func:`decode_event` and its upcasters.
+    This is the only way stored text is decoded (a cassette's full lines go through
+    :func:`decode_event`).
 
     Args:
         body: the event's canonical JSON without the envelope keys.

@@ -110,7 +110,6 @@ def test_the_public_api_is_pinned() -> None:
         "check_batch",
         "decode_event",
         "decode_event_body",
-        "decode_event_json",
         "encode_event",
         "event_json",
         "event_json_and_body",
