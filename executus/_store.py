@@ -30,6 +30,8 @@ __all__ = [
     "Blob",
     "EventSink",
     "EventStore",
+    "EventWriter",
+    "InlineWriter",
     "MemoryStore",
     "RunQuery",
     "RunSummary",
@@ -241,6 +243,48 @@ class EventStore(EventSink, Protocol):
     def get_blob(self, sha256: str) -> Blob:
         """Stored content by hash. Raises :class:`BlobNotFoundError`."""
         ...
+
+
+@runtime_checkable
+class EventWriter(Protocol):
+    """The executor's write port: commits a run's events without blocking the event loop.
+
+    The executor awaits :meth:`append` before it starts any side effect that the appended
+    events precede (a model call, a tool), so what a log says was in flight was durable before
+    it started. A SQL store serves this port from a dedicated writer (another thread, group
+    commit); :class:`InlineWriter` commits on the calling thread, which is what a
+    :class:`~executus.VirtualClock` run needs to stay deterministic.
+    """
+
+    async def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        """Commit ``events`` (seq ``expected_seq + 1`` onwards) atomically: all or nothing.
+
+        Raises:
+            ConcurrencyError: the run's log does not end at ``expected_seq``; nothing written.
+            StoreError: the store failed and kept failing; nothing of this batch is durable.
+        """
+        ...
+
+    async def put_blob(self, data: bytes, media_type: str) -> str:
+        """Store content once by its sha256 and return the hex digest."""
+        ...
+
+
+class InlineWriter:
+    """An :class:`EventWriter` that commits through a sink's synchronous ``append`` at once.
+
+    For stores with no IO to wait on (:class:`MemoryStore`) and for virtual-clock runs, where
+    a commit finishing on another thread at an unpredictable moment would break determinism.
+    """
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    async def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        self._sink.append(run_id, events, expected_seq)
+
+    async def put_blob(self, data: bytes, media_type: str) -> str:
+        return self._sink.put_blob(data, media_type)
 
 
 class MemoryStore:
