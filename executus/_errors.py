@@ -16,6 +16,7 @@ ExecutusError
 │   └── SchemaVersionError    a stored event written by a newer executus
 ├── StoreError                the event store failed or refused
 │   ├── ConcurrencyError      another writer appended to the run first (optimistic lock)
+│   ├── RecordingFailedError  a run stopped because its events could not be committed
 │   ├── RunNotFoundError      no run with that id
 │   ├── BlobNotFoundError     no blob with that sha256
 │   ├── DatabaseUnavailableError  the database cannot be reached or opened
@@ -34,6 +35,7 @@ __all__ = [
     "EventLogError",
     "EventOrderError",
     "ExecutusError",
+    "RecordingFailedError",
     "RunNotFoundError",
     "RunNotResumableError",
     "SchemaOutdatedError",
@@ -107,6 +109,30 @@ class ConcurrencyError(StoreError):
         super().__init__(
             f"run {run_id}: expected to append after seq {expected_seq}, "
             f"but the log already ends at seq {actual_seq} (another writer got there first)"
+        )
+
+
+class RecordingFailedError(StoreError):
+    """A run was stopped because the store could not commit its events and gave up.
+
+    Nothing was started whose start event is not durable; the session's post-run hook and
+    cleanup and the executor's ports still ran. The log in the store is valid and ends at
+    ``last_durable_seq``; :meth:`~executus.Executor.resume` can carry the run on once the
+    store is back.
+
+    Attributes:
+        run_id: the run that was stopped.
+        last_durable_seq: the last seq of the run that the store holds.
+        cause: what the store raised.
+    """
+
+    def __init__(self, run_id: str, last_durable_seq: int, cause: BaseException) -> None:
+        self.run_id = run_id
+        self.last_durable_seq = last_durable_seq
+        self.cause = cause
+        super().__init__(
+            f"run {run_id}: the store failed and the run was stopped; "
+            f"its log ends at seq {last_durable_seq} ({type(cause).__name__}: {cause})"
         )
 
 

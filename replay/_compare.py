@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Literal
 
 from executus import CriticSpec, Event, RunCancelled, RunFinished, RunStarted
 from replay._diff import FieldDifference, diff_events, diff_values, request_differences
+from replay._play import HORIZON_DETAIL
 from replay._recording import Recording
 from replay._result import CriticAction, ReplayDivergence, ReplayResult, WhatIfReport
 
 __all__ = ["HORIZON_DETAIL", "compare"]
-
-HORIZON_DETAIL: Final = "the replay reached its horizon"
-"""The detail of the caller cancel that ends a replay which would otherwise never end."""
 
 
 def compare(

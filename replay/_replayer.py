@@ -1,78 +1,51 @@
-"""The replayer: re-run a recorded run on a virtual clock and name the first divergence.
+"""The replayer: re-run a recorded run through the executor's core and name the first divergence.
 
-How a replay re-creates the recorded run, with the executor unchanged:
+A replay feeds the core (:func:`executus._core.decide`, the same one every live run uses) the
+inputs the recorded run received, in recorded order, each at its recorded instant: model
+replies, tool results, the post-run hook's outcome, caller cancels, shutdowns, session steer
+messages, process deaths and resumes, and the watchdog's firings (see :mod:`replay._play`).
+No model is called, no tool runs, nothing waits, and no timing is re-created: the events it
+records are compared with the log.
 
-* **Time** is a :class:`VirtualClock` started at the recorded ``run_started`` instant. The
-  recorded model, tools and post-run hook wait until the recorded instant of what they play
-  back, so deadlines and live critic checks fall on the same virtual instants.
-* **The model and tools** are stand-ins serving the recorded replies and results (no real
-  model, no side effects); a model call or tool still in flight when the recorded run stopped
-  hangs until the replay stops it the same way.
-* **External inputs** are re-applied at their recorded point by the executor's ``on_event``,
-  which sees every event as it is recorded: a caller cancel or a shutdown is fired at its
-  recorded instant once the event before it has been recorded; the messages a session tool
-  attached are attached again while the event that preceded them is recorded (before the
-  critic nudge that followed them, if one did), so the steer batches come out the same.
-* **The critic**, with no ``agent=``, is a stand-in re-issuing the recorded decisions at their
-  recorded instants (this tests the executor's handling of them); with ``agent=`` the agent's
-  own critic runs live; with ``what_if_critic=`` that critic runs live instead.
-* **Wall-clock recordings**: where the recorded executor went on without waiting, or started
-  timing a model call or a batch of tools, the clock is moved to the recorded instant (see
-  ``Recording.continued_at``), so time spent on commits and thread hand-offs in the recording
-  does not show up as a divergence; events due at the same virtual instant are put in their
-  recorded order.
-* **Process deaths**: at each recorded crash point (before a ``run_resumed``) the replay's
-  store commits nothing past that point and the run's tasks are cancelled; time jumps to the
-  recorded resume and :meth:`Executor.resume` takes over, as the recorded new process did.
-* **A horizon** (recorded duration plus ``horizon`` seconds of virtual time) cancels a replay
-  that would otherwise never end, e.g. a what-if critic that never kills a stuck run.
+* **The critic**, with no ``agent=``, is a stand-in re-issuing the recorded decisions where
+  the log shows the watchdog fired; with ``agent=`` the agent's own critic decides live on the
+  watchdog the core arms; with ``what_if_critic=`` that critic does instead.
+* **Process deaths**: at each recorded crash point the replayed "process" keeps only what the
+  recorded one committed, and a new core, folded from that log, is resumed at the recorded
+  ``run_resumed`` instant, as the recorded new process did.
+* **A horizon** (recorded duration plus ``horizon`` seconds) cancels a replay that would
+  otherwise never end, e.g. a what-if critic that never kills a stuck run.
 
-Times are compared within ``time_tolerance`` (see :mod:`replay._diff`). Strict replay and
-``agent=`` replay re-apply inputs by seq; what-if replay by the count of events that do not
-come from the critic, since a different critic adds or drops events.
+Times are compared within ``time_tolerance`` (see :mod:`replay._diff`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from executus import (
     Agent,
+    AgentSpec,
     Blob,
     Critic,
     CriticDecision,
     CriticSpec,
+    ErrorInfo,
     EventLogError,
-    Executor,
     ExecutusError,
-    Invocation,
-    MemoryStore,
-    Result,
     RunFinished,
     RunState,
-    SessionContext,
-    VirtualClock,
     rebuild,
 )
 from executus import Event as _Event
-from replay._compare import HORIZON_DETAIL, compare
+from replay._compare import compare
 from replay._errors import ReplayError
-from replay._recorded import (
-    RecordedCritic,
-    RecordedModel,
-    RecordedSession,
-    RecordedTool,
-    raise_recorded,
-)
+from replay._play import Playback, RecordedCritic
 from replay._recording import Recording
 from replay._result import ReplayResult, ReplayRunsResult, WhatIfReport
-from replay._sink import Inputs, ProcessDied, ReplaySink
 from replay.cassette import Cassette, referenced_blobs
 
 __all__ = ["BlobSource", "Replayer"]
@@ -129,39 +102,12 @@ class Replayer:
         events = tuple(recorded.events if isinstance(recorded, Cassette) else recorded)
         recording = _recording(events)
         _check_blobs(events, blobs)
-        started = recording.started
-        clock = VirtualClock(started.at)
-        inputs = Inputs(recording, clock, _blob_reader(blobs), strict=what_if_critic is None)
-        sink = ReplaySink(MemoryStore(), events, inputs)
-        executor = Executor(sink, clock=clock, on_event=inputs.recorded)
-        inputs.executor = executor
-        replay_agent = self._agent(recording, agent, what_if_critic, clock, inputs)
-        session = _session(recording, inputs, _blob_reader(blobs), clock)
-
-        invocation = Invocation(
-            run_id=started.run_id,
-            caller_id=started.caller_id,
-            session=session,
-            cancellation=inputs.cancellation,
-            parent_run_id=started.parent_run_id,
-            parent_call_id=started.parent_call_id,
-        )
-        horizon = (recording.end - started.at).total_seconds() + self.horizon
-
-        async def run() -> Result | None:
-            loop = asyncio.get_running_loop()
-            detail = f"{HORIZON_DETAIL} ({horizon:g}s of virtual time)"
-            loop.call_later(horizon, lambda: inputs.cancellation.cancel(detail))
-            attempt = loop.create_task(executor.run(replay_agent, invocation, started.input))
-            return await _play_processes(
-                recording, inputs, executor, clock, attempt, replay_agent, invocation
-            )
-
-        with _quiet(clock):
-            outcome = clock.run(run())
-        if inputs.problems:
-            raise ReplayError(f"run {started.run_id}: {inputs.problems[0]}")
-        replayed = tuple(sink.read_run(started.run_id))
+        spec, tool_names, critic = self._agent(recording, agent, what_if_critic)
+        horizon = recording.end + timedelta(seconds=self.horizon)
+        playback = Playback(recording, spec, tool_names, critic, horizon, _blob_reader(blobs))
+        playback.play(_setup_error(recording))
+        replayed = _shared(playback.events, events)
+        outcome = playback.result
         what_if: CriticSpec | Literal[False] | None = False
         if what_if_critic is not None:
             what_if = None if isinstance(what_if_critic, _NoCritic) else what_if_critic.spec()
@@ -210,73 +156,30 @@ class Replayer:
     # -- building the replay ----------------------------------------------------------------
 
     def _agent(
-        self,
-        recording: Recording,
-        agent: Agent | None,
-        what_if_critic: Critic | None,
-        clock: VirtualClock,
-        inputs: Inputs,
-    ) -> Agent:
+        self, recording: Recording, agent: Agent | None, what_if_critic: Critic | None
+    ) -> tuple[AgentSpec, frozenset[str], Critic | None]:
+        """The spec the replay starts with, the tools it has, and the critic it consults."""
+        recorded = recording.started.agent
+        critic: Critic | None
         if agent is None:
-            spec = recording.started.agent
-            critic: Critic | None = None
-            if spec.critic is not None:
-                critic = RecordedCritic(spec.critic, recording.decisions, clock)
-            built = Agent(
-                name=spec.name,
-                model=RecordedModel(spec.model, recording, clock),
-                system_prompt=spec.system_prompt,
-                tools=[RecordedTool(tool, recording, clock, inputs.use_tool_context) for tool in spec.tools],
-                max_iterations=spec.max_iterations,
-                max_runtime=spec.max_runtime,
-                critic=critic,
-                parallel_tool_calls=spec.parallel_tool_calls,
-            )
+            spec = recorded
+            critic = RecordedCritic(recorded.critic, recording.decisions) if recorded.critic else None
         else:
-            built = dataclasses.replace(
-                agent,
-                model=RecordedModel(agent.model_name, recording, clock),
-                tools=[
-                    RecordedTool(tool.spec(), recording, clock, inputs.use_tool_context)
-                    for tool in agent.tools
-                ],
+            spec = AgentSpec(
+                name=agent.name,
+                model=agent.model_name,
+                system_prompt=agent.system_prompt,
+                tools=tuple(sorted((tool.spec() for tool in agent.tools), key=lambda tool: tool.name)),
+                max_iterations=agent.max_iterations,
+                max_runtime=agent.max_runtime,
+                parallel_tool_calls=agent.parallel_tool_calls,
+                critic=agent.critic.spec() if agent.critic else None,
             )
+            critic = agent.critic
         if what_if_critic is not None:
-            built = dataclasses.replace(
-                built, critic=None if isinstance(what_if_critic, _NoCritic) else what_if_critic
-            )
-        return built
-
-
-class _ReplayLogFilter(logging.Filter):
-    """Drops the executor's log records made on a replay's event loop.
-
-    They would repeat, as fresh errors with tracebacks, failures that the recording already
-    holds (a post-run hook that raised, a model error); records from any other loop or
-    thread pass.
-    """
-
-    def __init__(self, clock: VirtualClock) -> None:
-        super().__init__()
-        self._clock = clock
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return True
-        return getattr(loop, "virtual_clock", None) is not self._clock
-
-
-@contextlib.contextmanager
-def _quiet(clock: VirtualClock) -> Iterator[None]:
-    log_filter = _ReplayLogFilter(clock)
-    logger = logging.getLogger("executus")
-    logger.addFilter(log_filter)
-    try:
-        yield
-    finally:
-        logger.removeFilter(log_filter)
+            critic = None if isinstance(what_if_critic, _NoCritic) else what_if_critic
+            spec = spec.model_copy(update={"critic": critic.spec() if critic is not None else None})
+        return spec, frozenset(tool.name for tool in spec.tools), critic
 
 
 class _NoCritic:
@@ -301,81 +204,22 @@ def _recording(events: tuple[_Event, ...]) -> Recording:
     return Recording.of(events)
 
 
-async def _play_processes(
-    recording: Recording,
-    inputs: Inputs,
-    executor: Executor,
-    clock: VirtualClock,
-    attempt: asyncio.Task[Result],
-    agent: Agent,
-    invocation: Invocation,
-) -> Result | None:
-    """Drive the replayed run through the recorded process deaths and resumes.
-
-    At each recorded crash point the "process" dies: the replay cancels the run's tasks
-    while every append is refused, so nothing more is recorded. Then time jumps to the
-    recorded ``run_resumed`` instant and :meth:`Executor.resume` takes the run over, as the
-    recorded new process did. A log that ends without ``run_finished`` ends at its crash.
-    """
-    run_id = recording.started.run_id
-    for index in range(len(recording.crash_points)):
-        crashed = asyncio.ensure_future(inputs.crash.wait())
-        await asyncio.wait([attempt, crashed], return_when=asyncio.FIRST_COMPLETED)
-        if not inputs.crashed:
-            crashed.cancel()
-            break  # the replay ended before the recorded crash: the comparison shows where
-        await _kill_process()
-        with contextlib.suppress(ProcessDied, asyncio.CancelledError):
-            await attempt
-        if index >= len(recording.resumes):
-            return None
-        resumed = recording.resumes[index]
-        clock.advance(max(0.0, (resumed.at - clock.now()).total_seconds()))
-        recording.segment = index + 1
-        inputs.revive()
-        invocation = dataclasses.replace(invocation, cancellation=inputs.cancellation)
-        attempt = asyncio.ensure_future(executor.resume(run_id, agent, invocation))
-    return await attempt
-
-
-async def _kill_process() -> None:
-    """Cancel every task but the driver's (the run's loop, watchdog, post-run hook, children),
-    as a process death would, and wait until they are gone; appends are refused meanwhile."""
-    me = asyncio.current_task()
-    for _ in range(100):
-        doomed = [task for task in asyncio.all_tasks() if task is not me and not task.done()]
-        if not doomed:
-            return
-        for task in doomed:
-            task.cancel()
-        await asyncio.wait(doomed, timeout=0)
-    raise ReplayError("the replayed process would not die at its recorded crash point")
-
-
-def _session(
-    recording: Recording, inputs: Inputs, blobs: Callable[[str], Blob], clock: VirtualClock
-) -> Callable[[SessionContext], RecordedSession] | None:
-    """The session factory the replay needs, if the recorded run had a session or failed set-up."""
+def _setup_error(recording: Recording) -> ErrorInfo | None:
+    """The error of a run that failed while being set up (unknown model, failing session)."""
     kinds = [event.kind for event in recording.events]
     finished = recording.events[-1]
-    if kinds == ["run_started", "run_finished"] and isinstance(finished, RunFinished) and finished.error:
-        # The run failed while being set up (unknown model, a failing session factory): fail
-        # the set-up the same way, from the session factory.
-        error = finished.error
+    if kinds == ["run_started", "run_finished"] and isinstance(finished, RunFinished):
+        return finished.error
+    return None
 
-        def failing(context: SessionContext) -> RecordedSession:
-            raise raise_recorded(error)
 
-        return failing
-    if not recording.post_runs:
-        return None
-    post_run = RecordedSession(recording, blobs, clock)
-
-    def session(context: SessionContext) -> RecordedSession:
-        inputs.use_attach(context.attach_images)
-        return post_run
-
-    return session
+def _shared(replayed: Sequence[_Event], recorded: Sequence[_Event]) -> tuple[_Event, ...]:
+    """The replayed log, holding the recorded object wherever the replay made an equal event, so
+    that an identical replay of a long run holds its log once, not twice."""
+    return tuple(
+        recorded[index] if index < len(recorded) and recorded[index] == event else event
+        for index, event in enumerate(replayed)
+    )
 
 
 def _check_blobs(events: Sequence[_Event], source: BlobSource | None) -> None:

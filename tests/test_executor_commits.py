@@ -54,7 +54,7 @@ def lookup(query: str) -> str:
     return f"found {query}"
 
 
-def test_a_step_with_a_tool_call_commits_two_transactions() -> None:
+def test_each_decision_commits_one_transaction_and_a_step_with_a_tool_call_two() -> None:
     executor, store = counting_executor()
     model = ScriptedModel([[call("lookup", query="a")], [call("lookup", query="b")], "done"])
     agent = Agent("looker", model, tools=[lookup])
@@ -62,8 +62,7 @@ def test_a_step_with_a_tool_call_commits_two_transactions() -> None:
     record(agent, executor=executor)
 
     assert store.batches == [
-        ["run_started"],
-        ["model_requested"],
+        ["run_started", "model_requested"],
         ["model_responded", "tool_started"],
         ["tool_finished", "model_requested"],
         ["model_responded", "tool_started"],

@@ -45,7 +45,7 @@ async def slow_echo(text: str, seconds: float) -> str:
     return text
 
 
-def test_parallel_tool_calls_run_together_and_are_recorded_in_call_order() -> None:
+def test_parallel_tool_calls_run_together_and_each_is_recorded_when_it_ends() -> None:
     calls = [call("slow_echo", text="first", seconds=20), call("slow_echo", text="second", seconds=5)]
     agent = Agent("parallel", ScriptedModel([calls, "done"]), tools=[slow_echo])
     recorded = record(agent)
@@ -53,15 +53,15 @@ def test_parallel_tool_calls_run_together_and_are_recorded_in_call_order() -> No
     assert offsets(recorded)[3:7] == [
         (0.0, "tool_started"),
         (0.0, "tool_started"),
-        (20.0, "tool_finished"),
+        (5.0, "tool_finished"),
         (20.0, "tool_finished"),
     ]
     finished = recorded.of_kind("tool_finished")
-    assert [(event.result, event.duration) for event in finished] == [("first", 20.0), ("second", 5.0)]
+    assert [(event.result, event.duration) for event in finished] == [("second", 5.0), ("first", 20.0)]
     transcript = recorded.result.state.transcript
     assert [message.content for message in transcript if isinstance(message, ToolMessage)] == [
-        "first",
         "second",
+        "first",
     ]
 
 

@@ -67,6 +67,7 @@ def test_the_public_api_is_pinned() -> None:
         "PostRun",
         "PostRunFinished",
         "RandomIds",
+        "RecordingFailedError",
         "Result",
         "RunCancelled",
         "RunFinished",

@@ -1,0 +1,521 @@
+"""One run's driver: performs the core's effects and feeds back what happened, one input at a time.
+
+The driver owns everything asynchronous about a run: the model call and tool calls in flight
+(each a task), the watchdog timer, and an inbox. Tasks, the timer, the caller's cancellation
+and the session's steer messages only ever put inputs in the inbox; one loop takes them out in
+arrival order, asks :func:`~executus._core.decide` what to do, has the :class:`Recorder`
+commit the decision's events, and then performs its effects. So the run's decisions happen
+in one place, in one order, and the log is a faithful record of them.
+
+When the store gives up, the loop feeds the core a ``StoreFailed`` input instead of the
+failed decision's effects: nothing starts whose start event is not durable, the run ends,
+the session's post-run hook and cleanup and the ports still run, and :meth:`RunDriver.run`
+raises :class:`~executus.RecordingFailedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import inspect
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from pydantic import ValidationError
+
+from executus._agent import (
+    Agent,
+    Artifact,
+    Invocation,
+    PostRun,
+    Result,
+    Session,
+    SessionContext,
+)
+from executus._core import CoreState, decide
+from executus._effects import (
+    CallModel,
+    CancelInFlight,
+    Effect,
+    Finish,
+    Outcome,
+    RunPostRun,
+    StartChild,
+    StartTools,
+    WakeAt,
+)
+from executus._errors import ConfigurationError, ExecutusError, RecordingFailedError
+from executus._events import AgentSpec, ArtifactRef, ErrorInfo, SteerMessage
+from executus._inputs import (
+    CallerCancelled,
+    ChildRunRequested,
+    Input,
+    ModelCallFailed,
+    ModelReplied,
+    PostRunDone,
+    RunRequested,
+    RunResumeRequested,
+    ShutdownRequested,
+    SteerArrived,
+    StoreFailed,
+    TimerFired,
+    ToolCallFinished,
+)
+from executus._messages import Image, ImagePart, ModelRequest, ModelResponse, ToolCall, Usage, UserMessage
+from executus._model import Model
+from executus._recorder import Recorder
+from executus._state import RunState
+from executus._text import clean_json, clean_text
+from executus._timers import WatchdogTimer
+from executus._toolcalls import NOT_AN_OBJECT, error_info, invoke, requested_cancellation
+from executus._tools import Tool, ToolContext
+
+if TYPE_CHECKING:
+    from executus._executor import Executor
+
+__all__ = ["RunDriver", "reply_input"]
+
+logger = logging.getLogger("executus")
+
+
+@dataclass(frozen=True, slots=True)
+class _Attached:
+    """Steer text and images from a session or tool, before their blobs are stored."""
+
+    text: str
+    images: tuple[Image, ...]
+
+
+_InboxItem: TypeAlias = Input | _Attached
+
+
+class _RunEndedError(ExecutusError):
+    """A tool asked to start a child run after its own run's outcome was decided."""
+
+
+class RunDriver:
+    """Drives one run (new or resumed) from set-up to ``run_finished``."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        agent: Agent,
+        invocation: Invocation,
+        run_id: str,
+        state: RunState | None = None,
+    ) -> None:
+        self.executor = executor
+        self.clock = executor.clock
+        self.agent = agent
+        self.invocation = invocation
+        self.run_id = run_id
+        self.core = CoreState(run_id, critic=agent.critic, run=state)
+        self.recorder = Recorder(
+            executor.writer,
+            run_id,
+            state.last_seq if state is not None else 0,
+            executor._on_event,
+            invocation.on_step,
+        )
+        self.inbox: asyncio.Queue[_InboxItem] = asyncio.Queue()
+        self.timer = WatchdogTimer(self.clock, self._timer_fired, f"executus-watchdog-{run_id}")
+        self.tools: dict[str, Tool] = {}
+        self.images: dict[str, bytes] = {}
+        self.model: Model | None = None
+        self.session: Session | None = None
+        self.model_task: asyncio.Task[None] | None = None
+        self.tool_tasks: set[asyncio.Task[None]] = set()
+        self.child_waiters: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self.result: Result | None = None
+        self.artifacts: tuple[Artifact, ...] = ()
+        self.finished = asyncio.Event()
+
+    # -- the caller's side -------------------------------------------------------------------
+
+    async def run(self, input: str) -> Result:
+        """Run to the end; cancelling the caller's task cancels the run, then re-raises.
+
+        Raises:
+            RecordingFailedError: the store gave up; the run was stopped and cleaned up.
+        """
+        setup_error = await self._set_up()
+        state = self.core.run
+        now = self.clock.now()
+        if state is None:
+            first: Input = RunRequested(
+                at=now,
+                spec=self._spec(),
+                input=clean_text(input),
+                caller_id=self.invocation.caller_id,
+                parent_run_id=self.invocation.parent_run_id,
+                parent_call_id=self.invocation.parent_call_id,
+                executor_version=self.executor.version,
+                setup_error=setup_error,
+            )
+        else:
+            self._load_images(state)
+            first = RunResumeRequested(
+                at=now, executor_version=self.executor.version, setup_error=setup_error
+            )
+        self.inbox.put_nowait(first)
+        self.executor._active[self.run_id] = self
+        cancellation = self.invocation.cancellation
+        unsubscribe = cancellation.subscribe(self.cancel) if cancellation else None
+        loop_task = asyncio.get_running_loop().create_task(self._loop(), name=f"executus-run-{self.run_id}")
+        caller_cancelled = False
+        try:
+            while not loop_task.done():
+                try:
+                    await asyncio.wait([loop_task])
+                except asyncio.CancelledError:
+                    caller_cancelled = True
+                    self.cancel("the caller's task was cancelled")
+        finally:
+            self.executor._active.pop(self.run_id, None)
+            if unsubscribe is not None:
+                unsubscribe()
+            self.finished.set()
+        loop_task.result()  # a bug in the driver itself propagates
+        if caller_cancelled:
+            raise asyncio.CancelledError
+        assert self.result is not None
+        failure = self.recorder.failure
+        if failure is not None:
+            raise RecordingFailedError(self.run_id, self.recorder.last_durable_seq, failure) from failure
+        return self.result
+
+    def cancel(self, detail: str) -> None:
+        """The caller cancelled (its handle or its task)."""
+        self.inbox.put_nowait(CallerCancelled(at=self.clock.now(), detail=detail))
+
+    def shut_down(self, detail: str) -> None:
+        """The executor is shutting down."""
+        self.inbox.put_nowait(ShutdownRequested(at=self.clock.now(), detail=detail))
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    async def _set_up(self) -> ErrorInfo | None:
+        """Resolve the model and make the session; a failure here ends the run as an error."""
+        try:
+            model = self.agent.model
+            self.model = self.executor._resolve(model) if isinstance(model, str) else model
+            if self.invocation.session is not None:
+                context = SessionContext(self.run_id, self.invocation.caller_id, self._attach)
+                made = self.invocation.session(context)
+                self.session = await made if inspect.isawaitable(made) else made
+            session_tools = self.session.tools if self.session else ()
+            for tool in (*self.agent.tools, *self.invocation.tools, *session_tools):
+                if tool.name in self.tools:
+                    raise ConfigurationError(f"two tools are named {tool.name!r}")
+                self.tools[tool.name] = tool
+        except Exception as error:
+            logger.warning("run %s could not be set up: %s", self.run_id, error)
+            return error_info(error)
+        return None
+
+    def _spec(self) -> AgentSpec:
+        agent = self.agent
+        return AgentSpec(
+            name=agent.name,
+            model=agent.model_name,
+            system_prompt=clean_text(agent.system_prompt),
+            tools=tuple(self.tools[name].spec() for name in sorted(self.tools)),
+            max_iterations=agent.max_iterations,
+            max_runtime=agent.max_runtime,
+            parallel_tool_calls=agent.parallel_tool_calls,
+            critic=agent.critic.spec() if agent.critic else None,
+        )
+
+    def _load_images(self, state: RunState) -> None:
+        for message in state.transcript:
+            if isinstance(message, UserMessage):
+                for part in message.parts:
+                    if isinstance(part, ImagePart):
+                        self.images[part.sha256] = self.executor.store.get_blob(part.sha256).data
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        try:
+            while self.result is None:
+                item = await self.inbox.get()
+                input = await self._store_attached(item) if isinstance(item, _Attached) else item
+                if input is not None:
+                    await self._feed(input)
+        finally:
+            await self._stop_everything()
+
+    async def _feed(self, input: Input) -> None:
+        decision = decide(self.core, input)
+        try:
+            await self.recorder.record(decision.events)
+        except Exception as error:
+            logger.error("run %s: the store failed, stopping the run: %s", self.run_id, error)
+            failed = decide(self.core, StoreFailed(at=self.clock.now(), error=error_info(error)))
+            await self._perform(failed.effects)
+            return
+        await self._perform(decision.effects)
+
+    async def _perform(self, effects: Sequence[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, CallModel):
+                self._call_model(effect)
+            elif isinstance(effect, StartTools):
+                for call in effect.calls:
+                    self._start_tool(call)
+            elif isinstance(effect, StartChild):
+                waiter = self.child_waiters.pop((effect.call_id, effect.child_run_id), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(effect.allowed)
+            elif isinstance(effect, WakeAt):
+                self.timer.arm(effect.at)
+            elif isinstance(effect, CancelInFlight):
+                self._cancel_in_flight()
+            elif isinstance(effect, RunPostRun):
+                await self._feed(await self._post_run(effect.outcome))
+            elif isinstance(effect, Finish):
+                await self._finish(effect.outcome)
+
+    def _put(self, input: _InboxItem) -> None:
+        self.inbox.put_nowait(input)
+
+    def _timer_fired(self, now: Any) -> None:
+        self._put(TimerFired(at=now))
+
+    async def _stop_everything(self) -> None:
+        """Cancel whatever still runs and wait until it has stopped, before ``run()`` returns."""
+        self.timer.disarm()
+        self._cancel_in_flight()
+        pending = [task for task in (self.model_task, *self.tool_tasks) if task is not None]
+        if pending:
+            await asyncio.wait(pending)
+        for waiter in self.child_waiters.values():
+            waiter.cancel()
+
+    def _cancel_in_flight(self) -> None:
+        if self.model_task is not None:
+            self.model_task.cancel()
+        for task in self.tool_tasks:
+            task.cancel()
+
+    # -- the model ---------------------------------------------------------------------------
+
+    def _call_model(self, effect: CallModel) -> None:
+        assert self.model is not None
+        request = ModelRequest(
+            messages=effect.messages,
+            tools=tuple(self.tools[name].spec() for name in sorted(self.tools)),
+            images=dict(self.images),
+            step=effect.step,
+        )
+        self.model_task = asyncio.get_running_loop().create_task(
+            self._request(self.model, request), name=f"executus-model-{self.run_id}-{effect.step}"
+        )
+
+    async def _request(self, model: Model, request: ModelRequest) -> None:
+        started = self.clock.now()
+        try:
+            response = await model.request(request)
+            now = self.clock.now()
+            self._put(reply_input(response, request.step, now, (now - started).total_seconds()))
+        except asyncio.CancelledError as cancelled:
+            if requested_cancellation():
+                raise
+            self._put(ModelCallFailed(at=self.clock.now(), step=request.step, error=error_info(cancelled)))
+        except Exception as error:
+            self._put(ModelCallFailed(at=self.clock.now(), step=request.step, error=error_info(error)))
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def _start_tool(self, call: ToolCall) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._invoke(call), name=f"executus-tool-{self.run_id}-{call.id}"
+        )
+        self.tool_tasks.add(task)
+        task.add_done_callback(self.tool_tasks.discard)
+
+    async def _invoke(self, call: ToolCall) -> None:
+        started = self.clock.now()
+        context = ToolContext(self.run_id, call.id, call.name, self._attach, self._start_child)
+        result, error = await invoke(self.tools.get(call.name), call, context, self.tools, self.clock)
+        finished = self.clock.now()
+        self._put(
+            ToolCallFinished(
+                at=finished,
+                call_id=call.id,
+                name=call.name,
+                result=result,
+                error=error,
+                duration=(finished - started).total_seconds(),
+            )
+        )
+
+    async def _start_child(
+        self, agent: Agent, input: str, invocation: Invocation | None, call_id: str
+    ) -> Result:
+        base = invocation or Invocation()
+        child_id = base.run_id or self.executor.ids.new_run_id()
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.child_waiters[call_id, child_id] = waiter
+        self._put(ChildRunRequested(at=self.clock.now(), call_id=call_id, child_run_id=child_id))
+        if not await waiter:
+            raise _RunEndedError(f"run {self.run_id} has ended; the child run was not started")
+        child = dataclasses.replace(
+            base,
+            run_id=child_id,
+            caller_id=base.caller_id or self.invocation.caller_id,
+            parent_run_id=self.run_id,
+            parent_call_id=call_id,
+        )
+        return await self.executor.run(agent, child, input)
+
+    def _attach(self, text: str, images: tuple[Image, ...]) -> None:
+        self._put(_Attached(text, images))
+
+    async def _store_attached(self, attached: _Attached) -> SteerArrived | None:
+        """Store an attached message's images (before any event can reference them)."""
+        at = self.clock.now()
+        parts = []
+        try:
+            for image in attached.images:
+                await self.recorder.put_blob(image.data, image.media_type)
+                self.images[image.sha256] = image.data
+                parts.append(image.part())
+        except Exception as error:
+            logger.error("run %s: the store failed to keep an image: %s", self.run_id, error)
+            self.recorder.failure = self.recorder.failure or error
+            failed = decide(self.core, StoreFailed(at=at, error=error_info(error)))
+            await self._perform(failed.effects)
+            return None
+        return SteerArrived(at=at, message=SteerMessage(text=clean_text(attached.text), images=tuple(parts)))
+
+    # -- the end -----------------------------------------------------------------------------
+
+    async def _post_run(self, outcome: Outcome) -> PostRunDone:
+        """The session's post-run hook and cleanup; neither can fail the run, nor hang it in
+        ``running`` by raising ``CancelledError``."""
+        state = self.core.run
+        session = self.session
+        if session is None or state is None or state.post_run_done:
+            return PostRunDone(at=self.clock.now(), ran=False)
+        artifacts: tuple[Artifact, ...] = ()
+        metadata: dict[str, Any] = {}
+        post_run_error = cleanup_error = None
+        try:
+            made = await session.post_run(list(state.transcript), outcome.output, outcome.error)
+            post_run = made if isinstance(made, PostRun) else PostRun()
+            artifacts, metadata = tuple(post_run.artifacts), dict(post_run.metadata)
+        except (Exception, asyncio.CancelledError) as error:
+            if isinstance(error, asyncio.CancelledError) and requested_cancellation():
+                raise
+            logger.exception("run %s: post_run failed", self.run_id)
+            post_run_error = error_info(error)
+        try:
+            await session.cleanup()
+        except (Exception, asyncio.CancelledError) as error:
+            if isinstance(error, asyncio.CancelledError) and requested_cancellation():
+                raise
+            logger.exception("run %s: session cleanup failed", self.run_id)
+            cleanup_error = error_info(error)
+        refs = []
+        for artifact in artifacts:
+            if self.recorder.failure is None:
+                try:
+                    await self.recorder.put_blob(artifact.data, artifact.media_type)
+                except Exception as error:
+                    logger.error("run %s: the store failed to keep an artifact: %s", self.run_id, error)
+                    self.recorder.failure = error
+            refs.append(
+                ArtifactRef(
+                    name=clean_text(artifact.name),
+                    media_type=clean_text(artifact.media_type),
+                    sha256=hashlib.sha256(artifact.data).hexdigest(),
+                    size=len(artifact.data),
+                )
+            )
+        self.artifacts = artifacts
+        return PostRunDone(
+            at=self.clock.now(),
+            ran=True,
+            artifacts=tuple(refs),
+            metadata=clean_json(metadata),  # type: ignore[arg-type]
+            error=post_run_error,
+            cleanup_error=cleanup_error,
+        )
+
+    async def _finish(self, outcome: Outcome) -> None:
+        """Build the result and call the ports (whatever happened, store failure included)."""
+        state = self.core.run
+        assert state is not None
+        duration = state.duration if state.duration is not None else 0.0
+        result = Result(
+            run_id=self.run_id,
+            status=outcome.status,
+            output=outcome.output,
+            error=outcome.error,
+            steps=state.steps,
+            usage=state.usage,
+            duration=duration,
+            state=state,
+            artifacts=self.artifacts,
+            metadata=dict(state.post_run_metadata),
+        )
+        executor = self.executor
+        if executor._delivery is not None:
+            try:
+                await executor._delivery.deliver(result)
+            except Exception:
+                logger.exception("run %s: delivery failed", self.run_id)
+        if executor._budget is not None:
+            try:
+                await executor._budget.commit(self.invocation.caller_id, result.duration)
+            except Exception:
+                logger.exception("run %s: budget commit failed", self.run_id)
+        self.result = result
+
+
+def reply_input(
+    response: ModelResponse, step: int, at: Any, latency: float
+) -> ModelReplied | ModelCallFailed:
+    """A model's response as the core's input: validated again (an adapter may have built it
+    with ``model_construct``), text made storable, non-object arguments kept aside."""
+    try:
+        usage = Usage.model_validate(
+            {"input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens}
+        )
+        calls = tuple(_tool_call(call) for call in response.tool_calls)
+        text: str | None = response.text
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"the reply's text is a {type(text).__name__}, not a string")
+    except (ValidationError, TypeError, AttributeError) as error:
+        return ModelCallFailed(
+            at=at,
+            step=step,
+            error=ErrorInfo(
+                type="InvalidModelResponse", message=clean_text(f"the model's reply is unusable: {error}")
+            ),
+        )
+    return ModelReplied(
+        at=at,
+        step=step,
+        text=None if text is None else clean_text(text),
+        tool_calls=calls,
+        usage=usage,
+        latency=latency,
+    )
+
+
+def _tool_call(call: ToolCall) -> ToolCall:
+    arguments: Any = call.arguments
+    if not isinstance(arguments, dict):
+        arguments = {NOT_AN_OBJECT: clean_json(arguments)}
+    return ToolCall.model_validate(
+        {
+            "id": clean_text(str(call.id)),
+            "name": clean_text(str(call.name)),
+            "arguments": clean_json(arguments),
+        }
+    )

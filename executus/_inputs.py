@@ -1,0 +1,171 @@
+"""What happens to a run from outside its own decisions: the core's inputs.
+
+Each input is a frozen fact carrying the instant it happened (``at``, from the run's clock).
+The driver makes them from what its tasks, timers and callers report; the replayer makes them
+from a recorded log. :func:`executus._core.decide` turns each into events and effects.
+
+Text in an input has been through :mod:`executus._text` already: the driver cleans what it
+receives from models, tools and sessions before it builds an input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeAlias
+
+from pydantic import JsonValue
+
+from executus._events import AgentSpec, ArtifactRef, ErrorInfo, SteerMessage
+from executus._messages import ToolCall, Usage
+
+__all__ = [
+    "CallerCancelled",
+    "ChildRunRequested",
+    "Input",
+    "ModelCallFailed",
+    "ModelReplied",
+    "PostRunDone",
+    "RunRequested",
+    "RunResumeRequested",
+    "ShutdownRequested",
+    "SteerArrived",
+    "StoreFailed",
+    "TimerFired",
+    "ToolCallFinished",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequested:
+    """A caller asked for a new run; set-up (model, session, tools) is done or failed."""
+
+    at: datetime
+    spec: AgentSpec
+    input: str
+    caller_id: str | None
+    parent_run_id: str | None
+    parent_call_id: str | None
+    executor_version: str
+    setup_error: ErrorInfo | None = None
+    """Why the run could not be set up (it ends as an error at once), or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunResumeRequested:
+    """A process took over an interrupted run (its state is the fold of its log)."""
+
+    at: datetime
+    executor_version: str
+    setup_error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReplied:
+    """The model answered the call for ``step``."""
+
+    at: datetime
+    step: int
+    text: str | None
+    tool_calls: tuple[ToolCall, ...]
+    usage: Usage
+    latency: float
+    """Seconds the call took, as the driver measured it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallFailed:
+    """The model call for ``step`` raised (or answered with something unusable)."""
+
+    at: datetime
+    step: int
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """One tool call ended; exactly one of ``result`` and ``error`` is set."""
+
+    at: datetime
+    call_id: str
+    name: str
+    result: str | None
+    error: ErrorInfo | None
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """The run's watchdog timer (deadline and critic checks) went off."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallerCancelled:
+    """The caller cancelled the run (its cancellation handle, or its task)."""
+
+    at: datetime
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownRequested:
+    """The executor is shutting down."""
+
+    at: datetime
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SteerArrived:
+    """A session or a tool attached a message for the model's next step."""
+
+    at: datetime
+    message: SteerMessage
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRunRequested:
+    """A running tool asked to start a child run."""
+
+    at: datetime
+    call_id: str
+    child_run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFailed:
+    """The store could not commit the run's events and gave up."""
+
+    at: datetime
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class PostRunDone:
+    """The session's post-run hook and cleanup ran (``ran`` is False when there is no session)."""
+
+    at: datetime
+    ran: bool
+    artifacts: tuple[ArtifactRef, ...] = ()
+    metadata: Mapping[str, JsonValue] = field(default_factory=dict)
+    error: ErrorInfo | None = None
+    cleanup_error: ErrorInfo | None = None
+
+
+Input: TypeAlias = (
+    RunRequested
+    | RunResumeRequested
+    | ModelReplied
+    | ModelCallFailed
+    | ToolCallFinished
+    | TimerFired
+    | CallerCancelled
+    | ShutdownRequested
+    | SteerArrived
+    | ChildRunRequested
+    | StoreFailed
+    | PostRunDone
+)
