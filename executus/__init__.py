@@ -16,6 +16,7 @@ from executus._agent import (
     Session,
     SessionContext,
     SessionFactory,
+    ToolContext,
 )
 from executus._clock import Clock, IdGenerator, RandomIds, SequentialIds, SystemClock, VirtualClock
 from executus._critic import (
@@ -98,6 +99,8 @@ from executus._store import (
     Blob,
     EventSink,
     EventStore,
+    EventWriter,
+    InlineWriter,
     MemoryStore,
     RunQuery,
     RunSummary,
@@ -108,7 +111,7 @@ from executus._store import (
     event_json_from_body,
     summarize,
 )
-from executus._tools import InvalidArgumentsError, Tool, ToolContext, tool
+from executus._tools import InvalidArgumentsError, Tool, tool
 
 __all__ = [
     "EXECUTOR_VERSION",
@@ -139,6 +142,7 @@ __all__ = [
     "EventOrderError",
     "EventSink",
     "EventStore",
+    "EventWriter",
     "Executor",
     "ExecutusError",
     "IdGenerator",
@@ -146,6 +150,7 @@ __all__ = [
     "Image",
     "ImagePart",
     "InFlight",
+    "InlineWriter",
     "InvalidArgumentsError",
     "Invocation",
     "Ladder",

@@ -14,7 +14,7 @@ from executus._events import ErrorInfo, ModelResponded, RunStatus
 from executus._messages import Image, Message, Usage
 from executus._model import Model
 from executus._state import RunState
-from executus._tools import Tool
+from executus._tools import ContextParameter, Tool
 
 __all__ = [
     "Agent",
@@ -28,6 +28,7 @@ __all__ = [
     "Session",
     "SessionContext",
     "SessionFactory",
+    "ToolContext",
 ]
 
 
@@ -129,6 +130,35 @@ class SessionContext:
     def attach_images(self, text: str, *images: Image) -> None:
         """Queue a user message with images, injected right before the model's next step."""
         self._attach(text, images)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext(ContextParameter):
+    """What a running tool may know and do about its run.
+
+    Attributes:
+        run_id: the run calling the tool.
+        call_id: the model's id for this call.
+        tool_name: the tool's name.
+    """
+
+    run_id: str
+    call_id: str
+    tool_name: str
+    _attach: Callable[[str, tuple[Image, ...]], None] = field(repr=False)
+    _start_child: Callable[..., Awaitable[Result]] = field(repr=False)
+
+    def attach_images(self, text: str, *images: Image) -> None:
+        """Queue a user message with images, injected right before the model's next step."""
+        self._attach(text, images)
+
+    async def start_child(self, agent: Agent, input: str, invocation: Invocation | None = None) -> Result:
+        """Run another agent as a child of this run and wait for its result.
+
+        The parent's log records ``child_run_started`` with the child's id before the child
+        starts, and the child's ``run_started`` names this run and call as its parent.
+        """
+        return await self._start_child(agent, input, invocation, self.call_id)
 
 
 class Session:

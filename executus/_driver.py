@@ -34,6 +34,7 @@ from executus._agent import (
     Result,
     Session,
     SessionContext,
+    ToolContext,
 )
 from executus._core import CoreState, decide
 from executus._effects import (
@@ -71,7 +72,7 @@ from executus._state import RunState
 from executus._text import clean_json, clean_text
 from executus._timers import WatchdogTimer
 from executus._toolcalls import NOT_AN_OBJECT, error_info, invoke, requested_cancellation
-from executus._tools import Tool, ToolContext
+from executus._tools import Tool
 
 if TYPE_CHECKING:
     from executus._executor import Executor

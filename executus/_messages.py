@@ -119,10 +119,10 @@ class ToolCall(_Frozen):
 class Usage(_Frozen):
     """Token counts for one model call, or summed over a run."""
 
-    input_tokens: int = 0
-    """Tokens sent to the model."""
-    output_tokens: int = 0
-    """Tokens the model produced."""
+    input_tokens: int = Field(default=0, ge=0)
+    """Tokens sent to the model (never negative)."""
+    output_tokens: int = Field(default=0, ge=0)
+    """Tokens the model produced (never negative)."""
 
     @property
     def total_tokens(self) -> int:

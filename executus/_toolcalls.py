@@ -13,11 +13,12 @@ from collections.abc import Mapping
 
 from pydantic import JsonValue
 
+from executus._agent import ToolContext
 from executus._clock import Clock
 from executus._events import ErrorInfo
 from executus._messages import ToolCall
 from executus._text import clean_text
-from executus._tools import InvalidArgumentsError, Tool, ToolContext, render_result
+from executus._tools import InvalidArgumentsError, Tool, render_result
 
 __all__ = ["NOT_AN_OBJECT", "error_info", "invoke", "requested_cancellation"]
 

@@ -10,54 +10,32 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_type_hints, overload
+from collections.abc import Callable, Mapping
+from typing import Any, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
 from executus._errors import ConfigurationError, ExecutusError
 from executus._events import canonical_json
-from executus._messages import Image, ToolSpec
+from executus._messages import ToolSpec
 
-if TYPE_CHECKING:
-    from executus._agent import Agent, Invocation, Result
-
-__all__ = ["InvalidArgumentsError", "Tool", "ToolContext", "tool"]
+__all__ = ["ContextParameter", "InvalidArgumentsError", "Tool", "tool"]
 
 
 class InvalidArgumentsError(ExecutusError):
     """The model's arguments do not match the tool's signature (reported to the model)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ToolContext:
-    """What a running tool may know and do about its run.
+class ContextParameter:
+    """Base of the types a tool function may take to learn about its run (:class:`ToolContext`).
 
-    Attributes:
-        run_id: the run calling the tool.
-        call_id: the model's id for this call.
-        tool_name: the tool's name.
+    A parameter annotated with a subclass is filled in by the executor, not by the model.
+    ``ToolContext`` itself lives with the agent types (it starts child runs of an ``Agent``),
+    so that this module need not import them.
     """
 
-    run_id: str
-    call_id: str
-    tool_name: str
-    _attach: Callable[[str, tuple[Image, ...]], None] = field(repr=False)
-    _start_child: Callable[..., Awaitable[Result]] = field(repr=False)
-
-    def attach_images(self, text: str, *images: Image) -> None:
-        """Queue a user message with images, injected right before the model's next step."""
-        self._attach(text, images)
-
-    async def start_child(self, agent: Agent, input: str, invocation: Invocation | None = None) -> Result:
-        """Run another agent as a child of this run and wait for its result.
-
-        The parent's log records ``child_run_started`` with the child's id before the child
-        starts, and the child's ``run_started`` names this run and call as its parent.
-        """
-        return await self._start_child(agent, input, invocation, self.call_id)
+    __slots__ = ()
 
 
 _ARGS_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters):\s*$")
@@ -157,7 +135,7 @@ class Tool:
                     f"tool {tool_name}: *args and **kwargs cannot be described to a model"
                 )
             annotation = hints.get(parameter.name, inspect.Parameter.empty)
-            if annotation is ToolContext:
+            if isinstance(annotation, type) and issubclass(annotation, ContextParameter):
                 context_param = parameter.name
                 continue
             if annotation is inspect.Parameter.empty:
@@ -182,7 +160,9 @@ class Tool:
         """What the model is told about this tool."""
         return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
 
-    def bind(self, arguments: Mapping[str, JsonValue], context: ToolContext) -> tuple[dict[str, Any], bool]:
+    def bind(
+        self, arguments: Mapping[str, JsonValue], context: ContextParameter
+    ) -> tuple[dict[str, Any], bool]:
         """Validate the model's arguments into keyword arguments for the function.
 
         Returns:
@@ -241,3 +221,13 @@ def render_result(value: object) -> str:
     if isinstance(value, BaseModel):
         return value.model_dump_json()
     return canonical_json(to_jsonable_python(value))
+
+
+def __getattr__(name: str) -> Any:
+    # ``from executus._tools import ToolContext`` kept working for code written before the
+    # class moved to executus._agent; new code imports it from ``executus``.
+    if name == "ToolContext":
+        from executus._agent import ToolContext
+
+        return ToolContext
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import executus
 import executus.testing
 
@@ -41,6 +44,7 @@ def test_the_public_api_is_pinned() -> None:
         "EventOrderError",
         "EventSink",
         "EventStore",
+        "EventWriter",
         "Executor",
         "ExecutusError",
         "GENESIS_HASH",
@@ -49,6 +53,7 @@ def test_the_public_api_is_pinned() -> None:
         "Image",
         "ImagePart",
         "InFlight",
+        "InlineWriter",
         "InvalidArgumentsError",
         "Invocation",
         "Ladder",
@@ -133,3 +138,17 @@ def test_the_public_api_is_pinned() -> None:
         "hang",
         "reply",
     }
+
+
+def test_tools_do_not_import_the_agent_types_that_import_them() -> None:
+    """executus._agent imports executus._tools (an agent has tools), never the other way round."""
+    source = Path(executus.__file__).parent / "_tools.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    top_level = [node for node in tree.body if isinstance(node, ast.ImportFrom | ast.If)]
+    modules = {
+        node.module
+        for statement in top_level
+        for node in ast.walk(statement)
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert "executus._agent" not in modules
