@@ -42,7 +42,8 @@ class CallModel:
     """Call the model for ``step`` with this snapshot of the transcript."""
 
     step: int
-    messages: tuple[Message, ...]
+    messages: Sequence[Message]
+    """An immutable snapshot of the transcript (a :class:`MessagesSnapshot`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic_core import PydanticUndefined
@@ -22,6 +23,7 @@ __all__ = [
     "Image",
     "ImagePart",
     "Message",
+    "MessagesSnapshot",
     "ModelRequest",
     "ModelResponse",
     "Part",
@@ -197,12 +199,56 @@ class ModelResponse(_Frozen):
     usage: Usage = Usage()
 
 
+class MessagesSnapshot(Sequence[Message]):
+    """The first ``length`` messages of an append-only transcript, as an immutable sequence.
+
+    A run's transcript only ever grows (the fold appends to it), so its first N messages never
+    change: a model request can hold this view instead of a copy, which would make each step
+    cost O(transcript) and a long run O(steps²).
+    """
+
+    __slots__ = ("_length", "_messages")
+
+    def __init__(self, messages: list[Message], length: int | None = None) -> None:
+        self._messages = messages
+        self._length = len(messages) if length is None else length
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Message, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Message | tuple[Message, ...]:
+        if isinstance(index, slice):
+            return tuple(self._messages[: self._length][index])
+        if not -self._length <= index < self._length:
+            raise IndexError("message index out of range")
+        return self._messages[index if index >= 0 else self._length + index]
+
+    def __iter__(self) -> Iterator[Message]:
+        return itertools.islice(self._messages, self._length)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(other) == self._length and all(a == b for a, b in zip(self, other, strict=False))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"MessagesSnapshot({list(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
     """Everything a model needs for one step.
 
     Attributes:
-        messages: the transcript so far, system prompt first.
+        messages: the transcript so far, system prompt first; it never changes afterwards.
         tools: the tools the model may call, sorted by name.
         images: the bytes of every image the messages reference, by sha256.
         step: the 1-based index of this model call in the run.

@@ -12,7 +12,8 @@ nothing, so callers that want an independent copy rebuild.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias
@@ -54,7 +55,15 @@ from executus._messages import (
     trusted,
 )
 
-__all__ = ["PendingModelCall", "PendingTool", "RunState", "apply", "rebuild", "request_fingerprint"]
+__all__ = [
+    "PendingModelCall",
+    "PendingTool",
+    "RunState",
+    "apply",
+    "check_order",
+    "rebuild",
+    "request_fingerprint",
+]
 
 StateStatus: TypeAlias = Literal["running"] | RunStatus
 
@@ -92,6 +101,7 @@ class RunState:
     max_steps: int
     """Model calls allowed; the critic may raise it."""
     transcript: list[Message]
+    """Only ever appended to (a :class:`MessagesSnapshot` of it relies on that)."""
     tools_hash: str
     last_seq: int
     last_activity_at: datetime
@@ -174,7 +184,45 @@ def request_fingerprint(model: str, tools_hash: str, transcript_hash: str) -> st
 
 
 def _chain(previous: str, message: Message) -> str:
-    return sha256_hex(previous + canonical_json(message.model_dump(mode="json")))
+    return sha256_hex(previous + canonical_json(message_data(message)))
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    """``message.model_dump(mode="json")``, built by hand: the fingerprint hashes every message
+    of a run once, and pydantic's serializer was most of that cost (a test pins the two equal)."""
+    if message.role == "tool":
+        return {
+            "role": "tool",
+            "call_id": message.call_id,
+            "name": message.name,
+            "content": message.content,
+            "is_error": message.is_error,
+        }
+    if message.role == "assistant":
+        return {
+            "role": "assistant",
+            "text": message.text,
+            "tool_calls": [
+                {"id": call.id, "name": call.name, "arguments": call.arguments} for call in message.tool_calls
+            ],
+        }
+    if message.role == "user":
+        return {
+            "role": "user",
+            "parts": [
+                {"kind": "text", "text": part.text}
+                if part.kind == "text"
+                else {
+                    "kind": "image",
+                    "media_type": part.media_type,
+                    "sha256": part.sha256,
+                    "size": part.size,
+                }
+                for part in message.parts
+            ],
+            "source": message.source,
+        }
+    return {"role": "system", "content": message.content}
 
 
 def _start(event: RunStarted) -> RunState:
@@ -328,22 +376,39 @@ def apply(state: RunState | None, event: Event) -> RunState:
                 event.run_id, f"a run must begin with run_started at seq 1, got {event.kind}"
             )
         return _start(event)
-    if event.run_id != state.run_id:
-        raise EventOrderError(state.run_id, f"event seq {event.seq} belongs to run {event.run_id}")
-    if event.seq != state.last_seq + 1:
-        raise EventOrderError(
-            state.run_id, f"expected seq {state.last_seq + 1}, got {event.seq} ({event.kind})"
-        )
-    if state.finished:
-        raise EventOrderError(state.run_id, f"{event.kind} at seq {event.seq} after run_finished")
-    if isinstance(event, RunStarted):
-        raise EventOrderError(state.run_id, f"second run_started at seq {event.seq}")
+    _check_next(state.run_id, state.last_seq, state.finished, event)
     _APPLIERS[event.kind](state, event)
     state.last_seq = event.seq
-    if not isinstance(event, CriticDecided):
+    if event.kind != "critic_decided":  # kinds, not isinstance: pydantic's ABC check costs µs
         state.last_activity_at = event.at
         state.decisions_since_activity = 0
     return state
+
+
+def _check_next(run_id: str, last_seq: int, finished: bool, event: Event) -> None:
+    if event.run_id != run_id:
+        raise EventOrderError(run_id, f"event seq {event.seq} belongs to run {event.run_id}")
+    if event.seq != last_seq + 1:
+        raise EventOrderError(run_id, f"expected seq {last_seq + 1}, got {event.seq} ({event.kind})")
+    if finished:
+        raise EventOrderError(run_id, f"{event.kind} at seq {event.seq} after run_finished")
+    if event.kind == "run_started":
+        raise EventOrderError(run_id, f"second run_started at seq {event.seq}")
+
+
+def check_order(events: Sequence[Event]) -> None:
+    """Refuse a log that :func:`rebuild` would refuse for its order, without folding it.
+
+    Raises:
+        EventOrderError: as :func:`apply` would.
+    """
+    if not events:
+        raise EventOrderError("?", "no events to rebuild a run from")
+    first = events[0]
+    if not isinstance(first, RunStarted) or first.seq != 1:
+        raise EventOrderError(first.run_id, f"a run must begin with run_started at seq 1, got {first.kind}")
+    for previous, event in itertools.pairwise(events):
+        _check_next(first.run_id, previous.seq, previous.kind == "run_finished", event)
 
 
 def rebuild(events: Iterable[Event]) -> RunState:

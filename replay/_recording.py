@@ -59,33 +59,34 @@ class Recording:
         assert isinstance(first, RunStarted)
         recording = cls(started=first, events=tuple(events))
         answered_by_resume: set[int] = set()
+        # Dispatch on kinds: isinstance on a pydantic model class is an ABC check, and costs.
         for event in events:
-            if isinstance(event, RunResumed):
+            if event.kind == "run_resumed":
                 recording.resumes.append(event)
                 # The resume's own tool results (Interrupted, NotStarted) follow it directly.
                 for later in events[event.seq :]:
-                    if not isinstance(later, ToolFinished) or later.duration != 0.0 or later.error is None:
+                    if later.kind != "tool_finished" or later.duration != 0.0 or later.error is None:
                         break
                     answered_by_resume.add(later.seq)
             segment = len(recording.resumes)
-            if isinstance(event, ModelRequested):
+            if event.kind == "model_requested":
                 recording.requests[segment, event.step] = event
-            elif isinstance(event, ModelResponded | ModelFailed):
+            elif event.kind == "model_responded" or event.kind == "model_failed":
                 recording.replies[segment, event.step] = event
-            elif isinstance(event, ToolStarted):
+            elif event.kind == "tool_started":
                 recording.tool_starts[event.call_id] = event
-            elif isinstance(event, ToolFinished):
+            elif event.kind == "tool_finished":
                 if event.seq not in answered_by_resume:
                     recording.tool_ends[segment, event.call_id] = event
-            elif isinstance(event, ChildRunStarted):
+            elif event.kind == "child_run_started":
                 recording.children.setdefault((segment, event.call_id), []).append(event)
-            elif isinstance(event, CriticDecided):
+            elif event.kind == "critic_decided":
                 recording.decisions.append(event)
-            elif isinstance(event, RunCancelled):
+            elif event.kind == "run_cancelled":
                 recording.cancels.append(event)
-            elif isinstance(event, SteerInjected):
+            elif event.kind == "steer_injected":
                 recording.steers.append(event)
-            elif isinstance(event, PostRunFinished):
+            elif event.kind == "post_run_finished":
                 recording.post_runs[segment] = event
         return recording
 

@@ -21,8 +21,10 @@ Times are compared within ``time_tolerance`` (see :mod:`replay._diff`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
@@ -38,9 +40,9 @@ from executus import (
     ExecutusError,
     RunFinished,
     RunState,
-    rebuild,
 )
 from executus import Event as _Event
+from executus._state import check_order
 from replay._compare import compare
 from replay._errors import ReplayError
 from replay._play import Playback, RecordedCritic
@@ -105,7 +107,8 @@ class Replayer:
         spec, tool_names, critic = self._agent(recording, agent, what_if_critic)
         horizon = recording.end + timedelta(seconds=self.horizon)
         playback = Playback(recording, spec, tool_names, critic, horizon, _blob_reader(blobs))
-        playback.play(_setup_error(recording))
+        with _no_cyclic_gc():
+            playback.play(_setup_error(recording))
         replayed = _shared(playback.events, events)
         outcome = playback.result
         what_if: CriticSpec | Literal[False] | None = False
@@ -198,10 +201,26 @@ def _recording(events: tuple[_Event, ...]) -> Recording:
     if not events:
         raise ReplayError("nothing to replay: the run has no events")
     try:
-        rebuild(events)
+        check_order(events)
     except EventLogError as error:
         raise ReplayError(f"the recorded log cannot be folded: {error}") from error
     return Recording.of(events)
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a replay allocates a run's events.
+
+    A replay makes objects in bulk and no reference cycles; the collector's passes over the
+    growing heap would cost more than the replay itself on a long run.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _setup_error(recording: Recording) -> ErrorInfo | None:

@@ -113,3 +113,28 @@ def test_messages_a_fold_builds_without_validation_equal_validated_ones() -> Non
     assert folded[0].model_fields_set == {"call_id", "name", "content"}
     with pytest.raises(TypeError, match="ToolMessage needs content"):
         trusted(ToolMessage, call_id="c1", name="lookup")
+
+
+def test_the_fingerprints_hand_built_message_data_is_pydantics_dump() -> None:
+    from executus import (
+        AssistantMessage,
+        ImagePart,
+        SystemMessage,
+        TextPart,
+        ToolCall,
+        ToolMessage,
+        UserMessage,
+    )
+    from executus._state import message_data
+
+    messages = [
+        SystemMessage(content="be brief"),
+        UserMessage(parts=(TextPart(text="hi"), ImagePart(media_type="image/png", sha256="ab" * 32, size=3))),
+        UserMessage(parts=(TextPart(text="nudge"),), source="critic"),
+        AssistantMessage(
+            text=None, tool_calls=(ToolCall(id="c1", name="f", arguments={"a": [1, {"b": None}]}),)
+        ),
+        AssistantMessage(text="done"),
+        ToolMessage(call_id="c1", name="f", content="error: x", is_error=True),
+    ]
+    assert [message_data(message) for message in messages] == [m.model_dump(mode="json") for m in messages]
