@@ -135,8 +135,9 @@ class Playback:
         recording: the recorded run.
         spec: the agent spec the replay starts with (recorded, or the agent under test's).
         tool_names: the tools the replayed agent has.
-        critic: the critic to consult (None: none); a :class:`RecordedCritic` makes the
-            replay take watchdog firings from the log.
+        critic: the critic to consult (None: none).
+        strict: take the watchdog's firings from the log (with a :class:`RecordedCritic`, or
+            no critic), rather than from where the core arms it.
         horizon: the instant at which a replay that has not ended is cancelled.
         blobs: reads artifacts' bytes for the result.
     """
@@ -149,12 +150,14 @@ class Playback:
         critic: Critic | None,
         horizon: datetime,
         blobs: Callable[[str], Blob],
+        *,
+        strict: bool,
     ) -> None:
         self.recording = recording
         self.spec = spec
         self.tool_names = tool_names
         self.critic = critic
-        self.strict_timers = isinstance(critic, RecordedCritic)
+        self.strict_timers = strict
         self.horizon = horizon
         self.blobs = blobs
         self.events: list[Event] = []

@@ -106,7 +106,15 @@ class Replayer:
         _check_blobs(events, blobs)
         spec, tool_names, critic = self._agent(recording, agent, what_if_critic)
         horizon = recording.end + timedelta(seconds=self.horizon)
-        playback = Playback(recording, spec, tool_names, critic, horizon, _blob_reader(blobs))
+        playback = Playback(
+            recording,
+            spec,
+            tool_names,
+            critic,
+            horizon,
+            _blob_reader(blobs),
+            strict=agent is None and what_if_critic is None,
+        )
         with _no_cyclic_gc():
             playback.play(_setup_error(recording))
         replayed = _shared(playback.events, events)

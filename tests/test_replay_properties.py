@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from executus import (
     Artifact,
     Cancellation,
     CriticDecision,
+    Event,
     Executor,
     IdleCritic,
     Image,
@@ -23,9 +25,12 @@ from executus import (
     Ladder,
     MemoryStore,
     PostRun,
+    RecordingFailedError,
     SequentialIds,
     Session,
     SessionContext,
+    StoreError,
+    SystemClock,
     ToolContext,
     VirtualClock,
     extend,
@@ -135,6 +140,8 @@ class Scenario:
     session: tuple[bool, bool] | None
     crash_at: float | None = None
     """Where the process dies (a fraction of the log), to be resumed 50 s later; None: never."""
+    store_fails_at: int | None = None
+    """The append (2, 3…) at which the store gives up, to be resumed 50 s later; None: never."""
 
 
 scenarios = st.builds(
@@ -148,6 +155,7 @@ scenarios = st.builds(
     shutdown=st.booleans(),
     session=st.one_of(st.none(), st.tuples(st.booleans(), st.booleans())),
     crash_at=st.one_of(st.none(), st.floats(0, 1, exclude_max=True)),
+    store_fails_at=st.one_of(st.none(), st.integers(2, 12)),
 )
 
 
@@ -168,6 +176,30 @@ def _agent(scenario: Scenario, script: list[ScriptItem]) -> Agent:
     )
 
 
+class _GivingUpWriter:
+    """Commits through the store until its ``fails_at``-th append, which fails for good."""
+
+    def __init__(self, store: MemoryStore, fails_at: int) -> None:
+        self._store = store
+        self._appends = 0
+        self._fails_at = fails_at
+
+    async def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        self._appends += 1
+        if self._appends >= self._fails_at:
+            raise StoreError("the disk is full")
+        self._store.append(run_id, events, expected_seq)
+
+    async def put_blob(self, data: bytes, media_type: str) -> str:
+        return self._store.put_blob(data, media_type)
+
+
+def _resume_later(scenario: Scenario, store: MemoryStore, run_id: str) -> None:
+    later = VirtualClock(store.read_run(run_id)[-1].at + timedelta(seconds=50))
+    invocation = Invocation(session=_session(scenario))
+    later.run(Executor(store, clock=later).resume(run_id, _agent(scenario, ["resumed"]), invocation))
+
+
 def _crash_and_resume(scenario: Scenario, whole: MemoryStore, run_id: str) -> MemoryStore:
     """Keep the log up to a batch boundary (the process died there) and resume it 50 s later."""
     events = whole.read_run(run_id)
@@ -183,9 +215,7 @@ def _crash_and_resume(scenario: Scenario, whole: MemoryStore, run_id: str) -> Me
         blob = whole.get_blob(sha256)
         store.put_blob(blob.data, blob.media_type)
     store.append(run_id, survived, 0)
-    later = VirtualClock(survived[-1].at + timedelta(seconds=50))
-    invocation = Invocation(session=_session(scenario))
-    later.run(Executor(store, clock=later).resume(run_id, _agent(scenario, ["resumed"]), invocation))
+    _resume_later(scenario, store, run_id)
     return store
 
 
@@ -199,7 +229,8 @@ def _session(scenario: Scenario) -> Callable[[SessionContext], Session] | None:
 def _record(scenario: Scenario) -> tuple[MemoryStore, str]:
     store = MemoryStore()
     clock = VirtualClock(START)
-    executor = Executor(store, clock=clock, ids=SequentialIds())
+    writer = None if scenario.store_fails_at is None else _GivingUpWriter(store, scenario.store_fails_at)
+    executor = Executor(store, clock=clock, ids=SequentialIds(), writer=writer)
     agent = _agent(scenario, scenario.script)
     session = _session(scenario)
     invocation = Invocation(caller_id="prop", cancellation=Cancellation(), session=session)
@@ -213,10 +244,15 @@ def _record(scenario: Scenario) -> tuple[MemoryStore, str]:
             else:
                 assert invocation.cancellation is not None
                 loop.call_later(scenario.cancel_at, invocation.cancellation.cancel, "stop")
-        return (await executor.run(agent, invocation, "go")).run_id
+        try:
+            return (await executor.run(agent, invocation, "go")).run_id
+        except RecordingFailedError as failed:
+            return failed.run_id
 
     run_id = clock.run(main())
-    if scenario.crash_at is not None:
+    if scenario.store_fails_at is not None and store.get_run(run_id).status == "running":
+        _resume_later(scenario, store, run_id)  # the store is back
+    elif scenario.crash_at is not None:
         store = _crash_and_resume(scenario, store, run_id)
     return store, run_id
 
@@ -235,7 +271,7 @@ TIE = Scenario(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(TIE)
 @given(scenarios)
 def test_any_recorded_run_replays_identically(scenario: Scenario) -> None:
@@ -255,3 +291,54 @@ def test_any_recorded_run_replays_identically_against_its_own_agent_definition(s
     result = Replayer(blobs=store).replay_run(store.read_run(run_id), agent=agent)
     assert result.identical, result.report()
     assert result.agent_changes == ()
+
+
+@tool
+async def nap(ms: int) -> str:
+    """Sleep on the event loop.
+
+    Args:
+        ms: milliseconds.
+    """
+    await asyncio.sleep(ms / 1000)
+    return f"napped {ms}"
+
+
+@tool
+def doze(ms: int) -> str:
+    """Sleep in a worker thread.
+
+    Args:
+        ms: milliseconds.
+    """
+    time.sleep(ms / 1000)
+    return f"dozed {ms}"
+
+
+wall_batches = st.lists(
+    st.lists(st.tuples(st.sampled_from(["nap", "doze"]), st.integers(0, 6)), min_size=1, max_size=4),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wall_batches, st.booleans(), st.one_of(st.none(), st.sampled_from([0.004, 0.012, 0.03])))
+def test_parallel_tools_with_random_durations_on_the_wall_clock_replay_identically(
+    batches: list[list[tuple[str, int]]], with_critic: bool, max_runtime: float | None
+) -> None:
+    script: list[ScriptItem] = [[call(name, ms=ms) for name, ms in batch] for batch in batches]
+    critic = IdleCritic(
+        idle_after=0.003, check_interval=0.001, policy=Ladder([nudge("go on"), extend(0.002)])
+    )
+    agent = Agent(
+        "napper",
+        ScriptedModel([*script, "done"]),
+        tools=[nap, doze],
+        critic=critic if with_critic else None,
+        max_runtime=max_runtime,
+    )
+    store = MemoryStore()
+    result = asyncio.run(Executor(store, clock=SystemClock()).run(agent, None, "go"))
+    result = Replayer(blobs=store).replay_run(store.read_run(result.run_id))
+    assert result.identical, result.report()
