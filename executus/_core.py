@@ -20,14 +20,15 @@ while the outcome is open.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias
 
+from executus._calls import INTERRUPTED, NOT_STARTED, unanswered_calls, unique_call_ids
 from executus._critic import Critic, CriticDecision
 from executus._effects import (
+    STATUS_OF_CAUSE,
     CallModel,
     CancelInFlight,
     Decision,
@@ -38,6 +39,7 @@ from executus._effects import (
     StartChild,
     StartTools,
     WakeAt,
+    decided_outcome,
 )
 from executus._events import (
     CancelCause,
@@ -53,7 +55,6 @@ from executus._events import (
     RunFinished,
     RunResumed,
     RunStarted,
-    RunStatus,
     SteerInjected,
     SteerMessage,
     ToolFinished,
@@ -74,30 +75,12 @@ from executus._inputs import (
     TimerFired,
     ToolCallFinished,
 )
-from executus._messages import AssistantMessage, MessagesSnapshot, ToolCall, ToolMessage, trusted
+from executus._messages import MessagesSnapshot, ToolCall, trusted
 from executus._state import RunState, apply
 
-__all__ = ["INTERRUPTED", "NOT_STARTED", "CoreState", "decide", "decided_outcome"]
+__all__ = ["CoreState", "decide"]
 
 SteerSource: TypeAlias = Literal["session", "critic"]
-
-STATUS_OF_CAUSE: Final[Mapping[CancelCause, RunStatus]] = {
-    "caller": "cancelled",
-    "shutdown": "cancelled",
-    "timeout": "timeout",
-    "critic_kill": "killed",
-}
-INTERRUPTED: Final = ErrorInfo(
-    type="Interrupted",
-    message="the process running this tool stopped before it finished; it was not re-run",
-)
-"""The result a resumed run records for a tool call that was in flight when its process died."""
-NOT_STARTED: Final = ErrorInfo(
-    type="NotStarted",
-    message="the process running this run stopped before this tool call started; it was not run",
-)
-"""The result a resumed run records for a call of a sequential batch that never started, so
-that every tool call of a reply has its answer (model APIs refuse a request without one)."""
 
 
 @dataclass(slots=True)
@@ -126,57 +109,6 @@ class CoreState:
 def decide(core: CoreState, input: Input) -> Decision:
     """The events to record and the effects to perform for one input (``core`` is updated)."""
     return _Decider(core, input.at).handle(input)
-
-
-def decided_outcome(state: RunState) -> Outcome | None:
-    """The outcome a log records before its ``run_finished`` (or without one), if any."""
-    if state.cancellation is not None:
-        cause, detail = state.cancellation.cause, state.cancellation.detail
-        return Outcome(STATUS_OF_CAUSE[cause], error=ErrorInfo(type=cause, message=detail))
-    if state.error is not None:
-        return Outcome("error", error=state.error)
-    last = state.transcript[-1]
-    if isinstance(last, AssistantMessage) and not last.tool_calls:
-        return Outcome("ok", output=last.text or "")
-    return None
-
-
-def unanswered_calls(state: RunState) -> list[ToolCall]:
-    """The tool calls of the last reply that have no result yet, in call order."""
-    answered: Counter[str] = Counter()
-    for message in reversed(state.transcript):
-        if isinstance(message, ToolMessage):
-            answered[message.call_id] += 1
-        elif isinstance(message, AssistantMessage):
-            unanswered = []
-            for call in message.tool_calls:
-                if answered[call.id] > 0:
-                    answered[call.id] -= 1
-                else:
-                    unanswered.append(call)
-            return unanswered
-        else:
-            return []
-    return []
-
-
-def unique_call_ids(calls: tuple[ToolCall, ...]) -> tuple[ToolCall, ...]:
-    """The calls with every id made unique and non-empty (``id#2`` for a repeat).
-
-    A reply's results are matched to its calls by id; two calls with one id would leave one
-    unanswered (and lose a result after a resume).
-    """
-    seen: set[str] = set()
-    unique = []
-    for index, call in enumerate(calls, start=1):
-        new_id = call.id or f"call-{index}"
-        suffix = 2
-        while new_id in seen:
-            new_id = f"{call.id or 'call'}#{suffix}"
-            suffix += 1
-        seen.add(new_id)
-        unique.append(call if new_id == call.id else call.model_copy(update={"id": new_id}))
-    return tuple(unique)
 
 
 class _Decider:
@@ -512,7 +444,8 @@ class _Decider:
         if core.outcome is None:
             self.end(Outcome("error", error=input.error))
         elif not core.run.post_run_done:
-            self.effects.append(RunPostRun(core.outcome))  # the failed decision's was dropped
+            # The failed decision's effects were dropped: stop what runs, then the hook.
+            self.effects.extend((CancelInFlight(), WakeAt(None), RunPostRun(core.outcome)))
         else:
             self.effects.append(Finish(core.outcome))
 

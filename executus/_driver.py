@@ -24,8 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import ValidationError
-
 from executus._agent import (
     Agent,
     Artifact,
@@ -55,7 +53,6 @@ from executus._inputs import (
     ChildRunRequested,
     Input,
     ModelCallFailed,
-    ModelReplied,
     PostRunDone,
     RunRequested,
     RunResumeRequested,
@@ -64,20 +61,21 @@ from executus._inputs import (
     StoreFailed,
     TimerFired,
     ToolCallFinished,
+    reply_input,
 )
-from executus._messages import Image, ImagePart, ModelRequest, ModelResponse, ToolCall, Usage, UserMessage
+from executus._messages import Image, ImagePart, ModelRequest, ToolCall, UserMessage
 from executus._model import Model
 from executus._recorder import Recorder
 from executus._state import RunState
 from executus._text import clean_json, clean_text
 from executus._timers import WatchdogTimer
-from executus._toolcalls import NOT_AN_OBJECT, error_info, invoke, requested_cancellation
+from executus._toolcalls import error_info, invoke, requested_cancellation
 from executus._tools import Tool
 
 if TYPE_CHECKING:
     from executus._executor import Executor
 
-__all__ = ["RunDriver", "reply_input"]
+__all__ = ["RunDriver"]
 
 logger = logging.getLogger("executus")
 
@@ -476,47 +474,3 @@ class RunDriver:
             except Exception:
                 logger.exception("run %s: budget commit failed", self.run_id)
         self.result = result
-
-
-def reply_input(
-    response: ModelResponse, step: int, at: Any, latency: float
-) -> ModelReplied | ModelCallFailed:
-    """A model's response as the core's input: validated again (an adapter may have built it
-    with ``model_construct``), text made storable, non-object arguments kept aside."""
-    try:
-        usage = Usage.model_validate(
-            {"input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens}
-        )
-        calls = tuple(_tool_call(call) for call in response.tool_calls)
-        text: str | None = response.text
-        if text is not None and not isinstance(text, str):
-            raise TypeError(f"the reply's text is a {type(text).__name__}, not a string")
-    except (ValidationError, TypeError, AttributeError) as error:
-        return ModelCallFailed(
-            at=at,
-            step=step,
-            error=ErrorInfo(
-                type="InvalidModelResponse", message=clean_text(f"the model's reply is unusable: {error}")
-            ),
-        )
-    return ModelReplied(
-        at=at,
-        step=step,
-        text=None if text is None else clean_text(text),
-        tool_calls=calls,
-        usage=usage,
-        latency=latency,
-    )
-
-
-def _tool_call(call: ToolCall) -> ToolCall:
-    arguments: Any = call.arguments
-    if not isinstance(arguments, dict):
-        arguments = {NOT_AN_OBJECT: clean_json(arguments)}
-    return ToolCall.model_validate(
-        {
-            "id": clean_text(str(call.id)),
-            "name": clean_text(str(call.name)),
-            "arguments": clean_json(arguments),
-        }
-    )

@@ -6,15 +6,17 @@ committed (the durability rule: a log always says what was started before it sta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
-from executus._events import ErrorInfo, Event, RunStatus
-from executus._messages import Message, ToolCall
+from executus._events import CancelCause, ErrorInfo, Event, RunStatus
+from executus._messages import AssistantMessage, Message, ToolCall
+from executus._state import RunState
 
 __all__ = [
+    "STATUS_OF_CAUSE",
     "CallModel",
     "CancelInFlight",
     "Decision",
@@ -25,6 +27,7 @@ __all__ = [
     "StartChild",
     "StartTools",
     "WakeAt",
+    "decided_outcome",
 ]
 
 
@@ -35,6 +38,27 @@ class Outcome:
     status: RunStatus
     output: str | None = None
     error: ErrorInfo | None = None
+
+
+STATUS_OF_CAUSE: Final[Mapping[CancelCause, RunStatus]] = {
+    "caller": "cancelled",
+    "shutdown": "cancelled",
+    "timeout": "timeout",
+    "critic_kill": "killed",
+}
+
+
+def decided_outcome(state: RunState) -> Outcome | None:
+    """The outcome a log records before its ``run_finished`` (or without one), if any."""
+    if state.cancellation is not None:
+        cause, detail = state.cancellation.cause, state.cancellation.detail
+        return Outcome(STATUS_OF_CAUSE[cause], error=ErrorInfo(type=cause, message=detail))
+    if state.error is not None:
+        return Outcome("error", error=state.error)
+    last = state.transcript[-1]
+    if isinstance(last, AssistantMessage) and not last.tool_calls:
+        return Outcome("ok", output=last.text or "")
+    return None
 
 
 @dataclass(frozen=True, slots=True)

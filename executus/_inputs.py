@@ -13,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, Final, TypeAlias
 
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationError
 
 from executus._events import AgentSpec, ArtifactRef, ErrorInfo, SteerMessage
-from executus._messages import ToolCall, Usage
+from executus._messages import ModelResponse, ToolCall, Usage
+from executus._text import clean_json, clean_text
 
 __all__ = [
+    "NOT_AN_OBJECT",
     "CallerCancelled",
     "ChildRunRequested",
     "Input",
@@ -34,7 +36,11 @@ __all__ = [
     "StoreFailed",
     "TimerFired",
     "ToolCallFinished",
+    "reply_input",
 ]
+
+NOT_AN_OBJECT: Final = "__executus_arguments_not_an_object__"
+"""The key under which a call's arguments are kept when the model sent no JSON object."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +175,47 @@ Input: TypeAlias = (
     | StoreFailed
     | PostRunDone
 )
+
+
+def reply_input(
+    response: ModelResponse, step: int, at: Any, latency: float
+) -> ModelReplied | ModelCallFailed:
+    """A model's response as the core's input: validated again (an adapter may have built it
+    with ``model_construct``), text made storable, non-object arguments kept aside."""
+    try:
+        usage = Usage.model_validate(
+            {"input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens}
+        )
+        calls = tuple(_tool_call(call) for call in response.tool_calls)
+        text: str | None = response.text
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"the reply's text is a {type(text).__name__}, not a string")
+    except (ValidationError, TypeError, AttributeError) as error:
+        return ModelCallFailed(
+            at=at,
+            step=step,
+            error=ErrorInfo(
+                type="InvalidModelResponse", message=clean_text(f"the model's reply is unusable: {error}")
+            ),
+        )
+    return ModelReplied(
+        at=at,
+        step=step,
+        text=None if text is None else clean_text(text),
+        tool_calls=calls,
+        usage=usage,
+        latency=latency,
+    )
+
+
+def _tool_call(call: ToolCall) -> ToolCall:
+    arguments: Any = call.arguments
+    if not isinstance(arguments, dict):
+        arguments = {NOT_AN_OBJECT: clean_json(arguments)}
+    return ToolCall.model_validate(
+        {
+            "id": clean_text(str(call.id)),
+            "name": clean_text(str(call.name)),
+            "arguments": clean_json(arguments),
+        }
+    )

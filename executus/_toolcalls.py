@@ -16,14 +16,12 @@ from pydantic import JsonValue
 from executus._agent import ToolContext
 from executus._clock import Clock
 from executus._events import ErrorInfo
+from executus._inputs import NOT_AN_OBJECT
 from executus._messages import ToolCall
 from executus._text import clean_text
 from executus._tools import InvalidArgumentsError, Tool, render_result
 
-__all__ = ["NOT_AN_OBJECT", "error_info", "invoke", "requested_cancellation"]
-
-NOT_AN_OBJECT = "__executus_arguments_not_an_object__"
-"""The key under which a call's arguments are kept when the model sent no JSON object."""
+__all__ = ["error_info", "invoke", "requested_cancellation"]
 
 
 def requested_cancellation() -> bool:
