@@ -20,13 +20,15 @@ import dataclasses
 import hashlib
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 from executus._agent import (
     Agent,
     Artifact,
+    BudgetPort,
+    DeliveryPort,
     Invocation,
     PostRun,
     Result,
@@ -34,6 +36,7 @@ from executus._agent import (
     SessionContext,
     ToolContext,
 )
+from executus._clock import Clock, IdGenerator
 from executus._core import CoreState, decide
 from executus._effects import (
     CallModel,
@@ -47,7 +50,7 @@ from executus._effects import (
     WakeAt,
 )
 from executus._errors import ConfigurationError, ExecutusError, RecordingFailedError
-from executus._events import AgentSpec, ArtifactRef, ErrorInfo, SteerMessage
+from executus._events import AgentSpec, ArtifactRef, ErrorInfo, Event, SteerMessage
 from executus._inputs import (
     CallerCancelled,
     ChildRunRequested,
@@ -64,20 +67,37 @@ from executus._inputs import (
     reply_input,
 )
 from executus._messages import Image, ImagePart, ModelRequest, ToolCall, UserMessage
-from executus._model import Model
+from executus._model import Model, ModelResolver
 from executus._recorder import Recorder
 from executus._state import RunState
+from executus._store import EventStore, EventWriter
 from executus._text import clean_json, clean_text
 from executus._timers import WatchdogTimer
 from executus._toolcalls import error_info, invoke, requested_cancellation
 from executus._tools import Tool
 
-if TYPE_CHECKING:
-    from executus._executor import Executor
-
-__all__ = ["RunDriver"]
+__all__ = ["RunDriver", "Runtime"]
 
 logger = logging.getLogger("executus")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What the runs of one executor share (the executor builds it for each run)."""
+
+    store: EventStore
+    writer: EventWriter
+    clock: Clock
+    ids: IdGenerator
+    resolve: ModelResolver
+    version: str
+    on_event: Callable[[Event], None] | None
+    budget: BudgetPort | None
+    delivery: DeliveryPort | None
+    active: dict[str, RunDriver]
+    """The runs in progress, by id (what ``Executor.shutdown`` stops)."""
+    run_child: Callable[[Agent, Invocation, str], Awaitable[Result]]
+    """Runs a child run on the same executor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,23 +120,23 @@ class RunDriver:
 
     def __init__(
         self,
-        executor: Executor,
+        runtime: Runtime,
         agent: Agent,
         invocation: Invocation,
         run_id: str,
         state: RunState | None = None,
     ) -> None:
-        self.executor = executor
-        self.clock = executor.clock
+        self.runtime = runtime
+        self.clock = runtime.clock
         self.agent = agent
         self.invocation = invocation
         self.run_id = run_id
         self.core = CoreState(run_id, critic=agent.critic, run=state)
         self.recorder = Recorder(
-            executor.writer,
+            runtime.writer,
             run_id,
             state.last_seq if state is not None else 0,
-            executor._on_event,
+            runtime.on_event,
             invocation.on_step,
         )
         self.inbox: asyncio.Queue[_InboxItem] = asyncio.Queue()
@@ -151,16 +171,14 @@ class RunDriver:
                 caller_id=self.invocation.caller_id,
                 parent_run_id=self.invocation.parent_run_id,
                 parent_call_id=self.invocation.parent_call_id,
-                executor_version=self.executor.version,
+                executor_version=self.runtime.version,
                 setup_error=setup_error,
             )
         else:
             self._load_images(state)
-            first = RunResumeRequested(
-                at=now, executor_version=self.executor.version, setup_error=setup_error
-            )
+            first = RunResumeRequested(at=now, executor_version=self.runtime.version, setup_error=setup_error)
         self.inbox.put_nowait(first)
-        self.executor._active[self.run_id] = self
+        self.runtime.active[self.run_id] = self
         cancellation = self.invocation.cancellation
         unsubscribe = cancellation.subscribe(self.cancel) if cancellation else None
         loop_task = asyncio.get_running_loop().create_task(self._loop(), name=f"executus-run-{self.run_id}")
@@ -173,7 +191,7 @@ class RunDriver:
                     caller_cancelled = True
                     self.cancel("the caller's task was cancelled")
         finally:
-            self.executor._active.pop(self.run_id, None)
+            self.runtime.active.pop(self.run_id, None)
             if unsubscribe is not None:
                 unsubscribe()
             self.finished.set()
@@ -200,7 +218,7 @@ class RunDriver:
         """Resolve the model and make the session; a failure here ends the run as an error."""
         try:
             model = self.agent.model
-            self.model = self.executor._resolve(model) if isinstance(model, str) else model
+            self.model = self.runtime.resolve(model) if isinstance(model, str) else model
             if self.invocation.session is not None:
                 context = SessionContext(self.run_id, self.invocation.caller_id, self._attach)
                 made = self.invocation.session(context)
@@ -233,7 +251,7 @@ class RunDriver:
             if isinstance(message, UserMessage):
                 for part in message.parts:
                     if isinstance(part, ImagePart):
-                        self.images[part.sha256] = self.executor.store.get_blob(part.sha256).data
+                        self.images[part.sha256] = self.runtime.store.get_blob(part.sha256).data
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -356,7 +374,7 @@ class RunDriver:
         self, agent: Agent, input: str, invocation: Invocation | None, call_id: str
     ) -> Result:
         base = invocation or Invocation()
-        child_id = base.run_id or self.executor.ids.new_run_id()
+        child_id = base.run_id or self.runtime.ids.new_run_id()
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.child_waiters[call_id, child_id] = waiter
         self._put(ChildRunRequested(at=self.clock.now(), call_id=call_id, child_run_id=child_id))
@@ -369,7 +387,7 @@ class RunDriver:
             parent_run_id=self.run_id,
             parent_call_id=call_id,
         )
-        return await self.executor.run(agent, child, input)
+        return await self.runtime.run_child(agent, child, input)
 
     def _attach(self, text: str, images: tuple[Image, ...]) -> None:
         self._put(_Attached(text, images))
@@ -462,15 +480,15 @@ class RunDriver:
             artifacts=self.artifacts,
             metadata=dict(state.post_run_metadata),
         )
-        executor = self.executor
-        if executor._delivery is not None:
+        runtime = self.runtime
+        if runtime.delivery is not None:
             try:
-                await executor._delivery.deliver(result)
+                await runtime.delivery.deliver(result)
             except Exception:
                 logger.exception("run %s: delivery failed", self.run_id)
-        if executor._budget is not None:
+        if runtime.budget is not None:
             try:
-                await executor._budget.commit(self.invocation.caller_id, result.duration)
+                await runtime.budget.commit(self.invocation.caller_id, result.duration)
             except Exception:
                 logger.exception("run %s: budget commit failed", self.run_id)
         self.result = result

@@ -16,7 +16,7 @@ from typing import Final
 
 from executus._agent import Agent, BudgetPort, DeliveryPort, Invocation, Result
 from executus._clock import Clock, IdGenerator, RandomIds, SystemClock, VirtualClock
-from executus._driver import RunDriver
+from executus._driver import RunDriver, Runtime
 from executus._errors import RunNotResumableError
 from executus._events import Event
 from executus._model import Model, ModelRegistry, ModelResolver
@@ -96,7 +96,7 @@ class Executor:
         """
         self.clock.check_loop()
         invocation = invocation or Invocation()
-        driver = RunDriver(self, agent, invocation, invocation.run_id or self.ids.new_run_id())
+        driver = RunDriver(self._runtime(), agent, invocation, invocation.run_id or self.ids.new_run_id())
         return await driver.run(input)
 
     def run_sync(self, agent: Agent, invocation: Invocation | None, input: str) -> Result:
@@ -126,8 +126,23 @@ class Executor:
             caller_id=state.caller_id,
             parent_run_id=state.parent_run_id,
         )
-        driver = RunDriver(self, agent, invocation, run_id, state=state)
+        driver = RunDriver(self._runtime(), agent, invocation, run_id, state=state)
         return await driver.run(state.input)
+
+    def _runtime(self) -> Runtime:
+        return Runtime(
+            store=self.store,
+            writer=self.writer,
+            clock=self.clock,
+            ids=self.ids,
+            resolve=self._resolve,
+            version=self.version,
+            on_event=self._on_event,
+            budget=self._budget,
+            delivery=self._delivery,
+            active=self._active,
+            run_child=self.run,
+        )
 
     async def shutdown(self, detail: str = "the executor is shutting down") -> None:
         """Cancel every active run (cause ``shutdown``) and wait until each is recorded as ended."""

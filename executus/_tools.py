@@ -221,13 +221,3 @@ def render_result(value: object) -> str:
     if isinstance(value, BaseModel):
         return value.model_dump_json()
     return canonical_json(to_jsonable_python(value))
-
-
-def __getattr__(name: str) -> Any:
-    # ``from executus._tools import ToolContext`` kept working for code written before the
-    # class moved to executus._agent; new code imports it from ``executus``.
-    if name == "ToolContext":
-        from executus._agent import ToolContext
-
-        return ToolContext
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

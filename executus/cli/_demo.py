@@ -25,6 +25,7 @@ from executus._agent import (
     Session,
     SessionContext,
     SessionFactory,
+    ToolContext,
 )
 from executus._clock import IdGenerator, VirtualClock
 from executus._critic import IdleCritic
@@ -32,7 +33,7 @@ from executus._events import ErrorInfo
 from executus._executor import Executor
 from executus._messages import Image, Message, ModelRequest, ModelResponse, ToolCall
 from executus._store import EventStore
-from executus._tools import Tool, ToolContext, tool
+from executus._tools import Tool, tool
 from executus.testing import FunctionModel, ScriptedModel, call, hang
 
 __all__ = ["DEMO_CALLER", "DemoRun", "record_demo"]
