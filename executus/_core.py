@@ -398,14 +398,9 @@ class _Decider:
 
     def critic_decided(self, decision: CriticDecision) -> None:
         run = self.run
-        fields: dict[str, Any] = {}
-        if decision.kind == "extend":
-            new_deadline = run.deadline + timedelta(seconds=decision.seconds) if run.deadline else None
-            fields = {"old_deadline": run.deadline, "new_deadline": new_deadline}
-        elif decision.kind == "raise_steps":
-            fields = {"old_max_steps": run.max_steps, "new_max_steps": run.max_steps + decision.steps}
-        elif decision.kind == "nudge":
-            fields = {"nudge": decision.nudge or ""}
+        extend = decision.kind == "extend"
+        new_deadline = run.deadline + timedelta(seconds=decision.seconds) if extend and run.deadline else None
+        raised = decision.kind == "raise_steps"
         self.record(
             CriticDecided(
                 run_id=run.run_id,
@@ -414,7 +409,11 @@ class _Decider:
                 decision=decision.kind,
                 reason=decision.reason,
                 idle_seconds=(self.at - run.last_activity_at).total_seconds(),
-                **fields,
+                old_deadline=run.deadline if extend else None,
+                new_deadline=new_deadline,
+                old_max_steps=run.max_steps if raised else None,
+                new_max_steps=run.max_steps + decision.steps if raised else None,
+                nudge=(decision.nudge or "") if decision.kind == "nudge" else None,
             )
         )
         if decision.kind == "nudge":
