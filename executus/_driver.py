@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from pydantic import JsonValue, TypeAdapter
+
 from executus._agent import (
     Agent,
     Artifact,
@@ -79,6 +81,8 @@ from executus._tools import Tool
 __all__ = ["RunDriver", "Runtime"]
 
 logger = logging.getLogger("executus")
+_METADATA: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(dict[str, JsonValue])
+"""What a post-run hook's metadata must be: JSON (anything else is the hook's error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,12 +423,13 @@ class RunDriver:
         if session is None or state is None or state.post_run_done:
             return PostRunDone(at=self.clock.now(), ran=False)
         artifacts: tuple[Artifact, ...] = ()
-        metadata: dict[str, Any] = {}
+        metadata: dict[str, JsonValue] = {}
         post_run_error = cleanup_error = None
         try:
             made = await session.post_run(list(state.transcript), outcome.output, outcome.error)
             post_run = made if isinstance(made, PostRun) else PostRun()
-            artifacts, metadata = tuple(post_run.artifacts), dict(post_run.metadata)
+            artifacts = tuple(post_run.artifacts)
+            metadata = _METADATA.validate_python(clean_json(dict(post_run.metadata)))
         except (Exception, asyncio.CancelledError) as error:
             if isinstance(error, asyncio.CancelledError) and requested_cancellation():
                 raise
@@ -458,7 +463,7 @@ class RunDriver:
             at=self.clock.now(),
             ran=True,
             artifacts=tuple(refs),
-            metadata=clean_json(metadata),  # type: ignore[arg-type]
+            metadata=metadata,
             error=post_run_error,
             cleanup_error=cleanup_error,
         )

@@ -261,3 +261,21 @@ def test_a_model_request_keeps_the_messages_it_was_made_with() -> None:
     assert [len(request.messages) for request in model.requests] == [2, 4]
     with pytest.raises((TypeError, AttributeError)):
         model.requests[0].messages.append(model.requests[0].messages[0])  # type: ignore[attr-defined]
+
+
+class _OddMetadata(Session):
+    async def post_run(
+        self, transcript: Sequence[Message], output: str | None, error: ErrorInfo | None
+    ) -> PostRun:
+        return PostRun(metadata={"when": datetime(2026, 1, 1)})  # type: ignore[dict-item]
+
+
+def test_post_run_metadata_that_is_not_json_is_the_hooks_error_not_a_stuck_run() -> None:
+    recorded = record(
+        Agent("odd", ScriptedModel(["done"])), invocation=Invocation(session=lambda context: _OddMetadata())
+    )
+
+    assert recorded.result.status == "ok"
+    post_run = recorded.of_kind("post_run_finished")[0]
+    assert post_run.error.type == "ValidationError"
+    assert post_run.metadata == {}
