@@ -24,9 +24,8 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 from executus import (
     EXECUTOR_VERSION,
@@ -116,16 +115,17 @@ class RecordedCritic:
         return decision_of(self._decisions[index]) if index < len(self._decisions) else None
 
 
-@dataclass(order=True, slots=True)
-class _Due:
+class _Due(NamedTuple):
+    """An input due at an instant; ordered by (at, position, order), compared in C by the heap."""
+
     at: datetime
     position: float
     order: int
-    input: Input = field(compare=False)
-    segment: int = field(compare=False)
-    in_flight: bool = field(compare=False)
+    input: Input
+    segment: int
+    in_flight: bool
     """Answers a model or tool call (dropped when the run cancels what is in flight)."""
-    fires_critic: bool = field(compare=False, default=False)
+    fires_critic: bool = False
 
 
 class Playback:
