@@ -1,7 +1,8 @@
 """Deterministic replay of recorded executus runs: cassettes, the replayer, a pytest plugin.
 
-A recorded run becomes a regression test: :class:`Replayer` re-runs it on a virtual clock
-with its recorded model replies and tool results, and names the first event that differs
+A recorded run becomes a regression test: :class:`Replayer` feeds the executor's decision
+core the inputs the run received (recorded model replies, tool results, cancels, steer
+messages, timer firings), in recorded order, and names the first event that differs
 (:class:`ReplayDivergence`). Cassettes (:mod:`replay.cassette`) carry a run between
 databases and beside the tests; :mod:`replay.pytest_plugin` replays them from pytest.
 
