@@ -12,6 +12,7 @@ from executus import (
     Agent,
     Event,
     Executor,
+    InlineWriter,
     Invocation,
     MemoryStore,
     ModelRequest,
@@ -20,6 +21,7 @@ from executus import (
     SequentialIds,
     Session,
     SessionContext,
+    SystemClock,
     ToolContext,
     VirtualClock,
     tool,
@@ -169,3 +171,23 @@ def test_session_steer_and_the_next_request_share_the_tool_results_transaction()
     record(agent, invocation=Invocation(session=session), executor=executor)
 
     assert ["tool_finished", "steer_injected", "model_requested"] in store.batches
+
+
+class _StoreWithWriter(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.own_writer = InlineWriter(self)
+
+    def writer(self) -> InlineWriter:
+        return self.own_writer
+
+
+def test_the_executor_records_through_the_stores_writer_except_on_a_virtual_clock() -> None:
+    store = _StoreWithWriter()
+    explicit = InlineWriter(store)
+
+    assert Executor(store, clock=SystemClock()).writer is store.own_writer
+    assert isinstance(Executor(store, clock=VirtualClock(START)).writer, InlineWriter)
+    assert Executor(store, clock=VirtualClock(START)).writer is not store.own_writer
+    assert Executor(store, clock=SystemClock(), writer=explicit).writer is explicit
+    assert isinstance(Executor(MemoryStore(), clock=SystemClock()).writer, InlineWriter)
