@@ -40,10 +40,8 @@ from executus import (
     ModelFailed,
     ModelResponded,
     Result,
-    RunCancelled,
     RunFinished,
     RunState,
-    SteerInjected,
     rebuild,
 )
 from executus._core import CoreState, decide
@@ -169,11 +167,10 @@ class Playback:
         self._due: dict[int, list[_Due]] = {}
         self._order = itertools.count()
         self._timer: datetime | None = None
-        self._timer_positions = {
-            event.at: float(event.seq)
-            for event in recording.events
-            if isinstance(event, CriticDecided)
-            or (isinstance(event, RunCancelled) and event.cause in ("timeout", "critic_kill"))
+        self._timer_positions = {event.at: float(event.seq) for event in recording.decisions} | {
+            cancel.at: float(cancel.seq)
+            for cancel in recording.cancels
+            if cancel.cause in ("timeout", "critic_kill")
         }
 
     # -- scheduling --------------------------------------------------------------------------
@@ -203,27 +200,26 @@ class Playback:
             elif cancel.cause == "shutdown":
                 self._external(cancel, ShutdownRequested(at=cancel.at, detail=cancel.detail))
             elif self.strict_timers and not (
-                cancel.cause == "critic_kill" and isinstance(events[cancel.seq - 2], CriticDecided)
+                cancel.cause == "critic_kill" and events[cancel.seq - 2].kind == "critic_decided"
             ):
                 self._external(cancel, TimerFired(at=cancel.at))
         if self.strict_timers:
             for decision in self.recording.decisions:
                 self._external(decision, TimerFired(at=decision.at), fires_critic=True)
         nudges: Iterator[CriticDecided] = iter(d for d in self.recording.decisions if d.decision == "nudge")
-        for index, event in enumerate(events):
-            if not isinstance(event, SteerInjected):
-                continue
+        for event in self.recording.steers:  # kinds, not isinstance (an ABC check per event)
+            index = event.seq - 1
             if event.source == "critic":
                 for _ in event.messages:
                     next(nudges, None)
                 continue
             group_start = index
-            while group_start > 0 and isinstance(events[group_start - 1], SteerInjected):
+            while group_start > 0 and events[group_start - 1].kind == "steer_injected":
                 group_start -= 1
             trigger = events[group_start - 1]
             at, position = trigger.at, trigger.seq - 0.5
             following = events[index + 1] if index + 1 < len(events) else None
-            if isinstance(following, SteerInjected) and following.source == "critic":
+            if following is not None and following.kind == "steer_injected" and following.source == "critic":
                 # It arrived before the critic nudge injected after it in the same batch.
                 upcoming = list(itertools.islice(nudges, 1))
                 if upcoming:
