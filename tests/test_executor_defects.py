@@ -279,3 +279,17 @@ def test_post_run_metadata_that_is_not_json_is_the_hooks_error_not_a_stuck_run()
     post_run = recorded.of_kind("post_run_finished")[0]
     assert post_run.error.type == "ValidationError"
     assert post_run.metadata == {}
+
+
+def test_a_model_awaiting_a_future_something_else_cancelled_fails_the_run_as_an_error() -> None:
+    async def reply(request: ModelRequest) -> ModelResponse:
+        future: asyncio.Future[ModelResponse] = asyncio.get_running_loop().create_future()
+        future.cancel()
+        return await future
+
+    recorded = record(Agent("futures", FunctionModel(reply)))
+
+    assert recorded.result.status == "error"
+    assert recorded.result.error is not None
+    assert recorded.result.error.type == "CancelledError"
+    assert recorded.kinds[-2:] == ["model_failed", "run_finished"]
