@@ -5,6 +5,7 @@ Pure functions of the events, so a report can reuse them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,7 @@ from executus._events import (
     ToolStarted,
 )
 from executus._forensics import format_clock, format_duration, quote
+from executus._text import terminal_text
 
 __all__ = ["IdleGap", "TimelineEntry", "describe_event", "relative_time", "timeline"]
 
@@ -72,8 +74,12 @@ def relative_time(seconds: float) -> str:
 
 
 def _arguments(arguments: dict[str, JsonValue], limit: int = 60) -> str:
-    shown = ", ".join(f"{key}={value!r}" for key, value in sorted(arguments.items()))
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+    # Strings raw in quotes, so terminal_text sees (and never cuts through) what needs escaping.
+    shown = ", ".join(
+        f"{key}='{value}'" if isinstance(value, str) else f"{key}={json.dumps(value, ensure_ascii=False)}"
+        for key, value in sorted(arguments.items())
+    )
+    return terminal_text(shown, limit)
 
 
 def _in_flight(items: Iterable[InFlight]) -> str:
