@@ -221,7 +221,11 @@ def test_show_follow_tails_a_live_run_until_it_finishes(killed_events: list[Even
 
 def test_show_without_follow_says_when_a_run_has_not_finished(killed_events: list[Event]) -> None:
     growing = GrowingStore(killed_events, visible=4)
-    result = invoke("show", "demo-0002", settings=Settings(open_store=lambda url, read_only=False: growing, now=lambda: NOW))
+    result = invoke(
+        "show",
+        "demo-0002",
+        settings=Settings(open_store=lambda url, read_only=False: growing, now=lambda: NOW),
+    )
     assert result.exit_code == 0
     assert result.stdout.rstrip().endswith(
         "No run_finished yet: the run is still going or was interrupted (use --follow)."

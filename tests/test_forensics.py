@@ -158,7 +158,8 @@ def test_an_unfinished_log_says_what_was_in_flight(demo_store: MemoryStore) -> N
     explanation = explain(events)
     assert explanation.status == "running"
     assert explanation.headline == (
-        "Run demo-0002 (scraper) has not finished: its log ends at seq 4 (tool_started, 2026-03-01 09:00:11 UTC)."
+        "Run demo-0002 (scraper) has not finished: its log ends at seq 4 "
+        "(tool_started, 2026-03-01 09:00:11 UTC)."
     )
     assert "without run_finished" in texts(explanation, "outcome")[1]
     assert texts(explanation, "in_flight") == [

@@ -74,12 +74,14 @@ def import_command(settings: Settings, file: Path) -> None:
     from replay.cassette import import_cassette, read_cassette
 
     try:
-        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+        # Bytes, decoded here: line ends reach read_cassette as written, as `replay` reads them.
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+        text = data.decode("utf-8")
     except OSError as error:
         raise CliError(f"cannot read {file}: {_reason(error)}") from None
     except UnicodeDecodeError as error:
         raise CliError(f"cannot read {file}: not UTF-8 text (byte {error.start})") from None
-    cassette = read_cassette(io.StringIO(text))
+    cassette = read_cassette(io.StringIO(text, newline=""))
     with opened(settings) as event_store:
         try:
             existed = event_store.get_run(cassette.run_id).run_id == cassette.run_id
