@@ -1,0 +1,532 @@
+"""The spans a run's log describes, as plain data: what :mod:`executus.otel` hands to OpenTelemetry.
+
+Pure and incremental: :class:`RunSpans` takes a run's events one at a time (live, from
+``Executor(on_event=...)``, or all at once from the store) and returns each span when the event
+that closes it arrives. Everything about a span comes from the log: its times are the events'
+``at``, and its ids are derived from the run id and the seq of the event that opened it, so the
+same log always gives the same spans, whether it is exported live, back-filled later, exported
+twice, or exported again after a replay or a resume.
+
+The spans follow the OpenTelemetry GenAI semantic conventions: ``invoke_agent {agent}`` per run
+(INTERNAL), ``chat {model}`` per model step (CLIENT), ``execute_tool {tool}`` per tool call
+(INTERNAL, parallel calls as siblings under the run), and a child run's ``invoke_agent`` span
+under the ``execute_tool`` span that started it, in its root run's trace. What is not a span
+(steer injections, critic decisions, retries, the cancel cause, resumes) is a span event.
+
+Adding an event kind: give it a handler in ``RunSpans._HANDLERS`` (a span it opens or closes,
+or a span event); until then it is exported as a generic span event named ``executus.{kind}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, TypeAlias
+
+from pydantic import JsonValue
+
+from executus._events import (
+    ChildRunStarted,
+    CriticDecided,
+    Event,
+    ModelFailed,
+    ModelRequested,
+    ModelResponded,
+    PostRunFinished,
+    RunCancelled,
+    RunFinished,
+    RunStarted,
+    SteerInjected,
+    ToolFinished,
+    ToolStarted,
+    canonical_json,
+)
+
+__all__ = [
+    "AttributeValue",
+    "ContentCapture",
+    "RunSpans",
+    "SpanEventRecord",
+    "SpanRecord",
+    "span_id_for",
+    "trace_id_for",
+]
+
+AttributeValue: TypeAlias = str | bool | int | float | tuple[str, ...]
+SpanKindName: TypeAlias = Literal["internal", "client"]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_CANCEL_ERROR_TYPES: Final[Mapping[str, str]] = {
+    "caller": "cancelled",
+    "shutdown": "cancelled",
+    "timeout": "timeout",
+    "critic_kill": "killed",
+}
+"""``error.type`` of the spans a cancel cut short, by the cancel's cause."""
+_GENERIC_TEXT_LIMIT: Final = 500
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class ContentCapture:
+    """Whether message content (prompts, replies, tool arguments and results) goes into spans.
+
+    Off by default, as the GenAI conventions ask; :func:`executus.otel.content_capture_from_env`
+    turns it on from ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+
+    Attributes:
+        enabled: whether content is exported at all.
+        redact: applied to every piece of content (and to error messages and cancel details)
+            before it leaves the process. The log is already redacted when it is written
+            (DESIGN "Audit"); this is the seam for a second pass with the exporter's own rules,
+            and where the redaction module's detectors plug in for live export.
+    """
+
+    enabled: bool = False
+    redact: Callable[[str], str] = _identity
+
+
+@dataclass(frozen=True, slots=True)
+class SpanEventRecord:
+    """A span event: something that happened during a span and is not a span itself."""
+
+    name: str
+    at: datetime
+    attributes: dict[str, AttributeValue]
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """One span, complete once ``end`` is set.
+
+    Attributes:
+        name: e.g. ``chat fake-model``.
+        kind: ``internal`` or ``client`` (OpenTelemetry's span kinds).
+        trace_id: 128-bit trace id, derived from the root run's id.
+        span_id: 64-bit span id, derived from the run id and the seq of the opening event.
+        parent_span_id: the parent span's id, or None for a trace's root.
+        start: the opening event's time.
+        end: the closing event's time (None while open).
+        attributes: ``gen_ai.*``, ``error.type`` and ``executus.*`` attributes.
+        events: span events, in seq order.
+        error: the status description when the operation ended in an error, else None.
+    """
+
+    name: str
+    kind: SpanKindName
+    trace_id: int
+    span_id: int
+    parent_span_id: int | None
+    start: datetime
+    end: datetime | None = None
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    events: list[SpanEventRecord] = field(default_factory=list)
+    error: str | None = None
+
+    def fail(self, error_type: str, description: str) -> None:
+        """Mark the span as ended by an error (``error.type`` and an ERROR status)."""
+        self.attributes["error.type"] = error_type
+        self.error = description
+
+
+def nanoseconds(at: datetime) -> int:
+    """An instant as integer nanoseconds since the Unix epoch (exact: no float in between)."""
+    return (at - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _digest(text: str, size: int) -> int:
+    value = int.from_bytes(hashlib.sha256(text.encode()).digest()[:size], "big")
+    return value or 1  # an all-zero id is invalid in OpenTelemetry
+
+
+def trace_id_for(root_run_id: str) -> int:
+    """The trace id of a run and of all the child runs under it: derived from the root run's id."""
+    return _digest(f"executus-trace\x00{root_run_id}", 16)
+
+
+def span_id_for(run_id: str, seq: int) -> int:
+    """The id of the span opened by event ``seq`` of a run (the run's own span is seq 1's)."""
+    return _digest(f"executus-span\x00{run_id}\x00{seq}", 8)
+
+
+def _json(value: JsonValue) -> str:
+    return canonical_json(value)
+
+
+class RunSpans:
+    """The spans of one run, built event by event.
+
+    Args:
+        started: the run's ``run_started`` event.
+        trace_id: the trace the run belongs to (see :func:`trace_id_for`; a child run is in its
+            root run's trace).
+        parent_span_id: the span the run's span hangs under (the parent's ``execute_tool`` span
+            for a child run), or None for a root run.
+        content: whether and how message content is exported.
+    """
+
+    def __init__(
+        self,
+        started: RunStarted,
+        *,
+        trace_id: int,
+        parent_span_id: int | None = None,
+        content: ContentCapture = ContentCapture(),
+    ) -> None:
+        self.run_id = started.run_id
+        self.trace_id = trace_id
+        self._content = content
+        self._model = started.agent.model
+        self._open_chat: SpanRecord | None = None
+        self._open_tools: dict[str, SpanRecord] = {}
+        agent = started.agent
+        attributes: dict[str, AttributeValue] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": agent.name,
+            "gen_ai.request.model": agent.model,
+            "executus.run.id": started.run_id,
+            "executus.executor.version": started.executor_version,
+            "executus.agent.max_iterations": agent.max_iterations,
+        }
+        if agent.max_runtime is not None:
+            attributes["executus.agent.max_runtime"] = agent.max_runtime
+        if started.caller_id is not None:
+            attributes["executus.caller.id"] = started.caller_id
+        if started.parent_run_id is not None:
+            attributes["executus.parent_run.id"] = started.parent_run_id
+        if content.enabled:
+            attributes["gen_ai.system_instructions"] = _json(
+                [{"type": "text", "content": content.redact(agent.system_prompt)}]
+            )
+            attributes["gen_ai.input.messages"] = _json(
+                [{"role": "user", "parts": [{"type": "text", "content": content.redact(started.input)}]}]
+            )
+        self.run_span = SpanRecord(
+            name=f"invoke_agent {agent.name}",
+            kind="internal",
+            trace_id=trace_id,
+            span_id=span_id_for(started.run_id, started.seq),
+            parent_span_id=parent_span_id,
+            start=started.at,
+            attributes=attributes,
+        )
+
+    def tool_span_id(self, call_id: str) -> int | None:
+        """The id of the open ``execute_tool`` span of a call: where a child run it starts hangs."""
+        span = self._open_tools.get(call_id)
+        return span.span_id if span is not None else None
+
+    @property
+    def finished(self) -> bool:
+        """Whether ``run_finished`` has closed the run's span."""
+        return self.run_span.end is not None
+
+    def add(self, event: Event) -> list[SpanRecord]:
+        """Take the run's next event; return the spans it closed (the run's own span last)."""
+        handler = _HANDLERS.get(event.kind)
+        if handler is None:
+            self._generic(event)
+            return []
+        return handler(self, event)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _child(self, name: str, kind: SpanKindName, event: Event) -> SpanRecord:
+        return SpanRecord(
+            name=name,
+            kind=kind,
+            trace_id=self.trace_id,
+            span_id=span_id_for(self.run_id, event.seq),
+            parent_span_id=self.run_span.span_id,
+            start=event.at,
+            attributes={"executus.event.seq": event.seq},
+        )
+
+    def _span_event(
+        self, name: str, event: Event, attributes: dict[str, AttributeValue], on: SpanRecord | None = None
+    ) -> None:
+        (on or self.run_span).events.append(
+            SpanEventRecord(name, event.at, {"executus.event.seq": event.seq, **attributes})
+        )
+
+    def _close_open(self, at: datetime, error_type: str, description: str) -> list[SpanRecord]:
+        """End every open chat and tool span at ``at``, as cut short by ``error_type``."""
+        closed = [*([self._open_chat] if self._open_chat else []), *self._open_tools.values()]
+        self._open_chat = None
+        self._open_tools = {}
+        for span in closed:
+            span.end = at
+            span.fail(error_type, description)
+        return closed
+
+    def _text(self, text: str) -> str:
+        return self._content.redact(text)
+
+    # -- handlers, one per event kind --------------------------------------------------------
+
+    def _model_requested(self, event: ModelRequested) -> list[SpanRecord]:
+        # A resume re-requests an interrupted step: the earlier request never got its reply.
+        closed = self._close_open_chat(event.at, "interrupted", "the process stopped before the reply")
+        span = self._child(f"chat {self._model}", "client", event)
+        span.attributes.update(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": self._model,
+                "executus.step": event.step,
+                "executus.request.fingerprint": event.fingerprint,
+                "executus.request.message_count": event.message_count,
+            }
+        )
+        self._open_chat = span
+        return closed
+
+    def _close_open_chat(self, at: datetime, error_type: str, description: str) -> list[SpanRecord]:
+        span, self._open_chat = self._open_chat, None
+        if span is None:
+            return []
+        span.end = at
+        span.fail(error_type, description)
+        return [span]
+
+    def _model_responded(self, event: ModelResponded) -> list[SpanRecord]:
+        span, self._open_chat = self._open_chat, None
+        if span is None:
+            return []
+        span.end = event.at
+        finish_reason = getattr(event, "finish_reason", None) or (
+            "tool_calls" if event.tool_calls else "stop"
+        )
+        span.attributes.update(
+            {
+                "gen_ai.response.model": self._model,
+                "gen_ai.response.finish_reasons": (str(finish_reason),),
+                "executus.latency": event.latency,
+            }
+        )
+        usage = event.usage
+        for key, value in (
+            ("gen_ai.usage.input_tokens", usage.input_tokens),
+            ("gen_ai.usage.output_tokens", usage.output_tokens),
+        ):
+            if value is not None:  # unknown when the provider did not report it
+                span.attributes[key] = value
+        if self._content.enabled:
+            parts: list[JsonValue] = []
+            if event.text is not None:
+                parts.append({"type": "text", "content": self._text(event.text)})
+            for call in event.tool_calls:
+                parts.append(
+                    {
+                        "type": "tool_call",
+                        "id": call.id,
+                        "name": call.name,
+                        "arguments": self._text(_json(call.arguments)),
+                    }
+                )
+            span.attributes["gen_ai.output.messages"] = _json(
+                [{"role": "assistant", "parts": parts, "finish_reason": str(finish_reason)}]
+            )
+        return [span]
+
+    def _model_failed(self, event: ModelFailed) -> list[SpanRecord]:
+        span, self._open_chat = self._open_chat, None
+        if span is None:
+            return []
+        span.end = event.at
+        span.fail(event.error.type, self._text(str(event.error)))
+        return [span]
+
+    def _model_attempt_failed(self, event: Event) -> list[SpanRecord]:
+        # Recorded by the executor's retry policy (one event per failed attempt): a span event
+        # on the step's chat span, named as the GenAI conventions name an exception event.
+        error = getattr(event, "error", None)
+        attributes: dict[str, AttributeValue] = {}
+        for key, name in (("attempt", "executus.attempt"), ("status", "http.response.status_code")):
+            value = getattr(event, key, None)
+            if isinstance(value, int):
+                attributes[name] = value
+        if error is not None:
+            attributes["error.type"] = str(getattr(error, "type", error))
+        self._span_event("executus.model.attempt_failed", event, attributes, on=self._open_chat)
+        return []
+
+    def _tool_started(self, event: ToolStarted) -> list[SpanRecord]:
+        span = self._child(f"execute_tool {event.name}", "internal", event)
+        span.attributes.update(
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": event.name,
+                "gen_ai.tool.call.id": event.call_id,
+                "gen_ai.tool.type": "function",
+            }
+        )
+        if self._content.enabled:
+            span.attributes["gen_ai.tool.call.arguments"] = self._text(_json(event.arguments))
+        closed = []
+        previous = self._open_tools.pop(event.call_id, None)
+        if previous is not None:  # the same call started again (a resume re-ran it)
+            previous.end = event.at
+            previous.fail("interrupted", "the process stopped before the tool finished")
+            closed.append(previous)
+        self._open_tools[event.call_id] = span
+        return closed
+
+    def _tool_finished(self, event: ToolFinished) -> list[SpanRecord]:
+        span = self._open_tools.pop(event.call_id, None)
+        if span is None:
+            return []
+        span.end = event.at
+        span.attributes["executus.tool.duration"] = event.duration
+        if event.error is not None:
+            span.fail(event.error.type, self._text(str(event.error)))
+        elif self._content.enabled and event.result is not None:
+            span.attributes["gen_ai.tool.call.result"] = self._text(event.result)
+        return [span]
+
+    def _child_run_started(self, event: ChildRunStarted) -> list[SpanRecord]:
+        attributes: dict[str, AttributeValue] = {
+            "executus.child_run.id": event.child_run_id,
+            "gen_ai.tool.call.id": event.call_id,
+        }
+        self._span_event(
+            "executus.child_run.started", event, attributes, on=self._open_tools.get(event.call_id)
+        )
+        return []
+
+    def _steer_injected(self, event: SteerInjected) -> list[SpanRecord]:
+        attributes: dict[str, AttributeValue] = {
+            "executus.steer.source": event.source,
+            "executus.steer.messages": len(event.messages),
+            "executus.steer.images": sum(len(message.images) for message in event.messages),
+        }
+        if self._content.enabled:
+            attributes["executus.steer.text"] = tuple(self._text(m.text) for m in event.messages)
+        self._span_event("executus.steer.injected", event, attributes)
+        return []
+
+    def _critic_decided(self, event: CriticDecided) -> list[SpanRecord]:
+        attributes: dict[str, AttributeValue] = {
+            "executus.critic.decision": event.decision,
+            "executus.critic.reason": event.reason,
+            "executus.critic.idle_seconds": event.idle_seconds,
+        }
+        for key, value in (
+            ("executus.critic.old_deadline", event.old_deadline),
+            ("executus.critic.new_deadline", event.new_deadline),
+            ("executus.critic.old_max_steps", event.old_max_steps),
+            ("executus.critic.new_max_steps", event.new_max_steps),
+        ):
+            if isinstance(value, datetime):
+                attributes[key] = value.isoformat()
+            elif value is not None:
+                attributes[key] = value
+        if self._content.enabled and event.nudge is not None:
+            attributes["executus.critic.nudge"] = self._text(event.nudge)
+        self._span_event("executus.critic.decided", event, attributes)
+        return []
+
+    def _run_cancelled(self, event: RunCancelled) -> list[SpanRecord]:
+        attributes: dict[str, AttributeValue] = {
+            "executus.cancel.cause": event.cause,
+            "executus.cancel.in_flight": len(event.in_flight),
+        }
+        if event.detail:
+            attributes["executus.cancel.detail"] = self._text(event.detail)
+        self._span_event("executus.run.cancelled", event, attributes)
+        error_type = _CANCEL_ERROR_TYPES.get(event.cause, "cancelled")
+        return self._close_open(event.at, error_type, f"cut short: {event.cause}")
+
+    def _run_resumed(self, event: Event) -> list[SpanRecord]:
+        # run_resumed today; run_claimed (a worker took the run over) reads the same way.
+        attributes: dict[str, AttributeValue] = {}
+        downtime = getattr(event, "downtime", None)
+        if isinstance(downtime, int | float):
+            attributes["executus.resume.downtime"] = float(downtime)
+        for key in ("worker_id", "executor_version"):
+            value = getattr(event, key, None)
+            if isinstance(value, str):
+                attributes[f"executus.resume.{key}"] = value
+        self._span_event(f"executus.{event.kind.replace('_', '.', 1)}", event, attributes)
+        # The interrupted model call is made again under a new seq; its old span ends here.
+        return self._close_open_chat(event.at, "interrupted", "the process stopped before the reply")
+
+    def _post_run_finished(self, event: PostRunFinished) -> list[SpanRecord]:
+        attributes: dict[str, AttributeValue] = {
+            "executus.artifacts": tuple(artifact.name for artifact in event.artifacts),
+        }
+        if event.error is not None:
+            attributes["error.type"] = event.error.type
+        if event.cleanup_error is not None:
+            attributes["executus.cleanup.error.type"] = event.cleanup_error.type
+        self._span_event("executus.post_run.finished", event, attributes)
+        return []
+
+    def _run_finished(self, event: RunFinished) -> list[SpanRecord]:
+        closed = self._close_open(event.at, "interrupted", "still open when the run finished")
+        span = self.run_span
+        span.end = event.at
+        span.attributes.update(
+            {
+                "executus.run.status": event.status,
+                "executus.run.steps": event.steps,
+                "gen_ai.usage.input_tokens": event.usage.input_tokens,
+                "gen_ai.usage.output_tokens": event.usage.output_tokens,
+            }
+        )
+        if event.status != "ok":
+            error_type: str = event.status
+            if event.status == "error" and event.error is not None:
+                error_type = event.error.type
+            span.fail(error_type, self._text(str(event.error)) if event.error else event.status)
+        elif self._content.enabled and event.output is not None:
+            span.attributes["gen_ai.output.messages"] = _json(
+                [
+                    {
+                        "role": "assistant",
+                        "parts": [{"type": "text", "content": self._text(event.output)}],
+                        "finish_reason": "stop",
+                    }
+                ]
+            )
+        return [*closed, span]
+
+    def _generic(self, event: Event) -> None:
+        """A kind with no handler yet: a span event with its scalar fields (content only if opted in)."""
+        attributes: dict[str, AttributeValue] = {}
+        if self._content.enabled:
+            body: dict[str, Any] = event.model_dump(mode="json")
+            for key, value in sorted(body.items()):
+                if key in ("run_id", "seq", "at", "kind", "schema_version"):
+                    continue
+                if isinstance(value, str):
+                    attributes[f"executus.{key}"] = self._text(value)[:_GENERIC_TEXT_LIMIT]
+                elif isinstance(value, bool | int | float):
+                    attributes[f"executus.{key}"] = value
+        self._span_event(f"executus.{event.kind}", event, attributes)
+
+
+_HANDLERS: Final[dict[str, Callable[[RunSpans, Any], list[SpanRecord]]]] = {
+    "model_requested": RunSpans._model_requested,
+    "model_responded": RunSpans._model_responded,
+    "model_failed": RunSpans._model_failed,
+    "model_attempt_failed": RunSpans._model_attempt_failed,
+    # Streaming chunks repeat what model_responded says whole; a span event per chunk would
+    # only flood the trace.
+    "model_chunk": lambda spans, event: [],
+    "tool_started": RunSpans._tool_started,
+    "tool_finished": RunSpans._tool_finished,
+    "child_run_started": RunSpans._child_run_started,
+    "steer_injected": RunSpans._steer_injected,
+    "critic_decided": RunSpans._critic_decided,
+    "run_cancelled": RunSpans._run_cancelled,
+    "run_resumed": RunSpans._run_resumed,
+    "run_claimed": RunSpans._run_resumed,
+    "post_run_finished": RunSpans._post_run_finished,
+    "run_finished": RunSpans._run_finished,
+}
+"""Where each event kind goes; a kind not listed becomes a generic span event."""
