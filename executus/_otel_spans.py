@@ -244,7 +244,7 @@ class RunSpans:
             span_id=span_id_for(self.run_id, event.seq),
             parent_span_id=self.run_span.span_id,
             start=event.at,
-            attributes={"executus.event.seq": event.seq},
+            attributes={"executus.run.id": self.run_id, "executus.event.seq": event.seq},
         )
 
     def _span_event(
