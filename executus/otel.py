@@ -252,7 +252,7 @@ def export_runs(
         if not spans:
             continue
         if exporter.export(spans) is not SpanExportResult.SUCCESS:
-            raise ExecutusError(f"the span exporter failed on run {run_id} (see the log for why)")
+            raise ExecutusError(f"the span exporter refused the spans of run {run_id}")
         count += len(spans)
     return count
 

@@ -18,6 +18,7 @@ import click
 
 from executus import Agent, Critic, ExecutusError, RunQuery
 from executus.cli._common import CliError, Settings, db_option, one_line, opened, parse_since
+from executus.cli._report import divergence_view, write_report
 from executus.cli._store import resolve_run_id
 from replay._diff import FieldDifference
 from replay._replayer import Replayer
@@ -108,16 +109,28 @@ def result_json(result: ReplayResult) -> dict[str, Any]:
 
 
 def _replay(
-    settings: Settings, target: str, replayer_for: Callable[[Any], Replayer], **options: Any
+    settings: Settings,
+    target: str,
+    replayer_for: Callable[[Any], Replayer],
+    report: Path | None = None,
+    **options: Any,
 ) -> ReplayResult:
+    """Replay one run or cassette; with ``report``, write its HTML report with the divergence."""
     path = Path(target)
     if path.suffix == ".jsonl" or path.is_file():
         if not path.is_file():
             raise CliError(f"no cassette file {target}")
-        return replayer_for(None).replay_run(load_cassette(path), **options)
+        result = replayer_for(None).replay_run(load_cassette(path), **options)
+        if report is not None:
+            write_report(report, list(result.recorded), divergence=divergence_view(result))
+        return result
     with opened(settings) as event_store:
         run_id = resolve_run_id(event_store, target)
-        return replayer_for(event_store).replay_run(event_store.read_run(run_id), **options)
+        result = replayer_for(event_store).replay_run(event_store.read_run(run_id), **options)
+        if report is not None:
+            events = list(result.recorded)
+            write_report(report, events, event_store=event_store, divergence=divergence_view(result))
+        return result
 
 
 def _replay_all(
@@ -193,6 +206,12 @@ _COLUMNS = ("RUN", "AGENT", "STATUS", "REPLAY")
     help="Seconds by which replayed times may differ from recorded ones.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the run's HTML report, with the first divergence side by side.",
+)
 @click.pass_context
 def replay_command(
     ctx: click.Context,
@@ -205,6 +224,7 @@ def replay_command(
     critic_spec: str | None,
     time_tolerance: float,
     as_json: bool,
+    report_path: Path | None,
 ) -> None:
     """Replay a recorded run (RUN id or prefix, or a CASSETTE file) and report the first divergence.
 
@@ -218,6 +238,8 @@ def replay_command(
         raise CliError("give one RUN or CASSETTE, or --all")
     if not replay_all and (status is not None or since is not None or limit is not None):
         raise CliError("--status, --since and --limit go with --all")
+    if replay_all and report_path is not None:
+        raise CliError("--report goes with one RUN or CASSETTE (for every run: executus report --all)")
     try:
         agent = load_object(agent_spec, Agent, "an Agent") if agent_spec else None
         critic = load_object(critic_spec, Critic, "a Critic") if critic_spec else None
@@ -243,6 +265,7 @@ def replay_command(
             settings,
             target,
             lambda blobs: Replayer(blobs=blobs, time_tolerance=time_tolerance),
+            report=report_path,
             agent=agent,
             what_if_critic=critic,
         )
