@@ -54,6 +54,6 @@ text-overflow:ellipsis;white-space:nowrap}details.event[open]>summary>.summary{w
 details.event>*:not(summary){margin:4px 10px 8px}.seq{color:var(--quiet);min-width:2.2em;text-align:right}
 .offset{color:var(--quiet);min-width:5em}.kind{font-weight:600;min-width:10em}
 details.bad{border-left:4px solid var(--error)}details.warn{border-left:4px solid var(--warn)}
-details.good{border-left:4px solid var(--ok)}details:target{outline:2px solid var(--model)}
+details.good{border-left:4px solid var(--ok)}details:has(:target){outline:2px solid var(--model)}
 footer{margin-top:32px;color:var(--quiet);font-size:12px}
 """

@@ -250,8 +250,12 @@ def _divergence(view: DivergenceView) -> str:
     out = [
         f'<section id="divergence"><h2>Replay diverged at <a href="#seq-{view.seq}">seq {view.seq}</a></h2>',
         f"<p>{_e(kinds)}</p>",
-        _changes_table("Field differences", view.differences),
-        _changes_table("The model request differs (rebuilt from each log)", view.request_differences),
+        _changes_table("field-differences", "Field differences", view.differences),
+        _changes_table(
+            "request-differences",
+            "The model request differs (rebuilt from each log)",
+            view.request_differences,
+        ),
         '<table class="side-by-side"><thead><tr><th>field</th><th>recorded</th>',
         "<th>replayed</th></tr></thead>",
         f"<tbody>{''.join(rows)}</tbody></table></section>",
@@ -259,7 +263,7 @@ def _divergence(view: DivergenceView) -> str:
     return "".join(out)
 
 
-def _changes_table(title: str, changes: Sequence[FieldChange]) -> str:
+def _changes_table(table_id: str, title: str, changes: Sequence[FieldChange]) -> str:
     if not changes:
         return ""
     rows = "".join(
@@ -268,7 +272,7 @@ def _changes_table(title: str, changes: Sequence[FieldChange]) -> str:
         for c in changes
     )
     return (
-        f'<h3>{_e(title)}</h3><table class="diff"><thead><tr><th>path</th><th>recorded</th>'
+        f'<h3>{_e(title)}</h3><table class="diff" id="{table_id}"><thead><tr><th>path</th><th>recorded</th>'
         f"<th>replayed</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
@@ -389,11 +393,12 @@ def _panel(
             _figure(event.seq, m.text, image, blobs) for m in event.messages for image in m.images
         )
     payload = _json_text(encode_event(event))
+    # The link target sits inside the panel: following a link to it opens the panel, no script.
     return (
-        f'<details class="event {_e(tone)}" id="seq-{event.seq}"><summary>'
+        f'<details class="event {_e(tone)}" id="event-{event.seq}"><summary>'
         f'<span class="seq">{event.seq}</span><span class="offset">+{_e(offset)}</span>'
         f'<span class="kind">{_e(event.kind)}</span><span class="summary">{_e(summary)}</span></summary>'
-        f"{extra}<pre>{_e(payload)}</pre></details>"
+        f'<div class="payload" id="seq-{event.seq}">{extra}<pre>{_e(payload)}</pre></div></details>'
     )
 
 

@@ -1,21 +1,30 @@
-"""Runs for the OpenTelemetry and report tests: the seven demo runs, and a family of runs.
+"""Runs for the OpenTelemetry and report tests: the seven demo runs, a family of runs, a planted run.
 
 The family is what the demo lacks: a parent whose model asks for two tools at once (parallel
-calls) and one of those tools delegating to a child run with its own tool call.
+calls) and one of those tools delegating to a child run with its own tool call. The planted
+run carries HTML and script in every string a model, a tool or a caller can choose.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from executus import (
     Agent,
+    Artifact,
+    ErrorInfo,
     Event,
     Executor,
+    Image,
+    Invocation,
     MemoryStore,
+    Message,
+    PostRun,
     SequentialIds,
+    Session,
+    SessionContext,
     ToolContext,
     VirtualClock,
     tool,
@@ -81,4 +90,77 @@ def record_family(on_event: Callable[[Event], None] | None = None) -> MemoryStor
     clock = VirtualClock(START)
     executor = Executor(store, clock=clock, ids=SequentialIds("fam-"), on_event=on_event)
     clock.run(executor.run(family_agent(), None, "Explain agents, briefly."))
+    return store
+
+
+SCRIPT = "<script>window.pwned = 1; alert('script')</script>"
+"""Planted in every string the log lets a model, a tool or a user choose."""
+ONERROR = '<img src=x onerror="window.pwned = 2; alert(2)">'
+ATTRIBUTE = "\"'><svg onload=alert(3)>"
+BEACON = '<img src="http://127.0.0.1:9/beacon"><link rel=stylesheet href="http://127.0.0.1:9/css">'
+SVG_WITH_SCRIPT = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(4)"><script>alert(5)</script></svg>'
+PLANTED_AGENT = f"agent{ATTRIBUTE}{SCRIPT}"
+PLANTED_CHILD_ID = f"javascript:alert(6)//{SCRIPT}"
+
+
+class _PlantedSession(Session):
+    """A session tool that attaches an SVG carrying script, and a post-run hook with planted artifacts."""
+
+    def __init__(self, context: SessionContext) -> None:
+        async def shoot(url: str, context: ToolContext) -> str:
+            """Take a screenshot.
+
+            Args:
+                url: the page.
+            """
+            context.attach_images(f"screenshot {SCRIPT}{ONERROR}", Image(SVG_WITH_SCRIPT, "image/svg+xml"))
+            return f"attached {BEACON}"
+
+        self.tools = (tool(shoot),)
+
+    async def post_run(
+        self, transcript: Sequence[Message], output: str | None, error: ErrorInfo | None
+    ) -> PostRun:
+        return PostRun(
+            artifacts=[
+                Artifact(f"report{ATTRIBUTE}{SCRIPT}.html", "text/html", SCRIPT.encode()),
+                Artifact(f"x{ONERROR}", 'image/png" onerror="alert(7)', b"\x89PNG not really"),
+            ],
+        )
+
+
+def record_planted() -> MemoryStore:
+    """A run (``pl-0001``, child ``PLANTED_CHILD_ID``) whose every free-text field carries HTML and script."""
+    child_agent = Agent(f"child{SCRIPT}", ScriptedModel([f"child says {ONERROR}"]), system_prompt=SCRIPT)
+
+    @tool
+    async def planted(query: str, context: ToolContext) -> str:
+        """Start a child run with planted text, then fail with a planted message.
+
+        Args:
+            query: anything.
+        """
+        await context.start_child(child_agent, f"input {SCRIPT}", Invocation(run_id=PLANTED_CHILD_ID))
+        raise ValueError(f"failed: {SCRIPT}{BEACON}")
+
+    model = ScriptedModel(
+        [
+            hang(0.5),
+            reply(
+                f"thinking {ONERROR}",
+                call("planted", query=f"</pre>{SCRIPT}"),
+                call("shoot", url=f"javascript:{SCRIPT}"),
+                # Tool names are checked when a tool is made, but the model may name anything.
+                call(f"missing{ATTRIBUTE}{SCRIPT}", **{ATTRIBUTE: BEACON, "x": ONERROR}),
+            ),
+            hang(0.5),
+            f"final answer {SCRIPT}{ONERROR}{BEACON}",
+        ],
+        name=f"model{ATTRIBUTE}",
+    )
+    agent = Agent(PLANTED_AGENT, model, system_prompt=SCRIPT, tools=[planted], max_runtime=60)
+    store = MemoryStore()
+    clock = VirtualClock(START)
+    executor = Executor(store, clock=clock, ids=SequentialIds("pl-"))
+    clock.run(executor.run(agent, Invocation(caller_id=ONERROR, session=_PlantedSession), f"input {SCRIPT}"))
     return store
