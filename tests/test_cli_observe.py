@@ -83,7 +83,7 @@ def test_report_shows_a_tampered_log_as_failing_integrity(demo_db: Path, tmp_pat
     assert result.exit_code == 0, result.output
     html = (tmp_path / "r.html").read_text()
     assert "Integrity: FAILED" in html
-    assert "do not hash to the head recorded" in html
+    assert "The events do not hash to the head recorded" in html
 
 
 @pytest.mark.parametrize(

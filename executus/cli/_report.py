@@ -71,12 +71,12 @@ def integrity_of(event_store: EventStore, run_id: str, events: list[Event]) -> I
     recorded = event_store.get_run(run_id).head_hash
     if head == recorded:
         return Integrity(
-            True, f"the hash chain over its {len(events)} events ends at the recorded head {head[:16]}…"
+            True, f"The hash chain over its {len(events)} events ends at the recorded head {head[:16]}…."
         )
     return Integrity(
         False,
-        "the events do not hash to the head recorded for the run",
-        (f"recomputed head {head[:16]}…, recorded {recorded[:16]}…", "run `executus verify` for details"),
+        "The events do not hash to the head recorded for the run.",
+        (f"Recomputed head {head[:16]}…, recorded head {recorded[:16]}….",),
     )
 
 
