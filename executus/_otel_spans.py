@@ -285,19 +285,24 @@ class RunSpans:
         self._open_chat = span
         return closed
 
-    def _close_open_chat(self, at: datetime, error_type: str, description: str) -> list[SpanRecord]:
+    def _end_chat(self, at: datetime) -> SpanRecord | None:
+        """End the open chat span (if any) at ``at`` and hand it over."""
         span, self._open_chat = self._open_chat, None
+        if span is not None:
+            span.end = at
+        return span
+
+    def _close_open_chat(self, at: datetime, error_type: str, description: str) -> list[SpanRecord]:
+        span = self._end_chat(at)
         if span is None:
             return []
-        span.end = at
         span.fail(error_type, description)
         return [span]
 
     def _model_responded(self, event: ModelResponded) -> list[SpanRecord]:
-        span, self._open_chat = self._open_chat, None
+        span = self._end_chat(event.at)
         if span is None:
             return []
-        span.end = event.at
         finish_reason = getattr(event, "finish_reason", None) or (
             "tool_calls" if event.tool_calls else "stop"
         )
@@ -334,12 +339,7 @@ class RunSpans:
         return [span]
 
     def _model_failed(self, event: ModelFailed) -> list[SpanRecord]:
-        span, self._open_chat = self._open_chat, None
-        if span is None:
-            return []
-        span.end = event.at
-        span.fail(event.error.type, self._text(str(event.error)))
-        return [span]
+        return self._close_open_chat(event.at, event.error.type, self._text(str(event.error)))
 
     def _model_attempt_failed(self, event: Event) -> list[SpanRecord]:
         # Recorded by the executor's retry policy (one event per failed attempt): a span event

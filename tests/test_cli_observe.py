@@ -18,6 +18,7 @@ from executus.cli._common import Settings
 from executus.cli._demo import record_demo
 from executus.cli._report import report_filename
 from executus.otel import trace_id_for
+from tests.test_cli import assert_one_line_error
 from tests.test_otel_wire import Receiver, receiver  # noqa: F401 - the OTLP receiver fixture
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -35,15 +36,6 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def invoke(db: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--db", f"sqlite:///{db}", *args], obj=Settings(now=lambda: NOW))
-
-
-def assert_one_line_error(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    assert result.stderr.startswith("error: ")
-    assert result.stderr.count("\n") == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr
 
 
 def test_report_writes_one_self_contained_file(demo_db: Path, tmp_path: Path) -> None:

@@ -132,3 +132,33 @@ def test_the_public_api_is_pinned() -> None:
         "hang",
         "reply",
     }
+
+
+def test_the_observability_modules_are_pinned() -> None:
+    import executus.otel
+    import executus.report
+
+    for module in (executus.otel, executus.report):
+        public = {name for name, value in vars(module).items() if not name.startswith("_")}
+        assert set(module.__all__) <= public
+    assert sorted(executus.report.__all__) == [
+        "CONTENT_SECURITY_POLICY",
+        "DivergenceView",
+        "FieldChange",
+        "Integrity",
+        "blob_hashes",
+        "render_index",
+        "render_report",
+    ]
+    assert sorted(executus.otel.__all__) == [
+        "CAPTURE_CONTENT_ENV",
+        "ContentCapture",
+        "OtelExporter",
+        "OtlpJsonFileExporter",
+        "RunLookup",
+        "content_capture_from_env",
+        "export_runs",
+        "readable_spans",
+        "span_id_for",
+        "trace_id_for",
+    ]
