@@ -66,6 +66,7 @@ __all__ = [
     "OtlpJsonFileExporter",
     "RunLookup",
     "content_capture_from_env",
+    "default_resource",
     "export_runs",
     "readable_spans",
     "span_id_for",

@@ -157,6 +157,7 @@ def test_the_observability_modules_are_pinned() -> None:
         "OtlpJsonFileExporter",
         "RunLookup",
         "content_capture_from_env",
+        "default_resource",
         "export_runs",
         "readable_spans",
         "span_id_for",
