@@ -38,14 +38,8 @@ from typing import IO, Any, Final, Protocol
 
 from executus._errors import ConfigurationError, ExecutusError
 from executus._events import ChildRunStarted, Event, RunStarted, ToolStarted
-from executus._otel_spans import (
-    ContentCapture,
-    RunSpans,
-    SpanRecord,
-    nanoseconds,
-    span_id_for,
-    trace_id_for,
-)
+from executus._otel_records import ContentCapture, SpanRecord, nanoseconds, span_id_for, trace_id_for
+from executus._otel_spans import RunSpans
 from executus._store import RunSummary
 
 try:
