@@ -393,3 +393,32 @@ def test_unknown_and_new_kinds_become_span_events_instead_of_failing(demo: Memor
         "executus.run_paused",
         {"executus.event.seq": 0, "executus.note": "a note", "executus.attempt": 2},
     ) in (events_of(root))
+
+
+def test_a_resumed_run_exports_each_span_once_with_the_interrupted_step_marked() -> None:
+    from test_executor_resume import _crash_when
+
+    from executus import Agent, Executor, SequentialIds, VirtualClock
+    from executus.testing import ScriptedModel, hang
+
+    crashed = _crash_when("model_requested", Agent("slow", ScriptedModel([hang(60), "x"]), max_runtime=120))
+    assert exported(crashed, "run-0001") == []  # nothing had ended when the process died
+
+    memory = InMemorySpanExporter()
+    live = OtelExporter(processor=SimpleSpanProcessor(memory), lookup=crashed, content=ContentCapture())
+    clock = VirtualClock(crashed.read_run("run-0001")[-1].at + timedelta(minutes=5))
+    executor = Executor(crashed, clock=clock, ids=SequentialIds("r-"), on_event=live)
+    clock.run(executor.resume("run-0001", Agent("slow", ScriptedModel(["answer"]), max_runtime=120)))
+
+    backfill = exported(crashed, "run-0001")
+    assert sorted(s.context.span_id for s in memory.get_finished_spans()) == sorted(
+        s.context.span_id for s in backfill
+    )
+    assert outline(backfill) == [
+        ("invoke_agent slow", "INTERNAL", "-", None),
+        ("chat scripted", "CLIENT", "invoke_agent slow", "interrupted"),
+        ("chat scripted", "CLIENT", "invoke_agent slow", None),
+    ]
+    root = next(span for span in backfill if span.parent is None)
+    assert [name for name, _ in events_of(root)] == ["executus.run.resumed"]
+    assert events_of(root)[0][1]["executus.resume.downtime"] == 300.0

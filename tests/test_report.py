@@ -135,3 +135,11 @@ def test_blobs_listed_are_every_image_and_artifact(demo: MemoryStore) -> None:
     assert len(hashes) == 2
     assert {demo.get_blob(h).media_type for h in hashes} == {"image/png", "text/markdown"}
     assert isinstance(demo.get_blob(hashes[0]), Blob)
+
+
+def test_a_run_still_going_shows_what_is_in_flight(demo: MemoryStore) -> None:
+    html = render_report(demo.read_run("demo-0002")[:4], blobs={})
+
+    assert '<span class="status running">running</span>' in html
+    assert "fetch_page · never finished" in html
+    assert "has not finished" in html  # why's headline
