@@ -42,6 +42,7 @@ _RIGHT: Final = 960
 _LANE: Final = 30
 _BAR: Final = 20
 _TOP: Final = 34
+_LABEL_LIMIT: Final = 48
 _MIN_IDLE: Final = 10.0
 """Seconds without activity worth shading (and at least 5% of the axis)."""
 _STOP_LABELS: Final = {
@@ -147,7 +148,10 @@ def _bars(events: Sequence[Event], start: datetime, stop: float) -> tuple[list[_
         )
     lanes: list[list[_Bar]] = []
     for bar in sorted(tool_bars, key=lambda b: (b.start, b.seq)):
-        lane = next((lane for lane in lanes if lane[-1].end <= bar.start), None)
+        # Calls that start together ran in parallel, however short: never in the same lane.
+        lane = next(
+            (lane for lane in lanes if lane[-1].end <= bar.start and lane[-1].start < bar.start), None
+        )
         if lane is None:
             lanes.append([bar])
         else:
@@ -264,14 +268,16 @@ def render_timeline(events: Sequence[Event]) -> str:
 def _bar(bar: _Bar, axis: _Axis, y: float) -> str:
     x0, x1 = axis.x(bar.start), axis.x(bar.end)
     width = max(x1 - x0, 2.0)
+    # A long name (the model may name any tool) is cut on the bar; its title has it whole.
+    label = bar.label if len(bar.label) <= _LABEL_LIMIT else bar.label[: _LABEL_LIMIT - 1] + "…"
     # The label goes inside a bar wide enough for it, else to its right.
-    inside = width >= 7 * len(bar.label)
+    inside = width >= 7 * len(label)
     text_x = x0 + 4 if inside else x0 + width + 4
     anchor_class = "bar-label" if inside else "bar-label outside"
     return (
         f'<a href="#seq-{bar.seq}" class="bar {bar.tone}"><title>{_e(bar.title or bar.label)}</title>'
         f'<rect x="{x0:.1f}" y="{y:.1f}" width="{width:.1f}" height="{_BAR}" rx="3"/>'
-        f'<text class="{anchor_class}" x="{text_x:.1f}" y="{y + 14:.1f}">{_e(bar.label)}</text></a>'
+        f'<text class="{anchor_class}" x="{text_x:.1f}" y="{y + 14:.1f}">{_e(label)}</text></a>'
     )
 
 
