@@ -43,6 +43,8 @@ _LANE: Final = 30
 _BAR: Final = 20
 _TOP: Final = 34
 _LABEL_LIMIT: Final = 48
+_RETRY_KINDS: Final = frozenset({"model_attempt_failed"})
+"""The executor's retry events (one per failed model attempt), marked as retries when recorded."""
 _MIN_IDLE: Final = 10.0
 """Seconds without activity worth shading (and at least 5% of the axis)."""
 _STOP_LABELS: Final = {
@@ -113,7 +115,13 @@ def _bars(events: Sequence[Event], start: datetime, stop: float) -> tuple[list[_
                 )
             )
         elif isinstance(event, RunResumed):
-            requested.clear()  # an interrupted step is requested again
+            # The process stopped while these steps waited; each is requested again.
+            for step, began in requested.items():
+                end = _offset(start, event.at)
+                model.append(
+                    _Bar(began.seq, _offset(start, began.at), end, f"step {step} · interrupted", "", "cut")
+                )
+            requested.clear()
         elif isinstance(event, ToolStarted):
             tools[event.call_id] = event
         elif isinstance(event, ToolFinished) and event.call_id in tools:
@@ -177,6 +185,9 @@ def _markers(events: Sequence[Event], start: datetime) -> list[_Marker]:
             markers.append(
                 _Marker(event.seq, at, "resumed", f"after {format_duration(event.downtime)} down", "steer")
             )
+        elif event.kind in _RETRY_KINDS:
+            error = getattr(event, "error", None)
+            markers.append(_Marker(event.seq, at, "retry", f"a model attempt failed: {error}", "critic"))
     return markers
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from executus import (
     Agent,
@@ -164,3 +164,19 @@ def record_planted() -> MemoryStore:
     executor = Executor(store, clock=clock, ids=SequentialIds("pl-"))
     clock.run(executor.run(agent, Invocation(caller_id=ONERROR, session=_PlantedSession), f"input {SCRIPT}"))
     return store
+
+
+def record_resumed(listener: Callable[[MemoryStore], Callable[[Event], None]] | None = None) -> MemoryStore:
+    """A run (``run-0001``) whose process died while its model call waited, resumed 5 minutes later.
+
+    ``listener`` makes the resuming executor's ``on_event`` from the crashed store: it hears only
+    what the new process records, as a live exporter there would.
+    """
+    from test_executor_resume import _crash_when
+
+    crashed = _crash_when("model_requested", Agent("slow", ScriptedModel([hang(60), "x"]), max_runtime=120))
+    clock = VirtualClock(crashed.read_run("run-0001")[-1].at + timedelta(minutes=5))
+    on_event = listener(crashed) if listener is not None else None
+    executor = Executor(crashed, clock=clock, ids=SequentialIds("r-"), on_event=on_event)
+    clock.run(executor.resume("run-0001", Agent("slow", ScriptedModel(["answer"]), max_runtime=120)))
+    return crashed

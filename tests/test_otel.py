@@ -27,7 +27,7 @@ from executus.otel import (
     trace_id_for,
 )
 from replay import Replayer
-from tests._observed_runs import demo_runs, record_family
+from tests._observed_runs import demo_runs, record_family, record_resumed
 
 Outline = list[tuple[str, str, str, str | None]]
 
@@ -395,25 +395,17 @@ def test_unknown_and_new_kinds_become_span_events_instead_of_failing(demo: Memor
     ) in (events_of(root))
 
 
-def test_a_resumed_run_exports_each_span_once_with_the_interrupted_step_marked() -> None:
-    from test_executor_resume import _crash_when
-
-    from executus import Agent, Executor, SequentialIds, VirtualClock
-    from executus.testing import ScriptedModel, hang
-
-    crashed = _crash_when("model_requested", Agent("slow", ScriptedModel([hang(60), "x"]), max_runtime=120))
-    assert exported(crashed, "run-0001") == []  # nothing had ended when the process died
-
+@pytest.mark.parametrize("with_store", [True, False])
+def test_a_resumed_run_exports_each_span_once_with_the_interrupted_step_marked(with_store: bool) -> None:
     memory = InMemorySpanExporter()
-    live = OtelExporter(processor=SimpleSpanProcessor(memory), lookup=crashed, content=ContentCapture())
-    clock = VirtualClock(crashed.read_run("run-0001")[-1].at + timedelta(minutes=5))
-    executor = Executor(crashed, clock=clock, ids=SequentialIds("r-"), on_event=live)
-    clock.run(executor.resume("run-0001", Agent("slow", ScriptedModel(["answer"]), max_runtime=120)))
 
-    backfill = exported(crashed, "run-0001")
-    assert sorted(s.context.span_id for s in memory.get_finished_spans()) == sorted(
-        s.context.span_id for s in backfill
-    )
+    def listener(store: MemoryStore) -> OtelExporter:
+        lookup = store if with_store else None
+        return OtelExporter(processor=SimpleSpanProcessor(memory), lookup=lookup, content=ContentCapture())
+
+    resumed = record_resumed(listener)  # the live exporter hears only what the new process records
+
+    backfill = exported(resumed, "run-0001")
     assert outline(backfill) == [
         ("invoke_agent slow", "INTERNAL", "-", None),
         ("chat scripted", "CLIENT", "invoke_agent slow", "interrupted"),
@@ -422,3 +414,8 @@ def test_a_resumed_run_exports_each_span_once_with_the_interrupted_step_marked()
     root = next(span for span in backfill if span.parent is None)
     assert [name for name, _ in events_of(root)] == ["executus.run.resumed"]
     assert events_of(root)[0][1]["executus.resume.downtime"] == 300.0
+    live = sorted(span.context.span_id for span in memory.get_finished_spans())
+    if with_store:  # it rebuilt the run's open spans from the log: the ids the back-fill gives
+        assert live == sorted(span.context.span_id for span in backfill)
+    else:  # it cannot place a run it did not see start: nothing, rather than wrong ids
+        assert live == []

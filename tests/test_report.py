@@ -17,7 +17,15 @@ from executus import Blob, Event, MemoryStore
 from executus._forensics import explain
 from executus.report import CONTENT_SECURITY_POLICY, FieldChange, blob_hashes, render_report
 from executus.report import DivergenceView as View
-from tests._observed_runs import ATTRIBUTE, ONERROR, SCRIPT, SVG_WITH_SCRIPT, demo_runs, record_planted
+from tests._observed_runs import (
+    ATTRIBUTE,
+    ONERROR,
+    SCRIPT,
+    SVG_WITH_SCRIPT,
+    demo_runs,
+    record_planted,
+    record_resumed,
+)
 from tests.test_otel import _FutureEvent
 
 
@@ -143,3 +151,24 @@ def test_a_run_still_going_shows_what_is_in_flight(demo: MemoryStore) -> None:
     assert '<span class="status running">running</span>' in html
     assert "fetch_page · never finished" in html
     assert "has not finished" in html  # why's headline
+
+
+def test_a_resumed_run_shows_the_interrupted_step_and_the_resume() -> None:
+    events = record_resumed().read_run("run-0001")
+
+    html = render_report(events, blobs={})
+
+    assert "step 1 · interrupted" in html
+    assert ">resumed</text>" in html
+    assert "deadline (moved from +2m00s at +5m00s): +7m00s" in html  # downtime does not count
+
+
+def test_a_retry_event_is_marked_on_the_timeline(demo: MemoryStore) -> None:
+    events: list[Event] = list(demo.read_run("demo-0001"))
+    retry = _FutureEvent(run_id="demo-0001", seq=3, at=events[1].at, kind="model_attempt_failed")
+    renumbered = [events[0], events[1], retry, *(e.model_copy(update={"seq": e.seq + 1}) for e in events[2:])]
+
+    html = render_report(renumbered, blobs={}, explanation=explain(events))  # type: ignore[arg-type]
+
+    assert '<a href="#seq-3" class="marker critic">' in html
+    assert ">retry</text>" in html
