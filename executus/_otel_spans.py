@@ -13,7 +13,7 @@ The spans follow the OpenTelemetry GenAI semantic conventions: ``invoke_agent {a
 under the ``execute_tool`` span that started it, in its root run's trace. What is not a span
 (steer injections, critic decisions, retries, the cancel cause, resumes) is a span event.
 
-Adding an event kind: give it a handler in ``RunSpans._HANDLERS`` (a span it opens or closes,
+Adding an event kind: give it a handler in ``_HANDLERS`` below (a span it opens or closes,
 or a span event); until then it is exported as a generic span event named ``executus.{kind}``.
 """
 
@@ -23,8 +23,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from pydantic import JsonValue
-
+from executus._errors import EventOrderError
 from executus._events import (
     ChildRunStarted,
     CriticDecided,
@@ -41,6 +40,7 @@ from executus._events import (
     ToolStarted,
     canonical_json,
 )
+from executus._otel_content import messages_json, reply_json, system_json, text_messages_json
 from executus._otel_records import (
     AttributeValue,
     ContentCapture,
@@ -49,6 +49,7 @@ from executus._otel_records import (
     SpanRecord,
     span_id_for,
 )
+from executus._state import RunState, apply
 
 __all__ = ["RunSpans"]
 
@@ -61,10 +62,6 @@ _CANCEL_ERROR_TYPES: Final[Mapping[str, str]] = {
 }
 """``error.type`` of the spans a cancel cut short, by the cancel's cause."""
 _GENERIC_TEXT_LIMIT: Final = 500
-
-
-def _json(value: JsonValue) -> str:
-    return canonical_json(value)
 
 
 class RunSpans:
@@ -108,13 +105,12 @@ class RunSpans:
             attributes["executus.caller.id"] = started.caller_id
         if started.parent_run_id is not None:
             attributes["executus.parent_run.id"] = started.parent_run_id
+        # With content on, the run's fold gives each model step the chat history it was sent.
+        self._state: RunState | None = None
         if content.enabled:
-            attributes["gen_ai.system_instructions"] = _json(
-                [{"type": "text", "content": content.redact(agent.system_prompt)}]
-            )
-            attributes["gen_ai.input.messages"] = _json(
-                [{"role": "user", "parts": [{"type": "text", "content": content.redact(started.input)}]}]
-            )
+            self._state = apply(None, started)
+            attributes["gen_ai.system_instructions"] = system_json(agent.system_prompt, content.redact)
+            attributes["gen_ai.input.messages"] = text_messages_json("user", started.input, content.redact)
         self.run_span = SpanRecord(
             name=f"invoke_agent {agent.name}",
             kind="internal",
@@ -137,6 +133,11 @@ class RunSpans:
 
     def add(self, event: Event) -> list[SpanRecord]:
         """Take the run's next event; return the spans it closed (the run's own span last)."""
+        if self._state is not None:
+            try:
+                apply(self._state, event)
+            except (EventOrderError, KeyError):  # a kind the fold does not know yet
+                self._state = None
         handler = _HANDLERS.get(event.kind)
         if handler is None:
             self._generic(event)
@@ -191,6 +192,8 @@ class RunSpans:
                 "executus.request.message_count": event.message_count,
             }
         )
+        if self._state is not None:
+            span.attributes["gen_ai.input.messages"] = messages_json(self._state.transcript, self._text)
         self._open_chat = span
         return closed
 
@@ -230,20 +233,8 @@ class RunSpans:
             if value is not None:  # unknown when the provider did not report it
                 span.attributes[key] = value
         if self._content.enabled:
-            parts: list[JsonValue] = []
-            if event.text is not None:
-                parts.append({"type": "text", "content": self._text(event.text)})
-            for call in event.tool_calls:
-                parts.append(
-                    {
-                        "type": "tool_call",
-                        "id": call.id,
-                        "name": call.name,
-                        "arguments": self._text(_json(call.arguments)),
-                    }
-                )
-            span.attributes["gen_ai.output.messages"] = _json(
-                [{"role": "assistant", "parts": parts, "finish_reason": str(finish_reason)}]
+            span.attributes["gen_ai.output.messages"] = reply_json(
+                event.text, event.tool_calls, str(finish_reason), self._text
             )
         return [span]
 
@@ -275,7 +266,7 @@ class RunSpans:
             }
         )
         if self._content.enabled:
-            span.attributes["gen_ai.tool.call.arguments"] = self._text(_json(event.arguments))
+            span.attributes["gen_ai.tool.call.arguments"] = self._text(canonical_json(event.arguments))
         closed = []
         previous = self._open_tools.pop(event.call_id, None)
         if previous is not None:  # the same call started again (a resume re-ran it)
@@ -393,14 +384,8 @@ class RunSpans:
                 error_type = event.error.type
             span.fail(error_type, self._text(str(event.error)) if event.error else event.status)
         elif self._content.enabled and event.output is not None:
-            span.attributes["gen_ai.output.messages"] = _json(
-                [
-                    {
-                        "role": "assistant",
-                        "parts": [{"type": "text", "content": self._text(event.output)}],
-                        "finish_reason": "stop",
-                    }
-                ]
+            span.attributes["gen_ai.output.messages"] = text_messages_json(
+                "assistant", event.output, self._text, finish_reason="stop"
             )
         return [*closed, span]
 

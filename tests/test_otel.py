@@ -6,6 +6,7 @@ any exporter would send.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -349,6 +350,15 @@ def test_message_content_is_off_unless_the_environment_opts_in(
     search = next(span for span in spans if span.name == "execute_tool search")
     assert "boiling point" in str(search.attributes["gen_ai.tool.call.arguments"])
     assert "3 results" in str(search.attributes["gen_ai.tool.call.result"])
+    # Each model step carries the chat history it was sent, in the conventions' message shape.
+    second = [span for span in spans if span.kind is SpanKind.CLIENT][1]
+    history = json.loads(str(second.attributes["gen_ai.input.messages"]))
+    assert [message["role"] for message in history] == ["user", "assistant", "tool"]
+    assert history[1]["parts"][0]["type"] == "tool_call"
+    assert history[1]["parts"][0]["name"] == "search"
+    assert history[2]["parts"][0]["type"] == "tool_call_response"
+    assert history[2]["parts"][0]["response"].startswith("3 results")
+    assert json.loads(str(second.attributes["gen_ai.output.messages"]))[0]["finish_reason"] == "tool_calls"
 
 
 def test_captured_content_always_goes_through_the_redaction_hook(demo: MemoryStore) -> None:
