@@ -1,4 +1,4 @@
-"""One line per event: what happened, in words, free of any terminal or HTML markup.
+"""One line per event: what happened, in words, with untrusted text made inert for a terminal.
 
 Pure functions of an event, shared by ``executus show`` (the terminal timeline) and the HTML
 report (:mod:`executus.report`), so both say the same thing about the same event.
@@ -6,6 +6,7 @@ report (:mod:`executus.report`), so both say the same thing about the same event
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from pydantic import JsonValue
@@ -28,13 +29,18 @@ from executus._events import (
     ToolStarted,
 )
 from executus._forensics import format_clock, format_duration, quote
+from executus._text import terminal_text
 
 __all__ = ["describe_event"]
 
 
 def _arguments(arguments: dict[str, JsonValue], limit: int = 60) -> str:
-    shown = ", ".join(f"{key}={value!r}" for key, value in sorted(arguments.items()))
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+    # Strings raw in quotes, so terminal_text sees (and never cuts through) what needs escaping.
+    shown = ", ".join(
+        f"{key}='{value}'" if isinstance(value, str) else f"{key}={json.dumps(value, ensure_ascii=False)}"
+        for key, value in sorted(arguments.items())
+    )
+    return terminal_text(shown, limit)
 
 
 def _in_flight(items: Iterable[InFlight]) -> str:

@@ -6,9 +6,9 @@ core's :class:`executus.MemoryStore` and adds what the CLI needs (global tailing
 id suggestions). The ``executus db`` commands call :func:`upgrade` and :func:`current_revision`.
 """
 
-from store._engine import display_url
-from store._migrate import current_revision, head_revision, upgrade
-from store._open import ENV_DB, default_url, open_store
+from store._engine import display_url, hide_passwords
+from store._migrate import current_revision, head_revision, is_known_revision, upgrade
+from store._open import ENV_DB, default_url, make_default_directory, open_store
 from store._sql import SqlStore, StoredEvent
 
 __all__ = [
@@ -19,6 +19,9 @@ __all__ = [
     "default_url",
     "display_url",
     "head_revision",
+    "hide_passwords",
+    "is_known_revision",
+    "make_default_directory",
     "open_store",
     "upgrade",
 ]

@@ -172,7 +172,7 @@ def test_all_with_a_changed_agent_exits_1_and_names_each_divergence(workdir: Pat
     [
         ([], "error: give one RUN or CASSETTE, or --all"),
         (["ok.jsonl", "--all"], "error: give one RUN or CASSETTE, or --all"),
-        (["ok.jsonl", "--status", "ok"], "error: --status, --since and --limit go with --all"),
+        (["ok.jsonl", "--status", "ok"], "error: --status, --since, --until and --limit go with --all"),
         (["--all", "--since", "someday"], "error: --since: 'someday' is neither an ISO date"),
     ],
 )

@@ -15,8 +15,10 @@ import click
 
 from executus._errors import ExecutusError
 from executus._store import RunQuery
-from executus.cli._common import CliError, Settings, db_option, one_line, opened, parse_since
+from executus.cli._common import CliError, Settings, db_option, one_line, opened
+from executus.cli._options import parse_when, select_runs, status_option, time_options
 from executus.cli._store import resolve_run_id
+from executus.cli._terminal import echo
 
 __all__ = ["otel_group"]
 
@@ -50,9 +52,8 @@ def otel_group() -> None:
 @otel_group.command("export", short_help="Send runs' spans to an OTLP endpoint or a file.")
 @db_option
 @click.argument("run", required=False)
-@click.option(
-    "--since", metavar="WHEN", help="Every run started since WHEN: 2026-05-01, 2026-05-01T09:30, 2h, 3d."
-)
+@status_option("With --since: only runs that ended so.")
+@time_options("Every run")
 @click.option(
     "--endpoint",
     metavar="URL",
@@ -68,7 +69,13 @@ def otel_group() -> None:
 )
 @click.pass_obj
 def export_spans(
-    settings: Settings, run: str | None, since: str | None, endpoint: str | None, path: Path | None
+    settings: Settings,
+    run: str | None,
+    statuses: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    endpoint: str | None,
+    path: Path | None,
 ) -> None:
     """Export a run (RUN id or unique prefix), or every run started --since WHEN, as OpenTelemetry spans.
 
@@ -77,6 +84,8 @@ def export_spans(
     """
     if (run is None) == (since is None):
         raise CliError("give one RUN, or --since WHEN")
+    if run is not None and (statuses or until is not None):
+        raise CliError("--status and --until go with --since")
     if endpoint is not None and path is not None:
         raise CliError("give --endpoint or -o, not both")
     try:
@@ -85,17 +94,16 @@ def export_spans(
         from executus.otel import OtlpJsonFileExporter, export_runs
     except ImportError:
         raise CliError("OpenTelemetry export needs the SDK: pip install 'executus[otel]'") from None
-    try:
-        started = parse_since(since, settings.now()) if since else None
-    except click.BadParameter as error:
-        raise CliError(f"--since: {error.message}") from None
-    with opened(settings) as event_store:
+    query = RunQuery(
+        since=parse_when("--since", since, settings.now()) if since else None,
+        until=parse_when("--until", until, settings.now()) if until else None,
+        limit=None,
+    )
+    with opened(settings, read_only=True) as event_store:
         if run is not None:
             run_ids = [resolve_run_id(event_store, run)]
         else:
-            run_ids = [
-                summary.run_id for summary in event_store.list_runs(RunQuery(since=started, limit=None))
-            ]
+            run_ids = [summary.run_id for summary in select_runs(event_store, query, statuses)[0]]
         exporter: SpanExporter
         if path is not None:
             try:
@@ -118,4 +126,4 @@ def export_spans(
             finally:
                 exporter.shutdown()
     runs = f"{len(run_ids)} run{'s' if len(run_ids) != 1 else ''}"
-    click.echo(f"exported {count} spans of {runs} to {where}", err=True)
+    echo(f"exported {count} spans of {runs} to {where}", err=True)

@@ -16,8 +16,10 @@ import click
 from executus._errors import BlobNotFoundError
 from executus._events import Event
 from executus._store import GENESIS_HASH, Blob, EventStore, RunQuery, chain_hash, event_json
-from executus.cli._common import CliError, Settings, db_option, opened, parse_since
+from executus.cli._common import CliError, Settings, db_option, opened
+from executus.cli._options import limit_option, parse_when, select_runs, status_option, time_options
 from executus.cli._store import resolve_run_id
+from executus.cli._terminal import echo
 from executus.report import DivergenceView, FieldChange, Integrity, blob_hashes, render_index, render_report
 from replay._diff import FieldDifference
 from replay._result import ReplayResult
@@ -131,9 +133,12 @@ def write_report(
 @click.command("report", short_help="Write a run's self-contained HTML report.")
 @db_option
 @click.argument("run", required=False)
-@click.option("--all", "all_runs", is_flag=True, help="Every run (see --since, --limit), and an index page.")
-@click.option("--since", metavar="WHEN", help="With --all: runs started since WHEN (2026-05-01, 2h, 3d).")
-@click.option("--limit", type=click.IntRange(min=1), help="With --all: at most this many runs, newest first.")
+@click.option(
+    "--all", "all_runs", is_flag=True, help="Every run (see --status, --since, --limit), and an index."
+)
+@status_option("With --all: only runs that ended so.")
+@time_options("With --all: only runs")
+@limit_option(None, "With --all: at most this many runs, newest first.")
 @click.option(
     "-o",
     "--output",
@@ -144,7 +149,14 @@ def write_report(
 )
 @click.pass_obj
 def report_command(
-    settings: Settings, run: str | None, all_runs: bool, since: str | None, limit: int | None, path: Path
+    settings: Settings,
+    run: str | None,
+    all_runs: bool,
+    statuses: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    path: Path,
 ) -> None:
     """Write a run's report: one HTML file, readable offline, that loads nothing and runs no script.
 
@@ -154,26 +166,27 @@ def report_command(
     """
     if all_runs == (run is not None):
         raise CliError("give one RUN, or --all")
-    if not all_runs and (since is not None or limit is not None):
-        raise CliError("--since and --limit go with --all")
-    try:
-        started = parse_since(since, settings.now()) if since else None
-    except click.BadParameter as error:
-        raise CliError(f"--since: {error.message}") from None
+    if not all_runs and (statuses or since is not None or until is not None or limit is not None):
+        raise CliError("--status, --since, --until and --limit go with --all")
+    query = RunQuery(
+        since=parse_when("--since", since, settings.now()) if since else None,
+        until=parse_when("--until", until, settings.now()) if until else None,
+        limit=limit,
+    )
     if not all_runs:
         if path.is_dir():
             raise CliError(f"{path} is a directory: give the HTML file to write")
-        with opened(settings) as event_store:
+        with opened(settings, read_only=True) as event_store:
             run_id = resolve_run_id(event_store, run or "")
             write_report(path, event_store.read_run(run_id), event_store=event_store)
-        click.echo(f"wrote the report of run {run_id} to {path}", err=True)
+        echo(f"wrote the report of run {run_id} to {path}", err=True)
         return
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CliError(f"cannot create {path}: {error.strerror or type(error).__name__}") from None
-    with opened(settings) as event_store:
-        summaries = event_store.list_runs(RunQuery(since=started, limit=limit))
+    with opened(settings, read_only=True) as event_store:
+        summaries, _ = select_runs(event_store, query, statuses)
         written = frozenset(summary.run_id for summary in summaries)
         for summary in summaries:
             events = event_store.read_run(summary.run_id)
@@ -181,4 +194,4 @@ def report_command(
             write_report(target, events, event_store=event_store, linked=written)
     hrefs = {summary.run_id: report_filename(summary.run_id) for summary in summaries}
     write_atomically(path / "index.html", render_index(summaries, hrefs))
-    click.echo(f"wrote {len(summaries)} reports and index.html to {path}", err=True)
+    echo(f"wrote {len(summaries)} reports and index.html to {path}", err=True)

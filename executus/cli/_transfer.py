@@ -12,6 +12,7 @@ from executus._errors import RunNotFoundError
 from executus.cli._common import CliError, Settings, db_option, opened
 from executus.cli._render import Cell, Output
 from executus.cli._store import resolve_run_id
+from executus.cli._terminal import echo
 
 __all__ = ["db_group", "export_command", "import_command"]
 
@@ -39,12 +40,16 @@ def export_command(settings: Settings, run: str, path: Path | None) -> None:
     """
     from replay.cassette import write_cassette
 
+    to_stdout = path is None or str(path) == "-"
+    if to_stdout and sys.stdout.isatty():
+        # A cassette is data holding untrusted text as it was recorded: not for a terminal.
+        raise CliError("a cassette is not for a terminal: write it to a file with -o FILE, or pipe it")
     buffer = io.StringIO()
-    with opened(settings) as event_store:
+    with opened(settings, read_only=True) as event_store:
         run_id = resolve_run_id(event_store, run)
         write_cassette(event_store, run_id, buffer)
     text = buffer.getvalue()
-    if path is None or str(path) == "-":
+    if path is None or to_stdout:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
@@ -53,7 +58,7 @@ def export_command(settings: Settings, run: str, path: Path | None) -> None:
     except OSError as error:
         raise CliError(f"cannot write {path}: {_reason(error)}") from None
     lines = text.count("\n")
-    click.echo(f"exported run {run_id} ({lines} lines) to {path}", err=True)
+    echo(f"exported run {run_id} ({lines} lines) to {path}", err=True)
 
 
 @click.command("import", short_help="Import a run from a cassette.")
@@ -69,12 +74,14 @@ def import_command(settings: Settings, file: Path) -> None:
     from replay.cassette import import_cassette, read_cassette
 
     try:
-        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+        # Bytes, decoded here: line ends reach read_cassette as written, as `replay` reads them.
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+        text = data.decode("utf-8")
     except OSError as error:
         raise CliError(f"cannot read {file}: {_reason(error)}") from None
     except UnicodeDecodeError as error:
         raise CliError(f"cannot read {file}: not UTF-8 text (byte {error.start})") from None
-    cassette = read_cassette(io.StringIO(text))
+    cassette = read_cassette(io.StringIO(text, newline=""))
     with opened(settings) as event_store:
         try:
             existed = event_store.get_run(cassette.run_id).run_id == cassette.run_id
@@ -83,11 +90,9 @@ def import_command(settings: Settings, file: Path) -> None:
         run_id = import_cassette(event_store, cassette)
         where = event_store.display_url
     if existed:
-        click.echo(f"run {run_id} is already in {where}, identical; nothing to do")
+        echo(f"run {run_id} is already in {where}, identical; nothing to do")
     else:
-        click.echo(
-            f"imported run {run_id} ({len(cassette.events)} events, {cassette.header.status}) into {where}"
-        )
+        echo(f"imported run {run_id} ({len(cassette.events)} events, {cassette.header.status}) into {where}")
 
 
 @click.group("db", short_help="Show or upgrade the database schema.")
@@ -119,14 +124,14 @@ def upgrade(settings: Settings) -> None:
     url = _url(settings)
     path = _sqlite_file(url)
     if path is not None and url == sql_store.default_url():
-        path.parent.mkdir(parents=True, exist_ok=True)  # the default file's directory may be new
+        sql_store.make_default_directory()  # the default file's directory may be new
     before = sql_store.current_revision(url)
     head = sql_store.head_revision()
     if before == head:
-        click.echo(f"{sql_store.display_url(url)} is already at the newest schema revision {head}")
+        echo(f"{sql_store.display_url(url)} is already at the newest schema revision {head}")
         return
     sql_store.upgrade(url)
-    click.echo(f"{sql_store.display_url(url)}: schema revision {before or 'none'} → {head}")
+    echo(f"{sql_store.display_url(url)}: schema revision {before or 'none'} → {head}")
 
 
 @db_group.command(short_help="Show the database, its file and schema revision.")
@@ -150,6 +155,10 @@ def current(settings: Settings) -> None:
         state = Cell(f"{revision} (newest)", "good")
     elif revision is None:
         state = Cell("none: a new database, created on first use", "warn")
+    elif not sql_store.is_known_revision(revision):
+        state = Cell(
+            f"{revision}, newer than this executus (which knows up to {head}): upgrade executus", "bad"
+        )
     else:
         state = Cell(f"{revision}, behind {head}: run `executus db upgrade`", "bad")
     output.cells([Cell("revision", "quiet"), state])
