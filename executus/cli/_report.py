@@ -194,4 +194,5 @@ def report_command(
             write_report(target, events, event_store=event_store, linked=written)
     hrefs = {summary.run_id: report_filename(summary.run_id) for summary in summaries}
     write_atomically(path / "index.html", render_index(summaries, hrefs))
-    echo(f"wrote {len(summaries)} reports and index.html to {path}", err=True)
+    reports = f"{len(summaries)} report{'s' if len(summaries) != 1 else ''}"
+    echo(f"wrote {reports} and index.html to {path}", err=True)
