@@ -83,7 +83,10 @@ def test_report_shows_a_tampered_log_as_failing_integrity(demo_db: Path, tmp_pat
     [
         (("report", "-o", "x.html"), ("give one RUN, or --all",)),
         (("report", "demo-0001", "--all", "-o", "x"), ("give one RUN, or --all",)),
-        (("report", "demo-0001", "--since", "2h", "-o", "x.html"), ("--since, --until and --limit go with --all",)),
+        (
+            ("report", "demo-0001", "--since", "2h", "-o", "x.html"),
+            ("--since, --until and --limit go with --all",),
+        ),
         (("report", "nope", "-o", "x.html"), ("no run 'nope'",)),
         (("report", "--all", "--since", "yesterday", "-o", "x"), ("--since",)),
         (("otel", "export"), ("give one RUN, or --since WHEN",)),

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from executus.otel import ContentCapture, export_runs, trace_id_for
 from executus.report import blob_hashes, render_report
 from store import SqlStore
-
-GOLDEN = Path(__file__).parent / "golden" / "v0_1_0"
-
-
-@pytest.fixture(params=["demo.db", "crash.db"])
-def golden(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    copy = tmp_path / request.param  # the golden files themselves are never written to
-    shutil.copyfile(GOLDEN / request.param, copy)
-    store = SqlStore(f"sqlite:///{copy}")
-    yield store
-    store.close()
+from tests.test_golden_v0_1_0 import golden_store  # noqa: F401 - the fixture
 
 
-def test_every_golden_run_back_fills_once_and_renders(golden: SqlStore) -> None:
+def test_every_golden_run_back_fills_once_and_renders(golden_store: SqlStore) -> None:  # noqa: F811
+    golden = golden_store  # a copy: the golden files themselves are never written to
     runs = golden.list_runs()
     assert runs
     memory = InMemorySpanExporter()
