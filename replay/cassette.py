@@ -29,7 +29,6 @@ from typing import Final, TextIO
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from executus import (
-    GENESIS_HASH,
     Blob,
     BlobNotFoundError,
     Event,
@@ -38,12 +37,10 @@ from executus import (
     PostRunFinished,
     RunNotFoundError,
     SteerInjected,
-    canonical_json,
-    chain_hash,
     decode_event,
-    event_json,
     rebuild,
 )
+from executus.storage import GENESIS_HASH, canonical_json, chain_hash, event_json
 from replay._errors import CassetteConflictError, CassetteError
 from replay._strict import MAX_NAME_LENGTH, check_run_id, first_difference, json_line, shown
 

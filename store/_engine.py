@@ -134,16 +134,28 @@ def _parse(url: str) -> URL:
     return parsed
 
 
+def _require_psycopg(url: str) -> None:
+    try:
+        import psycopg  # noqa: F401 - only to know whether the postgres extra is installed
+    except ImportError:
+        raise DatabaseUnavailableError(
+            f"{display_url(url)} is a PostgreSQL database, but PostgreSQL support is not installed: "
+            "pip install 'executus[postgres]'"
+        ) from None
+
+
 def create_store_engine(url: str) -> Engine:
     """An engine for ``url`` with executus's per-backend settings (see the module docstring).
 
     Creating it does not connect; connection failures surface on first use.
 
     Raises:
-        DatabaseUnavailableError: the URL cannot be parsed or names an unsupported backend.
+        DatabaseUnavailableError: the URL cannot be parsed or names an unsupported backend, or
+            a PostgreSQL one without the ``executus[postgres]`` extra (psycopg) installed.
     """
     parsed = _parse(url)
     if parsed.get_backend_name() == "postgresql":
+        _require_psycopg(url)
         return create_engine(
             parsed,
             pool_pre_ping=True,

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from _pgserver import postgres_url_for_tests
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from executus import EventStore, MemoryStore
 from store import SqlStore, upgrade
 from store._engine import create_store_engine
-from store._pgserver import postgres_url_for_tests
 
 SQL_BACKENDS = ["sqlite", "postgresql"]
 

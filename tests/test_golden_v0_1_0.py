@@ -35,9 +35,8 @@ CASSETTES = sorted(path.name for path in GOLDEN.glob("*.jsonl"))
 def golden_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
     copy = tmp_path / request.param
     shutil.copyfile(GOLDEN / request.param, copy)
-    store = SqlStore(f"sqlite:///{copy}")
-    yield store
-    store.close()
+    with SqlStore(f"sqlite:///{copy}") as store:
+        yield store
 
 
 def test_every_stored_run_folds_to_its_summary_row(golden_store: SqlStore) -> None:
