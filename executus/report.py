@@ -157,7 +157,8 @@ def render_report(
         events: the run's whole log, in seq order.
         blobs: the images and artifacts it refers to, by sha256 (see :func:`blob_hashes`);
             missing ones are named, not shown.
-        explanation: ``why``'s explanation; computed from ``events`` when not given.
+        explanation: ``why``'s explanation (:func:`executus.forensics.explain`); computed from
+            ``events`` when not given.
         integrity: the verdict of ``verify`` on this run, if it was checked.
         divergence: the first divergence of a replay of this run, shown side by side.
         run_href: where another run's report is (for child and parent links), or None for none.
