@@ -18,24 +18,15 @@ import pytest
 from click.testing import CliRunner, Result
 
 import store as sql_store
-from executus import DatabaseUnavailableError, SequentialIds, VirtualClock
+from executus import DatabaseUnavailableError
 from executus.cli import cli
 from executus.cli._common import Settings
-from executus.cli._demo import record_demo
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 EXECUTUS = Path(sys.executable).parent / "executus"
 needs_script = pytest.mark.skipif(
     not EXECUTUS.exists(), reason="the executus console script is not installed"
 )
-
-
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("input") / "demo.db"
-    with sql_store.open_store(f"sqlite:///{path}") as opened:
-        record_demo(opened, VirtualClock(START), SequentialIds("demo-"))
-    return path
 
 
 def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:

@@ -218,3 +218,17 @@ def test_truncation_never_splits_an_escape(payload: str) -> None:
         assert whole.startswith(kept)
         # the cut falls between escapes: what is kept ends a whole character's rendering
         assert any(terminal_text(text[:end]) == kept for end in range(len(text) + 1)), (limit, cut)
+
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")  # rich's own colours on a terminal
+
+
+@pytest.mark.parametrize(
+    "args", [["runs"], ["show", RUN_ID], ["why", RUN_ID], ["replay", "--all"]], ids=" ".join
+)
+def test_styled_terminal_output_is_inert_too(planted_url: str, args: list[str]) -> None:
+    settings = Settings(now=lambda: START + timedelta(hours=1))
+    result = CliRunner().invoke(cli, ["--db", planted_url, *args], obj=settings, env={"FORCE_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    assert SGR.search(result.stdout), "styled as on a terminal"
+    assert_inert(SGR.sub("", result.stdout), SGR.sub("", result.stderr))

@@ -8,15 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from _support import store_goldens
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import make_url
-from test_replay_scenarios import GOLDEN
 
 from executus import Event, MemoryStore, SequentialIds, VirtualClock
 from executus.cli import cli
 from executus.cli._common import Settings
 from executus.cli._demo import record_demo
-from replay import load_cassette
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 NOW = START + timedelta(hours=1)
@@ -104,15 +103,6 @@ def test_why_on_an_interrupted_run_says_so_and_since_when() -> None:
     assert "after 0.0s" not in result.stdout
 
 
-def _goldens(memory: MemoryStore, *names: str) -> None:
-    for name in names:
-        cassette = load_cassette(GOLDEN / f"{name}.jsonl")
-        events = [event.model_copy(update={"run_id": f"{name}-run"}) for event in cassette.events]
-        for blob in cassette.blobs:
-            memory.put_blob(blob.data, blob.media_type)
-        memory.append(f"{name}-run", events, 0)
-
-
 @pytest.fixture
 def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "usability_agents.py").write_text(
@@ -125,7 +115,7 @@ def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_replay_all_with_an_agent_replays_only_its_runs(agents: str) -> None:
     memory = demo_store()
-    _goldens(memory, "ok", "killed")
+    store_goldens(memory, "ok", "killed")
     result = invoke(memory, "replay", "--all", "--agent", agents)
     assert result.exit_code == 0, result.output
     replayed = [line.split()[1] for line in result.stdout.splitlines()[1:-1]]
@@ -137,7 +127,7 @@ def test_replay_all_with_an_agent_replays_only_its_runs(agents: str) -> None:
 
 def test_what_if_no_critic_replays_the_run_without_one() -> None:
     memory = BrowsableMemory()
-    _goldens(memory, "killed")
+    store_goldens(memory, "killed")
     result = invoke(memory, "replay", "killed-run", "--what-if-critic", "none")
     assert result.exit_code == 0, result.output
     assert "no critic" in result.stdout

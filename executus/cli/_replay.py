@@ -211,7 +211,10 @@ def _replay_all(
         skipped = sum(1 for s in summaries if plan.agent is not None and s.agent != plan.agent.name)
         try:
             with click.progressbar(
-                selected, label="replaying", file=sys.stderr, hidden=as_json or not selected
+                selected,
+                label="replaying",
+                file=sys.stderr,
+                hidden=as_json or not selected or not sys.stderr.isatty(),
             ) as progress:
                 for summary in progress:
                     try:
