@@ -11,11 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import store as sql_store
-from executus import SequentialIds, VirtualClock
 from executus.cli import cli
 from executus.cli._common import Settings
-from executus.cli._demo import record_demo
 from executus.cli._report import report_filename
 from executus.otel import trace_id_for
 from tests.test_cli import assert_one_line_error
@@ -25,21 +22,12 @@ START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 NOW = START + timedelta(hours=1)
 
 
-@pytest.fixture(scope="module")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file holding the seven demo runs, demo-0001 … demo-0007 (copy it to change it)."""
-    path = tmp_path_factory.mktemp("observe") / "demo.db"
-    with sql_store.open_store(f"sqlite:///{path}") as opened:
-        record_demo(opened, VirtualClock(START), SequentialIds("demo-"))
-    return path
-
-
 def invoke(db: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--db", f"sqlite:///{db}", *args], obj=Settings(now=lambda: NOW))
 
 
-def test_report_writes_one_self_contained_file(demo_db: Path, tmp_path: Path) -> None:
-    result = invoke(demo_db, "report", "demo-0002", "-o", str(tmp_path / "killed.html"))
+def test_report_writes_one_self_contained_file(demo_template: Path, tmp_path: Path) -> None:
+    result = invoke(demo_template, "report", "demo-0002", "-o", str(tmp_path / "killed.html"))
 
     assert result.exit_code == 0, result.output
     assert result.stderr == f"wrote the report of run demo-0002 to {tmp_path / 'killed.html'}\n"
@@ -50,8 +38,8 @@ def test_report_writes_one_self_contained_file(demo_db: Path, tmp_path: Path) ->
     assert [path.name for path in tmp_path.iterdir()] == ["killed.html"]  # no temporary file left
 
 
-def test_report_all_writes_every_run_and_an_index(demo_db: Path, tmp_path: Path) -> None:
-    result = invoke(demo_db, "report", "--all", "-o", str(tmp_path / "reports"))
+def test_report_all_writes_every_run_and_an_index(demo_template: Path, tmp_path: Path) -> None:
+    result = invoke(demo_template, "report", "--all", "-o", str(tmp_path / "reports"))
 
     assert result.exit_code == 0, result.output
     names = sorted(path.name for path in (tmp_path / "reports").iterdir())
@@ -61,9 +49,9 @@ def test_report_all_writes_every_run_and_an_index(demo_db: Path, tmp_path: Path)
         assert f'href="{report_filename(f"demo-000{n}")}"' in index
 
 
-def test_report_shows_a_tampered_log_as_failing_integrity(demo_db: Path, tmp_path: Path) -> None:
+def test_report_shows_a_tampered_log_as_failing_integrity(demo_template: Path, tmp_path: Path) -> None:
     tampered = tmp_path / "tampered.db"
-    shutil.copyfile(demo_db, tampered)
+    shutil.copyfile(demo_template, tampered)
     with sqlite3.connect(tampered) as connection:
         changed = connection.execute(
             "UPDATE events SET payload = replace(payload, 'Everest', 'Everust') WHERE run_id = 'demo-0001'"
@@ -96,26 +84,27 @@ def test_report_shows_a_tampered_log_as_failing_integrity(demo_db: Path, tmp_pat
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
-    demo_db: Path,
+    demo_template: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     args: tuple[str, ...],
     fragments: tuple[str, ...],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert_one_line_error(invoke(demo_db, *args), *fragments)
+    assert_one_line_error(invoke(demo_template, *args), *fragments)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
-def test_report_into_a_missing_directory_is_one_line(demo_db: Path, tmp_path: Path) -> None:
+def test_report_into_a_missing_directory_is_one_line(demo_template: Path, tmp_path: Path) -> None:
     assert_one_line_error(
-        invoke(demo_db, "report", "demo-0001", "-o", str(tmp_path / "no" / "such" / "r.html")), "cannot write"
+        invoke(demo_template, "report", "demo-0001", "-o", str(tmp_path / "no" / "such" / "r.html")),
+        "cannot write",
     )
-    assert_one_line_error(invoke(demo_db, "report", "demo-0001", "-o", str(tmp_path)), "is a directory")
+    assert_one_line_error(invoke(demo_template, "report", "demo-0001", "-o", str(tmp_path)), "is a directory")
 
 
-def test_otel_export_writes_otlp_json(demo_db: Path, tmp_path: Path) -> None:
-    result = invoke(demo_db, "otel", "export", "--since", "2h", "-o", str(tmp_path / "spans.jsonl"))
+def test_otel_export_writes_otlp_json(demo_template: Path, tmp_path: Path) -> None:
+    result = invoke(demo_template, "otel", "export", "--since", "2h", "-o", str(tmp_path / "spans.jsonl"))
 
     assert result.exit_code == 0, result.output
     assert result.stderr == f"exported 33 spans of 7 runs to {tmp_path / 'spans.jsonl'}\n"
@@ -130,11 +119,11 @@ def test_otel_export_writes_otlp_json(demo_db: Path, tmp_path: Path) -> None:
     assert trace_ids == {f"{trace_id_for(f'demo-000{n}'):032x}" for n in range(1, 8)}
 
 
-def test_otel_export_sends_to_an_endpoint(demo_db: Path, receiver: Receiver) -> None:  # noqa: F811
-    result = invoke(demo_db, "otel", "export", "demo-00", "--endpoint", receiver.url)
+def test_otel_export_sends_to_an_endpoint(demo_template: Path, receiver: Receiver) -> None:  # noqa: F811
+    result = invoke(demo_template, "otel", "export", "demo-00", "--endpoint", receiver.url)
     assert_one_line_error(result, "is ambiguous")  # a prefix that names several runs
 
-    result = invoke(demo_db, "otel", "export", "demo-0003", "--endpoint", receiver.url)
+    result = invoke(demo_template, "otel", "export", "demo-0003", "--endpoint", receiver.url)
     assert result.exit_code == 0, result.output
     assert result.stderr == f"exported 4 spans of 1 run to {receiver.url}\n"
     assert sorted(span.name for _, span in receiver.spans()) == [
@@ -145,17 +134,17 @@ def test_otel_export_sends_to_an_endpoint(demo_db: Path, receiver: Receiver) -> 
     ]
 
 
-def test_otel_export_refused_by_the_endpoint_is_one_line(demo_db: Path, receiver: Receiver) -> None:  # noqa: F811
+def test_otel_export_refused_by_the_endpoint_is_one_line(demo_template: Path, receiver: Receiver) -> None:  # noqa: F811
     receiver.answer = 400
     assert_one_line_error(
-        invoke(demo_db, "otel", "export", "demo-0003", "--endpoint", receiver.url),
+        invoke(demo_template, "otel", "export", "demo-0003", "--endpoint", receiver.url),
         "refused the spans of run demo-0003",
         receiver.url,
     )
 
 
-def test_replay_report_writes_the_recorded_runs_report(demo_db: Path, tmp_path: Path) -> None:
-    result = invoke(demo_db, "replay", "demo-0006", "--report", str(tmp_path / "replay.html"))
+def test_replay_report_writes_the_recorded_runs_report(demo_template: Path, tmp_path: Path) -> None:
+    result = invoke(demo_template, "replay", "demo-0006", "--report", str(tmp_path / "replay.html"))
 
     assert result.exit_code == 0, result.output
     html = (tmp_path / "replay.html").read_text()
