@@ -61,6 +61,7 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
         (["replay", "--all", "--since", "9" * 400 + "d"], "reaches back before the year 1"),
         (["replay", "demo-0001", "--time-tolerance", "nan"], "'--time-tolerance': 'nan' is not a finite"),
         (["replay", "demo-0001", "--status", "ok"], "--status, --since, --until and --limit go with --all"),
+        (["replay", "demo-0001", "--what-if-critic", "none", "--agent", "a:b"], "leave out --agent"),
     ],
 )
 def test_a_bad_option_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str], fragment: str) -> None:

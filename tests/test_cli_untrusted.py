@@ -232,3 +232,10 @@ def test_styled_terminal_output_is_inert_too(planted_url: str, args: list[str]) 
     assert result.exit_code == 0, result.output
     assert SGR.search(result.stdout), "styled as on a terminal"
     assert_inert(SGR.sub("", result.stdout), SGR.sub("", result.stderr))
+
+
+def test_runs_fits_80_columns_whatever_the_log_holds(planted_url: str) -> None:
+    lines = invoke(planted_url, "runs").stdout.splitlines()
+    assert len(lines) == 2
+    assert max(len(line) for line in lines) <= 80
+    assert "agent\\x1b]52;…" in lines[1]  # the planted agent name is cut after escaping, not wrapped

@@ -132,8 +132,8 @@ def test_what_if_no_critic_replays_the_run_without_one() -> None:
     assert result.exit_code == 0, result.output
     assert "no critic" in result.stdout
     as_json = json.loads(invoke(memory, "replay", "killed-run", "--what-if-critic", "none", "--json").stdout)
-    assert as_json["critic"] is None
-    assert as_json["recorded"]["status"] == "killed"
+    assert as_json["what_if"]["critic"] is None
+    assert as_json["what_if"]["recorded"]["status"] == "killed"
     everything = invoke(memory, "replay", "--all", "--what-if-critic", "none")
     assert everything.exit_code == 0, everything.output
 

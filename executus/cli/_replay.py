@@ -144,7 +144,8 @@ class _Plan:
 
 
 def _document(outcome: ReplayResult | WhatIfReport) -> dict[str, Any]:
-    return _what_if_json(outcome) if isinstance(outcome, WhatIfReport) else result_json(outcome)
+    """The JSON of a replay; a what-if without any critic has only its ``what_if`` part."""
+    return {"what_if": _what_if_json(outcome)} if isinstance(outcome, WhatIfReport) else result_json(outcome)
 
 
 def _report(outcome: ReplayResult | WhatIfReport) -> str:
@@ -192,14 +193,14 @@ def _divergence(outcome: ReplayResult | WhatIfReport) -> DivergenceView | None:
 
 def _replay_all(
     settings: Settings, plan: _Plan, query: RunQuery, statuses: tuple[str, ...], as_json: bool
-) -> tuple[int, bool]:
+) -> int:
     """Replay every stored run ``query`` selects and print a summary.
 
     With ``--agent``, only that agent's runs (the others are counted as skipped). Ctrl-C stops
     early and still prints what was replayed.
 
     Returns:
-        The exit code, and whether the replay was interrupted.
+        The exit code: 130 if interrupted, 1 if a run diverged (and no critic was tried), else 0.
     """
     rows: list[list[Cell]] = []
     documents: list[dict[str, Any]] = []
@@ -250,8 +251,8 @@ def _replay_all(
             summary_line += f"; skipped {skipped} runs of agents other than {plan.agent.name}"
         output.line(summary_line)
     if interrupted:
-        return EXIT_INTERRUPTED, True
-    return (1 if failed and not plan.what_if else 0), False
+        return EXIT_INTERRUPTED
+    return 1 if failed and not plan.what_if else 0
 
 
 _COLUMNS = ("RUN", "AGENT", "STATUS", "REPLAY")
@@ -335,8 +336,7 @@ def replay_command(
                 until=parse_when("--until", until, settings.now()) if until else None,
                 limit=limit,
             )
-            code, _ = _replay_all(settings, plan, query, statuses, as_json)
-            ctx.exit(code)
+            ctx.exit(_replay_all(settings, plan, query, statuses, as_json))
         assert target is not None
         outcome = _replay(settings, target, plan, report_path)
     except ExecutusError as error:
