@@ -30,7 +30,9 @@ def test_all_is_exactly_the_public_names(name: str) -> None:
     assert sorted(module.__all__) == sorted(public)
 
 
-@pytest.mark.parametrize("name", [*FACADES, "executus.testing", "replay.cassette"])
+@pytest.mark.parametrize(
+    "name", [*FACADES, "executus.testing", "replay.cassette", "executus.otel", "executus.report"]
+)
 def test_every_public_name_is_importable(name: str) -> None:
     module = importlib.import_module(name)
     for member in module.__all__:
@@ -266,4 +268,35 @@ def test_the_other_packages_are_pinned() -> None:
         "read_cassette",
         "save_cassette",
         "write_cassette",
+    ]
+
+
+def test_the_observability_modules_are_pinned() -> None:
+    import executus.otel
+    import executus.report
+
+    for module in (executus.otel, executus.report):
+        public = {name for name, value in vars(module).items() if not name.startswith("_")}
+        assert set(module.__all__) <= public
+    assert sorted(executus.report.__all__) == [
+        "CONTENT_SECURITY_POLICY",
+        "DivergenceView",
+        "FieldChange",
+        "Integrity",
+        "blob_hashes",
+        "render_index",
+        "render_report",
+    ]
+    assert sorted(executus.otel.__all__) == [
+        "CAPTURE_CONTENT_ENV",
+        "ContentCapture",
+        "OtelExporter",
+        "OtlpJsonFileExporter",
+        "RunLookup",
+        "content_capture_from_env",
+        "default_resource",
+        "export_runs",
+        "readable_spans",
+        "span_id_for",
+        "trace_id_for",
     ]

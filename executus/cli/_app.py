@@ -29,6 +29,7 @@ from executus.cli._options import (
     status_option,
     time_options,
 )
+from executus.cli._otel import otel_group
 from executus.cli._render import (
     RUN_COLUMNS,
     Cell,
@@ -39,6 +40,7 @@ from executus.cli._render import (
     status_cell,
 )
 from executus.cli._replay import replay_command
+from executus.cli._report import report_command
 from executus.cli._store import BrowsableStore, resolve_run_id
 from executus.cli._timeline import DEFAULT_GAP_SECONDS, timeline
 from executus.cli._transfer import db_group, export_command, import_command
@@ -302,6 +304,8 @@ def why(settings: Settings, run: str, as_json: bool) -> None:
 
 
 cli.add_command(export_command)
+cli.add_command(report_command)
+cli.add_command(otel_group)
 cli.add_command(import_command)
 cli.add_command(db_group)
 

@@ -28,8 +28,10 @@ from executus.cli._options import (
     time_options,
 )
 from executus.cli._render import Cell, Output, status_cell
+from executus.cli._report import divergence_view, write_report
 from executus.cli._store import resolve_run_id
 from executus.cli._terminal import echo
+from executus.report import DivergenceView
 from replay._diff import FieldDifference
 from replay._replayer import Replayer
 from replay._result import ReplayResult, WhatIfReport
@@ -162,15 +164,31 @@ def _verdict(outcome: ReplayResult | WhatIfReport) -> str:
     return f"diverged at seq {divergence.seq} ({kinds})"
 
 
-def _replay(settings: Settings, target: str, plan: _Plan) -> ReplayResult | WhatIfReport:
+def _replay(
+    settings: Settings, target: str, plan: _Plan, report: Path | None = None
+) -> ReplayResult | WhatIfReport:
+    """Replay one run or cassette; with ``report``, also write the recorded run's HTML report,
+    with the first divergence side by side."""
     path = Path(target)
     if path.suffix == ".jsonl" or path.is_file():
         if not path.is_file():
             raise CliError(f"no cassette file {target}")
-        return plan.run(None, load_cassette(path))
+        cassette = load_cassette(path)
+        outcome = plan.run(None, cassette)
+        if report is not None:
+            write_report(report, list(cassette.events), divergence=_divergence(outcome))
+        return outcome
     with opened(settings, read_only=True) as event_store:
         run_id = resolve_run_id(event_store, target)
-        return plan.run(event_store, event_store.read_run(run_id))
+        events = event_store.read_run(run_id)
+        outcome = plan.run(event_store, events)
+        if report is not None:
+            write_report(report, events, event_store=event_store, divergence=_divergence(outcome))
+        return outcome
+
+
+def _divergence(outcome: ReplayResult | WhatIfReport) -> DivergenceView | None:
+    return divergence_view(outcome) if isinstance(outcome, ReplayResult) else None
 
 
 def _replay_all(
@@ -267,6 +285,12 @@ _COLUMNS = ("RUN", "AGENT", "STATUS", "REPLAY")
     help="Seconds by which replayed times may differ from recorded ones.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the run's HTML report, with the first divergence side by side.",
+)
 @click.pass_context
 def replay_command(
     ctx: click.Context,
@@ -280,6 +304,7 @@ def replay_command(
     critic_spec: str | None,
     time_tolerance: float,
     as_json: bool,
+    report_path: Path | None,
 ) -> None:
     """Replay a recorded run (RUN id or prefix, or a CASSETTE file) and report the first divergence.
 
@@ -293,6 +318,8 @@ def replay_command(
         raise CliError("give one RUN or CASSETTE, or --all")
     if not replay_all and (statuses or since is not None or until is not None or limit is not None):
         raise CliError("--status, --since, --until and --limit go with --all")
+    if replay_all and report_path is not None:
+        raise CliError("--report goes with one RUN or CASSETTE (for every run: executus report --all)")
     no_critic = critic_spec is not None and critic_spec.strip().lower() == NO_CRITIC
     if no_critic and agent_spec is not None:
         raise CliError("--what-if-critic none replays the recorded agent: leave out --agent")
@@ -311,7 +338,7 @@ def replay_command(
             )
             ctx.exit(_replay_all(settings, plan, query, statuses, as_json))
         assert target is not None
-        outcome = _replay(settings, target, plan)
+        outcome = _replay(settings, target, plan, report_path)
     except ExecutusError as error:
         raise CliError(one_line(error)) from None
     output = Output()
