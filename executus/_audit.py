@@ -50,6 +50,8 @@ Problem: TypeAlias = Literal[
     "run_deleted",
     "unsealed",
     "ledger_changed",
+    "proof_invalid",
+    "checkpoint_invalid",
 ]
 """What is wrong, in words a report can print: ``payload_changed`` -> "payload changed"."""
 
@@ -65,6 +67,8 @@ _PRIORITY: Final[dict[str, int]] = {
     "projection_differs": 7,
     "unsealed": 8,
     "ledger_changed": 9,
+    "proof_invalid": 10,
+    "checkpoint_invalid": 11,
 }
 
 
@@ -249,12 +253,19 @@ def check_run(
 
     if not rows:
         if summary is not None:
-            found(1, "event_missing", f"the runs row says the log ends at seq {summary.last_seq}, "
-                  "but the run has no events rows")
+            found(
+                1,
+                "event_missing",
+                f"the runs row says the log ends at seq {summary.last_seq}, but the run has no events rows",
+            )
         elif seals:
             last = max(seals, key=lambda seal: seal.last_seq)
-            found(last.last_seq, "run_deleted", f"ledger entry {last.index} sealed it at seq "
-                  f"{last.last_seq} ({last.status}), but the database has neither its events nor its runs row")
+            found(
+                last.last_seq,
+                "run_deleted",
+                f"ledger entry {last.index} sealed it at seq "
+                f"{last.last_seq} ({last.status}), but the database has neither its events nor its runs row",
+            )
         return findings
 
     moved = set(_out_of_order(rows))
@@ -271,7 +282,9 @@ def check_run(
     for index, row in enumerate(rows):
         stored = row.hash.hex()
         if row.seq != expected_seq:
-            missing = f"seq {expected_seq}" if row.seq == expected_seq + 1 else f"seqs {expected_seq}-{row.seq - 1}"
+            missing = (
+                f"seq {expected_seq}" if row.seq == expected_seq + 1 else f"seqs {expected_seq}-{row.seq - 1}"
+            )
             found(expected_seq, "event_missing", f"{missing} missing: the log goes on at seq {row.seq}")
             previous_hash, foldable = None, False  # the link to a missing row cannot be checked
         try:
@@ -281,8 +294,11 @@ def check_run(
             previous_hash, foldable = stored, False
         else:
             if previous_hash is not None and chain_hash(previous_hash, text) != stored and index not in moved:
-                found(row.seq, "payload_changed", "the row's hash does not cover its content and "
-                      "the previous event's hash")
+                found(
+                    row.seq,
+                    "payload_changed",
+                    "the row's hash does not cover its content and the previous event's hash",
+                )
             events.append(event)
             if foldable:
                 try:
@@ -303,29 +319,48 @@ def check_run(
     if summary is None:
         found(last_seq, "projection_differs", "the run has events but no runs row")
     elif summary.last_seq > last_seq:
-        found(last_seq + 1, "tail_truncated", f"the runs row says the log ends at seq {summary.last_seq}, "
-              f"but its last event is seq {last_seq}")
+        found(
+            last_seq + 1,
+            "tail_truncated",
+            f"the runs row says the log ends at seq {summary.last_seq}, but its last event is seq {last_seq}",
+        )
     elif foldable and projection is not None:
         differing = _differences(summary, projection)
         if differing:
-            found(summary.last_seq, "projection_differs", "the runs row does not match its events: " + "; ".join(differing))
+            found(
+                summary.last_seq,
+                "projection_differs",
+                "the runs row does not match its events: " + "; ".join(differing),
+            )
 
     for seal in seals:
         sealed = stored_hashes.get(seal.last_seq)
         if seal.last_seq > last_seq:
-            found(last_seq + 1, "tail_truncated", f"ledger entry {seal.index} sealed the run at seq "
-                  f"{seal.last_seq}, but its last event is seq {last_seq}")
+            found(
+                last_seq + 1,
+                "tail_truncated",
+                f"ledger entry {seal.index} sealed the run at seq "
+                f"{seal.last_seq}, but its last event is seq {last_seq}",
+            )
         elif sealed is None:
             continue  # reported as missing above
         elif sealed != seal.head_hash:
-            found(seal.last_seq, "seal_differs", f"ledger entry {seal.index} sealed a different chain up to "
-                  f"this seq: the run's events were changed and their hashes recomputed")
+            found(
+                seal.last_seq,
+                "seal_differs",
+                f"ledger entry {seal.index} sealed a different chain up to "
+                f"this seq: the run's events were changed and their hashes recomputed",
+            )
         elif seal.status != statuses.get(seal.last_seq, seal.status):
-            found(seal.last_seq, "seal_differs", f"ledger entry {seal.index} sealed status {seal.status}, "
-                  f"the events say {statuses[seal.last_seq]}")
-    if ledger and projection is not None and projection.status != "running" and foldable:
-        if not any(seal.last_seq == last_seq for seal in seals):
-            found(last_seq, "unsealed", "the run finished but the ledger holds no seal of its last event")
+            found(
+                seal.last_seq,
+                "seal_differs",
+                f"ledger entry {seal.index} sealed status {seal.status}, "
+                f"the events say {statuses[seal.last_seq]}",
+            )
+    finished = projection is not None and projection.status != "running"
+    if ledger and finished and foldable and not any(seal.last_seq == last_seq for seal in seals):
+        found(last_seq, "unsealed", "the run finished but the ledger holds no seal of its last event")
     findings.sort(key=lambda f: (f.seq if f.seq is not None else 0, _PRIORITY[f.problem]))
     return findings
 
@@ -333,7 +368,8 @@ def check_run(
 def _differences(stored: RunSummary, folded: RunSummary) -> list[str]:
     """The runs row's fields that differ from the fold's, named (values only for non-content)."""
     return [
-        f"runs.{field.name} is {getattr(stored, field.name)!r}, the events say {getattr(folded, field.name)!r}"
+        f"runs.{field.name} is {getattr(stored, field.name)!r}, "
+        f"the events say {getattr(folded, field.name)!r}"
         for field in fields(RunSummary)
         if getattr(stored, field.name) != getattr(folded, field.name)
     ]

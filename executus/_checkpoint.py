@@ -6,7 +6,7 @@ A checkpoint names the ledger (its *origin*), its size and its Merkle root::
     42
     qINS1GRFhWHwdkUeqLEoP4yEMkTBBzxBkGwGQlVlVcs=
 
-    — example.com/executus-ledger Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=
+    — example.com/executus-ledger Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5...
 
 The body is the first three lines (plus optional extension lines); after a blank line, each
 signature line is an em dash, the key's name, and base64 of the key's 4-byte id followed by
@@ -50,8 +50,10 @@ def key_id(name: str, algorithm: int, public_key: bytes) -> int:
 
 def valid_key_name(name: str) -> bool:
     """Whether ``name`` can name a signed-note key: non-empty, no spaces or plus signs, printable."""
-    return bool(name) and all(not character.isspace() and character != "+" for character in name) and (
-        name.isprintable()
+    return (
+        bool(name)
+        and all(not character.isspace() and character != "+" for character in name)
+        and (name.isprintable())
     )
 
 

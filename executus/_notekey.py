@@ -53,7 +53,7 @@ def _ed25519() -> type[Ed25519PrivateKey]:
 
 
 def _key_parts(text: str, what: str) -> tuple[str, int, bytes]:
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)
     if len(parts) != 3 or not valid_key_name(parts[0]) or len(parts[1]) != 8:
         raise CheckpointError(f"not a {what} (NAME+HASH+KEY)")
     try:
@@ -158,7 +158,7 @@ class NoteSigner:
 
 
 def generate_key(name: str) -> NoteSigner:
-    """A new random Ed25519 signer key named ``name`` (the ledger's origin, e.g. ``example.com/ledger``).
+    """A new random Ed25519 signer key named ``name``: the ledger's origin (``example.com/ledger``).
 
     Raises:
         CheckpointError: the name has spaces or plus signs, or is empty.
@@ -188,7 +188,8 @@ def open_checkpoint(note: str, verifier: NoteVerifier) -> Checkpoint:
     if not ours:
         names = ", ".join(f"{s.name} ({s.key_id:08x})" for s in signed.signatures)
         raise CheckpointError(
-            f"the checkpoint is not signed by {verifier.name} ({verifier.key_id:08x}); it is signed by {names}"
+            f"the checkpoint is not signed by {verifier.name} ({verifier.key_id:08x}); "
+            f"it is signed by {names}"
         )
     if not any(verifier.verifies(signed.text, s.signature) for s in ours):
         raise CheckpointError(f"the checkpoint's signature by {verifier.name} does not verify")

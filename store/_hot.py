@@ -39,7 +39,19 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from sqlalchemy import BigInteger, Dialect, Engine, Integer, String, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Dialect,
+    Engine,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPIModule
 from sqlalchemy.pool import PoolProxiedConnection

@@ -59,8 +59,8 @@ from executus import (
     summarize,
 )
 from store._engine import WRITE_OPTION, connect, create_store_engine, display_url, statement_failed
-from store._ledger import seal_if_due
 from store._hot import APPEND_LOCK_KEY, SUMMARY_FIELDS, AppendTransaction, RaceLost, Statement, Writer
+from store._ledger import seal_if_due
 from store._schema import blobs, events, runs
 
 __all__ = ["APPEND_LOCK_KEY", "SqlStore", "StoredEvent"]

@@ -8,23 +8,32 @@ rows. Nothing is written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from typing import Any, Final
 
 from sqlalchemy import Connection, Row, select, union
 
-from executus import Finding, RunSummary, Seal, StoredRow, VerifyReport, check_run
+from executus import Finding, RunSummary, Seal, StoredRow, StoreError, VerifyReport, check_run
 from executus._audit import sort_findings
 from executus._checkpoint import Checkpoint
 from executus._merkle import ProofError, verify_consistency
+from executus._notekey import NoteSigner, sign_checkpoint
 from store._engine import connect
 from store._hot import SUMMARY_FIELDS
 from store._ledger import LedgerView, read_ledger, read_seals
 from store._schema import events, ledger, runs
 from store._sql import SqlStore
 
-__all__ = ["verify_all", "verify_checkpoint", "verify_run"]
+__all__ = [
+    "RunEvidence",
+    "run_evidence",
+    "signed_checkpoint",
+    "verify_all",
+    "verify_checkpoint",
+    "verify_run",
+]
 
 _RUNS_PER_READ: Final = 200
 """Runs whose rows are read in one statement: enough to amortise the round trip, few enough
@@ -42,7 +51,7 @@ _SELECT_ROWS: Final = select(
 ).order_by(events.c.run_id, events.c.seq)
 
 
-def _row(row: Row[Any]) -> StoredRow:
+def _row(row: Row[*tuple[Any, ...]]) -> StoredRow:
     return StoredRow(
         row.position, row.seq, row.kind, row.schema_version, row.at, row.payload, bytes(row.hash)
     )
@@ -53,15 +62,22 @@ def _summary(row: Row[Any]) -> RunSummary:
     return RunSummary(**{name: mapping[name] for name in SUMMARY_FIELDS})
 
 
-def _check_batch(connection: Connection, run_ids: Sequence[str], seals: dict[str, list[Seal]]) -> tuple[list[Finding], int]:
+def _check_batch(
+    connection: Connection, run_ids: Sequence[str], seals: dict[str, list[Seal]]
+) -> tuple[list[Finding], int]:
     rows = connection.execute(_SELECT_ROWS.where(events.c.run_id.in_(run_ids))).all()
     summaries = {
-        row.run_id: _summary(row) for row in connection.execute(select(runs).where(runs.c.run_id.in_(run_ids)))
+        row.run_id: _summary(row)
+        for row in connection.execute(select(runs).where(runs.c.run_id.in_(run_ids)))
     }
-    by_run = {run_id: [_row(row) for row in group] for run_id, group in groupby(rows, key=lambda row: row.run_id)}
+    by_run = {
+        run_id: [_row(row) for row in group] for run_id, group in groupby(rows, key=lambda row: row.run_id)
+    }
     findings: list[Finding] = []
     for run_id in run_ids:
-        findings.extend(check_run(run_id, by_run.get(run_id, []), summaries.get(run_id), seals.get(run_id, [])))
+        findings.extend(
+            check_run(run_id, by_run.get(run_id, []), summaries.get(run_id), seals.get(run_id, []))
+        )
     return findings, len(rows)
 
 
@@ -93,7 +109,9 @@ def _all_run_ids(connection: Connection, since: datetime | None) -> list[str]:
     if since is not None:
         statement = select(runs.c.run_id).where(runs.c.started_at >= since)
         return sorted(connection.execute(statement).scalars())
-    every = union(select(runs.c.run_id), select(events.c.run_id).distinct(), select(ledger.c.run_id).distinct())
+    every = union(
+        select(runs.c.run_id), select(events.c.run_id).distinct(), select(ledger.c.run_id).distinct()
+    )
     return sorted(connection.execute(every).scalars())
 
 
@@ -154,8 +172,13 @@ def verify_checkpoint(store: SqlStore, checkpoint: Checkpoint) -> list[Finding]:
         view = read_ledger(connection)
     if view.size < checkpoint.size:
         return [
-            Finding(None, checkpoint.size, "ledger_changed", f"the checkpoint vouches for {checkpoint.size} "
-                    f"seals but the ledger holds {view.size}: seals were deleted")
+            Finding(
+                None,
+                checkpoint.size,
+                "ledger_changed",
+                f"the checkpoint vouches for {checkpoint.size} "
+                f"seals but the ledger holds {view.size}: seals were deleted",
+            )
         ]
     try:
         verify_consistency(
@@ -163,7 +186,53 @@ def verify_checkpoint(store: SqlStore, checkpoint: Checkpoint) -> list[Finding]:
         )
     except ProofError as error:
         return [
-            Finding(None, None, "ledger_changed", f"the first {checkpoint.size} seals are not the ones the "
-                    f"checkpoint signed (a seal was changed, removed or reordered): {error}")
+            Finding(
+                None,
+                None,
+                "ledger_changed",
+                f"the first {checkpoint.size} seals are not the ones the "
+                f"checkpoint signed (a seal was changed, removed or reordered): {error}",
+            )
         ]
     return []
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvidence:
+    """What proves a run's seal is in the ledger a signed checkpoint vouches for.
+
+    Attributes:
+        seal: the run's latest seal.
+        inclusion: the seal's RFC 9162 inclusion proof in the checkpoint's tree.
+        checkpoint: the signed checkpoint (a C2SP signed note) of the ledger when this was made.
+    """
+
+    seal: Seal
+    inclusion: tuple[bytes, ...]
+    checkpoint: str
+
+
+def signed_checkpoint(store: SqlStore, signer: NoteSigner) -> str:
+    """A checkpoint of the ledger as it is now, signed by ``signer`` (whose name is its origin)."""
+    with connect(store.engine, store.display_url, "reading the ledger") as connection:
+        view = read_ledger(connection)
+    return _sign(view, signer)
+
+
+def _sign(view: LedgerView, signer: NoteSigner) -> str:
+    return sign_checkpoint(Checkpoint(signer.name, view.size, view.root()), signer)
+
+
+def run_evidence(store: SqlStore, run_id: str, signer: NoteSigner) -> RunEvidence:
+    """The run's latest seal, its inclusion proof and a signed checkpoint, read together.
+
+    Raises:
+        StoreError: the run has no seal yet (it has not finished, nor passed a seal mark).
+    """
+    with connect(store.engine, store.display_url, f"reading the ledger for run {run_id}") as connection:
+        view = read_ledger(connection)
+    seal = view.latest_seal(run_id)
+    if seal is None:
+        raise StoreError(f"run {run_id} has no seal in the ledger yet: it has not finished")
+    position = view.seals.index(seal)
+    return RunEvidence(seal, tuple(view.inclusion(position)), _sign(view, signer))
