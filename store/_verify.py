@@ -174,7 +174,7 @@ def verify_checkpoint(store: SqlStore, checkpoint: Checkpoint) -> list[Finding]:
         return [
             Finding(
                 None,
-                checkpoint.size,
+                None,
                 "ledger_changed",
                 f"the checkpoint vouches for {checkpoint.size} "
                 f"seals but the ledger holds {view.size}: seals were deleted",
