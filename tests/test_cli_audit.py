@@ -98,7 +98,8 @@ def test_verify_all_exits_0_when_intact_and_1_naming_run_and_seq(db: str) -> Non
 def test_bad_input_is_one_line_and_exit_2(db: str, args: tuple[str, ...], fragment: str) -> None:
     result = invoke("--db", db, "verify", *args, env={"EXECUTUS_CHECKPOINT_VERIFIER": ""})
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
     assert fragment in result.stderr
 
 

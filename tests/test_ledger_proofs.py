@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -47,6 +48,14 @@ ROOTS = [
 ]
 
 
+def refused(check: Callable[[], None]) -> bool:
+    try:
+        check()
+    except ProofError:
+        return True
+    return False
+
+
 def tree(size: int, salt: bytes = b"") -> list[bytes]:
     return [leaf_hash(salt + index.to_bytes(4, "big")) for index in range(size)]
 
@@ -79,10 +88,12 @@ def test_a_wrong_inclusion_proof_is_rejected() -> None:
         "a node too many": (leaves[5], 5, 13, [*proof, bytes(32)]),
         "an index past the tree": (leaves[5], 13, 13, proof),
     }
-    for name, (leaf, index, size, path) in forgeries.items():
-        with pytest.raises(ProofError):
-            verify_inclusion(leaf, index, size, path, root)
-            pytest.fail(name)
+    accepted = [
+        name
+        for name, (leaf, index, size, path) in forgeries.items()
+        if not refused(lambda: verify_inclusion(leaf, index, size, path, root))  # noqa: B023
+    ]
+    assert accepted == []
     with pytest.raises(ProofError):  # the right proof against another tree's root
         verify_inclusion(leaves[5], 5, 13, proof, root_hash(tree(13, salt=b"x")))
 
@@ -92,8 +103,8 @@ def test_a_consistency_proof_for_another_tree_is_rejected() -> None:
     old_root = root_hash(ours[:7])
     with pytest.raises(ProofError):  # their proof, our roots
         verify_consistency(7, 20, old_root, root_hash(ours), consistency_proof(7, theirs))
+    rewritten = [*theirs[:7], *ours[7:]]
     with pytest.raises(ProofError):  # our proof, but a tree whose old part was rewritten
-        rewritten = [*theirs[:7], *ours[7:]]
         verify_consistency(7, 20, old_root, root_hash(rewritten), consistency_proof(7, rewritten))
     with pytest.raises(ProofError):  # equal sizes, different roots
         verify_consistency(20, 20, root_hash(ours), root_hash(theirs), [])
@@ -106,9 +117,10 @@ def test_keys_round_trip_in_the_signed_note_formats() -> None:
     assert NoteSigner.parse(signer.format()) == signer
     assert NoteVerifier.parse(signer.verifier().format()) == signer.verifier()
     assert signer.format().startswith("PRIVATE+KEY+example.com/ledger+")
-    assert "seed" not in repr(signer) and base64.b64encode(signer.seed).decode() not in repr(signer)
+    assert "seed" not in repr(signer)
+    assert base64.b64encode(signer.seed).decode() not in repr(signer)
+    verifier = signer.verifier().format()
     with pytest.raises(CheckpointError, match="hash does not match"):
-        verifier = signer.verifier().format()
         NoteVerifier.parse(verifier.replace("example.com", "example.org"))
 
 
@@ -119,14 +131,15 @@ def test_a_checkpoint_is_a_c2sp_signed_note() -> None:
     assert lines[:4] == ["example.com/ledger", "7", base64.b64encode(bytes(range(32))).decode(), ""]
     assert lines[4].startswith("\u2014 example.com/ledger ")
     signature = base64.b64decode(lines[4].split(" ")[2])
-    assert int.from_bytes(signature[:4], "big") == signer.key_id and len(signature) == 68
+    assert int.from_bytes(signature[:4], "big") == signer.key_id
+    assert len(signature) == 4 + 64
     assert open_checkpoint(note, signer.verifier()) == Checkpoint("example.com/ledger", 7, bytes(range(32)))
 
 
 def test_a_checkpoint_signed_by_another_key_or_edited_is_rejected() -> None:
     ours, impostor = generate_key("example.com/ledger"), generate_key("example.com/ledger")
     checkpoint = Checkpoint("example.com/ledger", 7, bytes(32))
-    with pytest.raises(CheckpointError, match="not signed by example.com/ledger"):
+    with pytest.raises(CheckpointError, match=r"not signed by example\.com/ledger"):
         open_checkpoint(sign_checkpoint(checkpoint, impostor), ours.verifier())
     note = sign_checkpoint(checkpoint, ours)
     with pytest.raises(CheckpointError, match="does not verify"):

@@ -9,8 +9,10 @@ against a checkpoint taken before the tampering.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from sqlalchemy import text
 from executus import (
     GENESIS_HASH,
     Finding,
+    RunQuery,
     SequentialIds,
     UnknownEventError,
     VirtualClock,
@@ -28,7 +31,7 @@ from executus import (
 from executus._checkpoint import Checkpoint
 from executus._notekey import generate_key, open_checkpoint
 from executus.cli._demo import record_demo
-from store import SqlStore, signed_checkpoint, verify_all, verify_checkpoint, verify_run
+from store import SqlStore, signed_checkpoint, upgrade, verify_all, verify_checkpoint, verify_run
 from store._engine import create_store_engine
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -57,7 +60,8 @@ def rows(store: SqlStore, run_id: str) -> list[Any]:
         return list(
             connection.execute(
                 text(
-                    "SELECT seq, kind, schema_version, at, payload, hash FROM events WHERE run_id = :r ORDER BY seq"
+                    "SELECT seq, kind, schema_version, at, payload, hash FROM events "
+                    "WHERE run_id = :r ORDER BY seq"
                 ),
                 {"r": run_id},
             )
@@ -169,8 +173,8 @@ def test_a_truncated_tail_with_its_runs_row_rewritten_is_caught_by_the_seal(demo
     execute(demo, "DELETE FROM events WHERE run_id = :r AND seq > 10", r=RUN)
     execute(
         demo,
-        "UPDATE runs SET last_seq = 10, head_hash = :h, status = 'running', finished_at = NULL, end_cause = NULL "
-        "WHERE run_id = :r",
+        "UPDATE runs SET last_seq = 10, head_hash = :h, status = 'running', finished_at = NULL, "
+        "end_cause = NULL WHERE run_id = :r",
         h=bytes(tenth.hash).hex(),
         r=RUN,
     )
@@ -248,3 +252,17 @@ def test_verify_since_checks_only_runs_started_since(demo: SqlStore) -> None:
     edit_body(demo, RUN, 3, change_text)
     assert verify_all(demo, since=datetime(2030, 1, 1, tzinfo=UTC)).runs == 0
     assert not verify_all(demo, since=START).ok
+
+
+@pytest.mark.parametrize("database", ["demo.db", "crash.db"])
+def test_databases_0_1_0_recorded_verify_once_upgraded_and_their_finished_runs_are_sealed(
+    database: str, tmp_path: Path
+) -> None:
+    copy = tmp_path / database
+    shutil.copyfile(Path(__file__).parent / "golden" / "v0_1_0" / database, copy)
+    upgrade(f"sqlite:///{copy}")
+    with SqlStore(f"sqlite:///{copy}") as opened:
+        report = verify_all(opened)
+        finished = [run for run in opened.list_runs(RunQuery(limit=None)) if run.status != "running"]
+    assert report.ok, report.findings
+    assert report.runs >= len(finished) > 0
