@@ -101,6 +101,8 @@ from executus._messages import (
     UserMessage,
 )
 from executus._model import Model, ModelRegistry, ModelResolver
+from executus._redact import BUILTIN_DETECTORS, FieldRule, FunctionRule, PatternRule, Redaction, Redactor
+from executus._redacting import RedactingStore, RedactingWriter
 from executus._state import PendingModelCall, PendingTool, RunState, apply, rebuild
 from executus._store import (
     GENESIS_HASH,
@@ -120,6 +122,7 @@ from executus._store import (
 from executus._tools import InvalidArgumentsError, Tool, ToolContext, tool
 
 __all__ = [
+    "BUILTIN_DETECTORS",
     "EXECUTOR_VERSION",
     "GENESIS_HASH",
     "Agent",
@@ -150,7 +153,9 @@ __all__ = [
     "EventStore",
     "Executor",
     "ExecutusError",
+    "FieldRule",
     "Finding",
+    "FunctionRule",
     "IdGenerator",
     "IdleCritic",
     "Image",
@@ -169,12 +174,17 @@ __all__ = [
     "ModelResolver",
     "ModelResponded",
     "ModelResponse",
+    "PatternRule",
     "PendingModelCall",
     "PendingTool",
     "PostRun",
     "PostRunFinished",
     "Problem",
     "RandomIds",
+    "RedactingStore",
+    "RedactingWriter",
+    "Redaction",
+    "Redactor",
     "Result",
     "RunCancelled",
     "RunFinished",
