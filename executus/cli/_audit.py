@@ -107,14 +107,21 @@ def verify_for_export(event_store: BrowsableStore, run_id: str) -> VerifyReport 
 def _print_report(output: Output, report: VerifyReport, what: str, *, extra: Sequence[Finding] = ()) -> bool:
     findings = (*extra, *report.findings)
     if not findings:
-        output.line(f"{what}: intact ({report.runs} runs, {report.events} events verified)", "good")
+        verified = f"{_count(report.runs, 'run')}, {_count(report.events, 'event')} verified"
+        output.line(f"{what}: intact ({verified})", "good")
         return True
     for finding in findings:
         output.line(inert(str(finding)), "bad")
     runs = {finding.run_id for finding in findings if finding.run_id is not None}
-    checked = f"{report.runs} runs, {report.events} events checked"
-    output.line(f"{what}: {len(findings)} problems in {len(runs)} runs ({checked})", "bad")
+    checked = f"{_count(report.runs, 'run')}, {_count(report.events, 'event')} checked"
+    output.line(
+        f"{what}: {_count(len(findings), 'problem')} in {_count(len(runs), 'run')} ({checked})", "bad"
+    )
     return False
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _report_json(report: VerifyReport, extra: Sequence[Finding] = ()) -> dict[str, Any]:

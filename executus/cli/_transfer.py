@@ -71,7 +71,7 @@ def export_command(
         if failures and not force:
             click.echo(f"error: refusing to export run {run_id}: {inert(failures[0])}", err=True)
             click.echo(
-                f"({len(failures)} problems; `executus verify {run_id}` lists them, "
+                f"({len(failures)} found; `executus verify {run_id}` lists them, "
                 "--force exports the run with them recorded in the header)",
                 err=True,
             )
