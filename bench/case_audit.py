@@ -46,7 +46,10 @@ def _verify_rates(config: Config) -> dict[str, Measured]:
         def verify() -> float:
             started = time.perf_counter()
             report = verify_all(store)
-            assert report.ok and report.events == count, report.findings[:3]
+            if not report.ok or report.events != count:
+                raise RuntimeError(
+                    f"verify_all found {report.findings[:3]} in {report.events} of {count} events"
+                )
             return count / (time.perf_counter() - started)
 
         def read_and_fold() -> float:
