@@ -45,7 +45,7 @@ def verify_bundle(text: str, verifier: NoteVerifier) -> VerifyReport:
         CassetteError: not a cassette, not one with evidence, or malformed where no tampering
             was found first.
     """
-    lines = text.split("\n")
+    lines = [line.removesuffix("\r") for line in text.split("\n")]  # as read_cassette reads them
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:

@@ -18,7 +18,11 @@ __all__ = ["Evidence"]
 
 
 class Evidence(BaseModel):
-    """The proof, in a cassette's header, that its run was sealed into a signed ledger."""
+    """The proof, in a cassette's header, that its run was sealed into a signed ledger.
+
+    Sequences are lists, not tuples: cassette headers are validated strictly from parsed JSON,
+    whose arrays are lists.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -30,7 +34,7 @@ class Evidence(BaseModel):
     """The run's chain hash at ``last_seq``, hex."""
     status: str
     """The run's status when it was sealed."""
-    inclusion: tuple[str, ...]
+    inclusion: list[str]
     """The seal's inclusion proof in the checkpoint's tree, base64 hashes, leaf to root."""
     checkpoint: str
     """The ledger's signed checkpoint (C2SP signed note) when the run was exported."""

@@ -88,7 +88,7 @@ class CassetteHeader(BaseModel):
     """How many blob lines follow the events."""
     head_hash: str
     """The hash chain's tip over the events: editing any event line breaks it."""
-    verification_failures: tuple[str, ...] | None = None
+    verification_failures: list[str] | None = None
     """Set only by ``export --force``: what ``verify`` found wrong with the stored run. Such a
     cassette records a run that was tampered with, and ``import`` refuses it."""
     evidence: Evidence | None = None
@@ -182,7 +182,7 @@ def dump_cassette(
         events=len(lines),
         blobs=len(wanted),
         head_hash=_head_hash(lines),
-        verification_failures=tuple(verification_failures) if verification_failures else None,
+        verification_failures=list(verification_failures) if verification_failures else None,
         evidence=evidence,
     )
     stream.write(canonical_json(header.model_dump(mode="json", exclude_none=True)) + "\n")

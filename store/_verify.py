@@ -15,16 +15,15 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Row, select, union
 
-from executus import Finding, RunSummary, Seal, StoredRow, StoreError, VerifyReport, check_run
+from executus import Finding, Seal, StoredRow, StoreError, VerifyReport, check_run
 from executus._audit import sort_findings
 from executus._checkpoint import Checkpoint
 from executus._merkle import ProofError, verify_consistency
 from executus._notekey import NoteSigner, sign_checkpoint
 from store._engine import connect
-from store._hot import SUMMARY_FIELDS
 from store._ledger import LedgerView, read_ledger, read_seals
 from store._schema import events, ledger, runs
-from store._sql import SqlStore
+from store._sql import SqlStore, _summary
 
 __all__ = [
     "RunEvidence",
@@ -39,27 +38,14 @@ _RUNS_PER_READ: Final = 200
 """Runs whose rows are read in one statement: enough to amortise the round trip, few enough
 that a batch of long runs still fits in memory."""
 
-_SELECT_ROWS: Final = select(
-    events.c.run_id,
-    events.c.position,
-    events.c.seq,
-    events.c.kind,
-    events.c.schema_version,
-    events.c.at,
-    events.c.payload,
-    events.c.hash,
-).order_by(events.c.run_id, events.c.seq)
+_SELECT_ROWS: Final = select(events).order_by(events.c.run_id, events.c.seq)
+"""Every column of the rows, as stored: nothing derived, nothing decoded on the way."""
 
 
 def _row(row: Row[*tuple[Any, ...]]) -> StoredRow:
     return StoredRow(
         row.position, row.seq, row.kind, row.schema_version, row.at, row.payload, bytes(row.hash)
     )
-
-
-def _summary(row: Row[Any]) -> RunSummary:
-    mapping = row._mapping
-    return RunSummary(**{name: mapping[name] for name in SUMMARY_FIELDS})
 
 
 def _check_batch(

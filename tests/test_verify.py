@@ -27,6 +27,7 @@ from executus import (
     VirtualClock,
     chain_hash,
     event_json_from_body,
+    tool,
 )
 from executus._checkpoint import Checkpoint
 from executus._notekey import generate_key, open_checkpoint
@@ -266,3 +267,41 @@ def test_databases_0_1_0_recorded_verify_once_upgraded_and_their_finished_runs_a
         finished = [run for run in opened.list_runs(RunQuery(limit=None)) if run.status != "running"]
     assert report.ok, report.findings
     assert report.runs >= len(finished) > 0
+
+
+def test_long_runs_are_sealed_every_n_events_so_a_cut_tail_is_caught_before_they_finish(sql_url: str) -> None:
+    from executus import Agent, Executor, Invocation, SealPolicy
+    from executus.testing import ScriptedModel, call
+
+    @tool
+    def step(n: int) -> str:
+        """One more step."""
+        return f"step {n}"
+
+    model = ScriptedModel([*(call("step", n=n) for n in range(6)), "done"])
+    with SqlStore(sql_url, seal_policy=SealPolicy(every_events=5, every_seconds=None)) as opened:
+        result = Executor(opened, clock=VirtualClock(START), ids=SequentialIds("long-")).run_sync(
+            Agent(name="long", model=model, tools=[step], max_iterations=10), Invocation(), "go"
+        )
+        with opened.engine.connect() as connection:
+            sealed = [
+                row.last_seq
+                for row in connection.execute(text("SELECT last_seq FROM ledger ORDER BY leaf_index"))
+            ]
+        last = opened.get_run(result.run_id).last_seq
+        assert sealed[-1] == last
+        assert len(sealed) >= last // 5  # a seal each time the seq passed a multiple of 5
+        # Cut the run back to before its second seal and make every row agree with the cut.
+        cut = sealed[1] - 1
+        (kept,) = [row for row in rows(opened, result.run_id) if row.seq == cut]
+        execute(opened, f"DELETE FROM events WHERE run_id = :r AND seq > {cut}", r=result.run_id)
+        execute(opened, "DELETE FROM ledger WHERE run_id = :r AND last_seq = :s", r=result.run_id, s=last)
+        execute(
+            opened,
+            "UPDATE runs SET last_seq = :s, head_hash = :h WHERE run_id = :r",
+            s=cut,
+            h=bytes(kept.hash).hex(),
+            r=result.run_id,
+        )
+        truncated = [f for f in verify_all(opened).findings if f.problem == "tail_truncated"]
+        assert (truncated[0].run_id, truncated[0].seq) == (result.run_id, cut + 1)

@@ -88,7 +88,7 @@ def export_command(
                 last_seq=found.seal.last_seq,
                 head_hash=found.seal.head_hash,
                 status=found.seal.status,
-                inclusion=tuple(base64.b64encode(node).decode() for node in found.inclusion),
+                inclusion=[base64.b64encode(node).decode() for node in found.inclusion],
                 checkpoint=found.checkpoint,
             )
         write_cassette(event_store, run_id, buffer, evidence=proof, verification_failures=failures)
