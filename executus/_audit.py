@@ -289,8 +289,10 @@ def check_run(
             previous_hash, foldable = None, False  # the link to a missing row cannot be checked
         try:
             text, event = _strict_text(row, run_id)
-        except EventLogError as error:
-            found(row.seq, "malformed_body", str(error))
+        except (EventLogError, ValueError, RecursionError) as error:
+            # ValueError: NaN or a lone surrogate, which canonical JSON refuses; RecursionError:
+            # nesting deeper than Python's parser goes. Text from the database is untrusted.
+            found(row.seq, "malformed_body", str(error) or type(error).__name__)
             previous_hash, foldable = stored, False
         else:
             if previous_hash is not None and chain_hash(previous_hash, text) != stored and index not in moved:

@@ -305,3 +305,21 @@ def test_long_runs_are_sealed_every_n_events_so_a_cut_tail_is_caught_before_they
         )
         truncated = [f for f in verify_all(opened).findings if f.problem == "tail_truncated"]
         assert (truncated[0].run_id, truncated[0].seq) == (result.run_id, cut + 1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            '{"latency":NaN,"step":1,"text":null,"tool_calls":[],"usage":{"input_tokens":1,"output_tokens":1}}',
+            id="nan",
+        ),
+        pytest.param("[1, 2]", id="not-an-object"),
+        pytest.param("{" * 100_000, id="too-deep"),
+        pytest.param('{"step": 1}', id="not-canonical"),
+    ],
+)
+def test_malformed_bodies_are_findings_not_crashes(demo: SqlStore, body: str) -> None:
+    execute(demo, "UPDATE events SET payload = :p WHERE run_id = :r AND seq = 3", p=body, r=RUN)
+    finding = first(verify_all(demo).findings, RUN)
+    assert (finding.seq, finding.problem) == (3, "malformed_body"), finding
