@@ -103,6 +103,19 @@ def test_bad_input_is_one_line_and_exit_2(db: str, args: tuple[str, ...], fragme
     assert fragment in result.stderr
 
 
+def test_verify_names_a_deleted_run_by_its_full_id(db: str) -> None:
+    tamper(db, "DELETE FROM events WHERE run_id = 'demo-0002'")
+    tamper(db, "DELETE FROM runs WHERE run_id = 'demo-0002'")
+    result = invoke("--db", db, "verify", "demo-0002")
+    assert result.exit_code == 1
+    assert result.stdout.startswith(
+        "run demo-0002 seq 9: run deleted: ledger entry 1 sealed it at seq 9 (killed)"
+    )
+    unknown = invoke("--db", db, "verify", "nope-0002")
+    assert unknown.exit_code == 2
+    assert "no run 'nope-0002'" in unknown.stderr
+
+
 def test_export_refuses_a_tampered_run_and_force_records_why(db: str, tmp_path: Path) -> None:
     tamper(db, EDIT_PAYLOAD)
     refused = invoke("--db", db, "export", RUN, "-o", str(tmp_path / "x.jsonl"))

@@ -18,6 +18,7 @@ import click
 
 from executus._audit import Finding, VerifyReport
 from executus._checkpoint import CheckpointError
+from executus._errors import RunNotFoundError
 from executus.cli._common import CliError, Settings, db_option, opened, parse_since
 from executus.cli._render import Output
 from executus.cli._store import BrowsableStore, resolve_run_id
@@ -259,7 +260,10 @@ def _verify_database(
         sql_store = _sql(event_store)
         where = event_store.display_url
         if run is not None:
-            run_id = resolve_run_id(event_store, run)
+            try:
+                run_id = resolve_run_id(event_store, run)
+            except RunNotFoundError:
+                run_id = run  # no runs row: its events or its seal may still be there to report
             report, what = verify_run(sql_store, run_id), f"run {run_id}"
         else:
             with _progress(None) as advance:
