@@ -86,6 +86,11 @@ _SELECT_RUN: Final = select(*(runs.c[name] for name in SUMMARY_FIELDS)).where(
 _INSERT_EVENTS: Final = insert(events).values({name: bindparam(name) for name in _EVENT_COLUMNS}).inline()
 _INSERT_RUN: Final = insert(runs).values({name: bindparam(name) for name in SUMMARY_FIELDS})
 _APPEND_LOCK: Final = select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY))
+LEDGER_LOCK_KEY: Final = 0x6578_6C65_6467_6572 >> 1
+"""The PostgreSQL advisory lock a sealing append takes before it reads the next leaf index
+("exledger" in ASCII, halved). Redundant while every append holds APPEND_LOCK_KEY; it keeps
+leaf indexes unique if appends of different runs stop waiting on each other."""
+_LEDGER_LOCK: Final = select(func.pg_advisory_xact_lock(LEDGER_LOCK_KEY))
 # The next leaf index is read by the INSERT itself: no round trip, and the append lock (SQLite's
 # write lock, PostgreSQL's advisory lock) makes it the only writer of the ledger meanwhile.
 _INSERT_SEAL: Final = insert(ledger).from_select(
@@ -190,6 +195,7 @@ class _Statements:
         self._insert_run = Statement(_INSERT_RUN, dialect)
         self.append_lock = Statement(_APPEND_LOCK, dialect)
         self.insert_seal = Statement(_INSERT_SEAL, dialect)
+        self.ledger_lock = Statement(_LEDGER_LOCK, dialect)
         self._updates: dict[tuple[str, ...], Statement] = {}
 
     def insert_run(self, summary: RunSummary) -> tuple[Statement, list[Any] | dict[str, Any]]:
@@ -399,6 +405,10 @@ class _PostgresSession(_Session):
         self._pipeline.sync()
         row = self._select.fetchone()
         return None if row is None else RunSummary(**statement.row(row))
+
+    def insert_seal(self, summary: RunSummary) -> None:
+        self._cursor.execute(self._statements.ledger_lock.sql, self._statements.ledger_lock.parameters())
+        super().insert_seal(summary)
 
     def update_run(self, old: RunSummary, new: RunSummary) -> None:
         statement, parameters = self._statements.update_run(old, new)

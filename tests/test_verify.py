@@ -323,3 +323,21 @@ def test_malformed_bodies_are_findings_not_crashes(demo: SqlStore, body: str) ->
     execute(demo, "UPDATE events SET payload = :p WHERE run_id = :r AND seq = 3", p=body, r=RUN)
     finding = first(verify_all(demo).findings, RUN)
     assert (finding.seq, finding.problem) == (3, "malformed_body"), finding
+
+
+def test_runs_finishing_at_once_from_two_stores_get_one_ledger_entry_each(sql_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def record_some(prefix: str) -> None:
+        with SqlStore(sql_url) as opened:
+            record_demo(opened, VirtualClock(START), SequentialIds(prefix))
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(record_some, ["left-", "right-"]))
+    with SqlStore(sql_url) as opened:
+        with opened.engine.connect() as connection:
+            indexes = list(
+                connection.execute(text("SELECT leaf_index FROM ledger ORDER BY leaf_index")).scalars()
+            )
+        assert indexes == list(range(14))
+        assert verify_all(opened).ok
