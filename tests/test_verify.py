@@ -341,3 +341,21 @@ def test_runs_finishing_at_once_from_two_stores_get_one_ledger_entry_each(sql_ur
             )
         assert indexes == list(range(14))
         assert verify_all(opened).ok
+
+
+def test_a_nested_key_named_like_an_envelope_field_is_not_a_repeat() -> None:
+    from executus import RunCancelled, decode_event_body, event_json_and_body
+    from executus._events import InFlight
+
+    event = RunCancelled(
+        run_id="r",
+        seq=4,
+        at=START,
+        cause="caller",
+        in_flight=(InFlight(kind="tool", name="t", arguments={"seq": 1, "at": "noon"}, started_at=START),),
+    )
+    _, body = event_json_and_body(event)
+    assert '"kind":"tool"' in body
+    assert decode_event_body(body, "r", 4, "run_cancelled", 1, START) == event
+    with pytest.raises(UnknownEventError, match="repeats the envelope field 'seq'"):
+        decode_event_body(body[:-1] + ',"seq":5}', "r", 4, "run_cancelled", 1, START)
