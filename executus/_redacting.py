@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from executus._events import Event
 from executus._redact import Redaction, Redactor, RunRedaction
-from executus._store import Blob, EventStore, EventWriter, RunQuery, RunSummary
+from executus._store import Blob, EventStore, EventWriter, InlineWriter, RunQuery, RunSummary
 
 __all__ = ["RedactingStore", "RedactingWriter"]
 
@@ -64,7 +64,18 @@ class RedactingStore:
     def get_blob(self, sha256: str) -> Blob:
         return self.store.get_blob(sha256)
 
+    def writer(self) -> EventWriter:
+        """The write port for an executor that asks its store for one: the wrapped store's own
+        writer (a SQL store's writer thread) behind a :class:`RedactingWriter`, or appends
+        through this store. Defined here so that it is never the wrapped store's bare writer,
+        which ``__getattr__`` would otherwise hand out, unredacted."""
+        make_writer: Callable[[], EventWriter] | None = getattr(self.store, "writer", None)
+        if make_writer is None:
+            return InlineWriter(self)
+        return RedactingWriter(make_writer(), self._redaction.redactor, read_run=self.store.read_run)
+
     def __getattr__(self, name: str) -> Any:
+        # Reads and housekeeping (display_url, close, records...) of the wrapped store.
         return getattr(self.store, name)
 
 

@@ -8,6 +8,7 @@ the raw SQLite file, in any text column of PostgreSQL, in an export, in ``show -
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from executus import (
     Redactor,
     SequentialIds,
     VirtualClock,
+    event_json,
     tool,
 )
 from executus._store import InlineWriter
@@ -131,8 +133,6 @@ def test_the_live_run_sees_real_values_and_the_log_only_placeholders() -> None:
     assert seen == [
         {"query": f"repo {SECRETS['github_token']} maps {SECRETS['google_api_key']}", "card": SECRETS["card"]}
     ]
-    from executus import event_json
-
     log = "\n".join(event_json(event) for event in store.read_run(run_id))
     assert found_in(log) == []
     assert "[REDACTED:card:" in log
@@ -165,8 +165,6 @@ def test_a_redacted_run_replays_identically() -> None:
 
 
 def test_the_redacting_writer_redacts_at_the_executors_future_write_port() -> None:
-    import asyncio
-
     store = MemoryStore()
     writer = RedactingWriter(InlineWriter(store), Redactor(KEY, RULES), read_run=store.read_run)
     plain = MemoryStore()
@@ -178,8 +176,6 @@ def test_the_redacting_writer_redacts_at_the_executors_future_write_port() -> No
             await writer.append(result.run_id, [event], event.seq - 1)
 
     asyncio.run(copy())
-    from executus import event_json
-
     assert found_in("\n".join(event_json(e) for e in store.read_run(result.run_id))) == []
     assert Replayer(blobs=store).replay_run(store.read_run(result.run_id)).identical
 
@@ -213,3 +209,24 @@ def test_no_secret_is_stored_exported_or_shown(sql_url: str, tmp_path: Path) -> 
         shown = CliRunner().invoke(cli, ["--db", sql_url, *args], obj=settings)
         assert shown.exit_code == 0, shown.output
         assert found_in(shown.output) == [], args
+
+
+def test_a_store_wrapped_for_redaction_never_hands_out_its_bare_writer() -> None:
+    class StoreWithWriter(MemoryStore):
+        def writer(self) -> InlineWriter:
+            return InlineWriter(self)
+
+    inner = StoreWithWriter()
+    plain = MemoryStore()
+    result = Executor(plain, clock=VirtualClock(START), ids=SequentialIds("leak-")).run_sync(
+        agent([]), Invocation(), INPUT
+    )
+    for store in (inner, MemoryStore()):
+        port = RedactingStore(store, Redactor(KEY, RULES)).writer()
+
+        async def copy(port: object = port) -> None:
+            for event in plain.read_run(result.run_id):
+                await port.append(result.run_id, [event], event.seq - 1)  # type: ignore[attr-defined]
+
+        asyncio.run(copy())
+        assert found_in("\n".join(event_json(e) for e in store.read_run(result.run_id))) == []
