@@ -8,6 +8,7 @@ rows. Nothing is written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
@@ -40,6 +41,21 @@ that a batch of long runs still fits in memory."""
 
 _SELECT_ROWS: Final = select(events).order_by(events.c.run_id, events.c.seq)
 """Every column of the rows, as stored: nothing derived, nothing decoded on the way."""
+
+
+@contextmanager
+def _snapshot(store: SqlStore, doing: str) -> Iterator[Connection]:
+    """One read transaction that sees the database as of one moment, however long it lasts.
+
+    A run that commits while verify reads must not look half-sealed: its last events and its
+    seal are one transaction, so read both in one snapshot (PostgreSQL: REPEATABLE READ; SQLite:
+    a read transaction in WAL mode already is one).
+    """
+    with connect(store.engine, store.display_url, doing) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield connection
 
 
 def _row(row: Row[*tuple[Any, ...]]) -> StoredRow:
@@ -77,12 +93,13 @@ def _seals_by_run(seals: Sequence[Seal]) -> dict[str, list[Seal]]:
 def verify_run(store: SqlStore, run_id: str) -> VerifyReport:
     """Check one run: its chain from the stored rows, its runs row against the fold, its seals.
 
-    A run id the database has no trace of (no events, no runs row, no seal) is not a finding:
+    A run id the database has no trace of (no events, no runs row, no seal) is an error, not a
+    finding.
 
     Raises:
         RunNotFoundError: no such run anywhere (suggesting ids that start with it).
     """
-    with connect(store.engine, store.display_url, f"verifying run {run_id}") as connection:
+    with _snapshot(store, f"verifying run {run_id}") as connection:
         seals = _seals_by_run(read_seals(connection, [run_id]))
         findings, count = _check_batch(connection, [run_id], seals)
         if count == 0 and not findings:
@@ -118,19 +135,18 @@ def verify_all(
         since: only runs whose runs row says they started at or after this time.
         progress: called with (runs checked, runs to check) after each batch.
     """
-    with connect(store.engine, store.display_url, "verifying runs") as connection:
+    with _snapshot(store, "verifying runs") as connection:
         view = read_ledger(connection)
         run_ids = _all_run_ids(connection, since)
-    seals = _seals_by_run(view.seals)
-    findings = _ledger_gaps(view)
-    events_checked = 0
-    for done, batch in _batches(run_ids, _RUNS_PER_READ):
-        with connect(store.engine, store.display_url, "verifying runs") as connection:
+        seals = _seals_by_run(view.seals)
+        findings = _ledger_gaps(view)
+        events_checked = 0
+        for done, batch in _batches(run_ids, _RUNS_PER_READ):
             found, count = _check_batch(connection, batch, seals)
-        findings.extend(found)
-        events_checked += count
-        if progress is not None:
-            progress(done, len(run_ids))
+            findings.extend(found)
+            events_checked += count
+            if progress is not None:
+                progress(done, len(run_ids))
     return VerifyReport(runs=len(run_ids), events=events_checked, findings=sort_findings(findings))
 
 
