@@ -93,9 +93,9 @@ class NoteVerifier:
 
     def verifies(self, text: str, signature: bytes) -> bool:
         """Whether ``signature`` is this key's over ``text``."""
+        _ed25519()  # ConfigurationError, one clear line, when cryptography is missing
         from cryptography.exceptions import InvalidSignature
 
-        _ed25519()
         public: Ed25519PublicKey = _public_key_class().from_public_bytes(self.public_key)
         try:
             public.verify(signature, text.encode())

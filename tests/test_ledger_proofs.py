@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -170,3 +171,20 @@ def test_checkpoint_bodies_refuse_what_c2sp_does_not_allow() -> None:
             Checkpoint.parse(body)
     assert Checkpoint.parse(f"o\n7\n{root}\next\n").extensions == ("ext",)
     assert json.dumps(Checkpoint.parse(f"o\n0\n{root}\n").size) == "0"
+
+
+def test_without_the_audit_extra_signing_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from executus import ConfigurationError
+
+    signer = generate_key("example.com/ledger")
+    note = sign_checkpoint(Checkpoint("example.com/ledger", 1, bytes(32)), signer)
+    for module in (
+        "cryptography",
+        "cryptography.exceptions",
+        "cryptography.hazmat.primitives.asymmetric.ed25519",
+    ):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'executus\[audit\]'"):
+        generate_key("example.com/ledger")
+    with pytest.raises(ConfigurationError, match=r"pip install 'executus\[audit\]'"):
+        open_checkpoint(note, signer.verifier())
