@@ -24,6 +24,7 @@ from executus._agent import (
     SessionContext,
     SessionFactory,
 )
+from executus._audit import Finding, Problem, SealPolicy, VerifyReport
 from executus._clock import Clock, IdGenerator, RandomIds, SequentialIds, SystemClock, VirtualClock
 from executus._critic import (
     Critic,
@@ -96,11 +97,14 @@ from executus._messages import (
     UserMessage,
 )
 from executus._model import Model, ModelRegistry, ModelResolver
+from executus._redact import BUILTIN_DETECTORS, FieldRule, FunctionRule, PatternRule, Redaction, Redactor
+from executus._redacting import RedactingStore, RedactingWriter
 from executus._state import PendingModelCall, PendingTool, RunState, apply, rebuild
 from executus._store import Blob, EventStore, MemoryStore, RunQuery, RunSummary
 from executus._tools import InvalidArgumentsError, Tool, ToolContext, tool
 
 __all__ = [
+    "BUILTIN_DETECTORS",
     "EXECUTOR_VERSION",
     "Agent",
     "AgentSpec",
@@ -129,6 +133,9 @@ __all__ = [
     "EventStore",
     "Executor",
     "ExecutusError",
+    "FieldRule",
+    "Finding",
+    "FunctionRule",
     "IdGenerator",
     "IdleCritic",
     "Image",
@@ -147,11 +154,17 @@ __all__ = [
     "ModelResolver",
     "ModelResponded",
     "ModelResponse",
+    "PatternRule",
     "PendingModelCall",
     "PendingTool",
     "PostRun",
     "PostRunFinished",
+    "Problem",
     "RandomIds",
+    "RedactingStore",
+    "RedactingWriter",
+    "Redaction",
+    "Redactor",
     "Result",
     "RunCancelled",
     "RunFinished",
@@ -166,6 +179,7 @@ __all__ = [
     "SchemaOutdatedError",
     "SchemaVersionError",
     "ScriptExhaustedError",
+    "SealPolicy",
     "SequentialIds",
     "Session",
     "SessionContext",
@@ -188,6 +202,7 @@ __all__ = [
     "UnknownModelError",
     "Usage",
     "UserMessage",
+    "VerifyReport",
     "VirtualClock",
     "apply",
     "decode_event",

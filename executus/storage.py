@@ -11,12 +11,15 @@ any sink). The helpers keep every backend byte-for-byte compatible:
 - :func:`event_json_and_body` / :func:`event_json_from_body` split that text into the envelope
   a SQL row keeps in columns and the body it stores, and join them back;
   :func:`decode_event_body` decodes a stored body;
-- :func:`summarize` folds each appended event into the run's :class:`RunSummary` row.
+- :func:`summarize` folds each appended event into the run's :class:`RunSummary` row;
+- :func:`check_run` verifies a run from its rows as stored (:class:`StoredRow`), and
+  :func:`seal_due` says when an append must also add a :class:`Seal` to the run ledger.
 
 :class:`MemoryStore` is the reference implementation; ``tests/test_store_contract.py`` is the
 contract suite every backend passes.
 """
 
+from executus._audit import Seal, StoredRow, check_run, seal_due
 from executus._events import canonical_json, decode_event_body
 from executus._store import (
     GENESIS_HASH,
@@ -46,12 +49,16 @@ __all__ = [
     "MemoryStore",
     "RunQuery",
     "RunSummary",
+    "Seal",
+    "StoredRow",
     "canonical_json",
     "chain_hash",
     "check_batch",
+    "check_run",
     "decode_event_body",
     "event_json",
     "event_json_and_body",
     "event_json_from_body",
+    "seal_due",
     "summarize",
 ]

@@ -42,6 +42,7 @@ from executus import (
 )
 from executus.storage import GENESIS_HASH, canonical_json, chain_hash, event_json
 from replay._errors import CassetteConflictError, CassetteError
+from replay._evidence import Evidence
 from replay._strict import MAX_NAME_LENGTH, check_run_id, first_difference, json_line, shown
 
 __all__ = [
@@ -86,6 +87,12 @@ class CassetteHeader(BaseModel):
     """How many blob lines follow the events."""
     head_hash: str
     """The hash chain's tip over the events: editing any event line breaks it."""
+    verification_failures: list[str] | None = None
+    """Set only by ``export --force``: what ``verify`` found wrong with the stored run. Such a
+    cassette records a run that was tampered with, and ``import`` refuses it."""
+    evidence: Evidence | None = None
+    """Set by ``export --evidence``: the run's ledger seal, inclusion proof and a signed
+    checkpoint, which ``executus verify --bundle`` checks with no database."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +140,22 @@ def _head_hash(lines: Iterable[str]) -> str:
     return head
 
 
-def dump_cassette(events: Sequence[Event], blobs: Iterable[Blob], stream: TextIO) -> None:
+def dump_cassette(
+    events: Sequence[Event],
+    blobs: Iterable[Blob],
+    stream: TextIO,
+    *,
+    evidence: Evidence | None = None,
+    verification_failures: Sequence[str] | None = None,
+) -> None:
     """Write events and the blobs they reference as a cassette.
 
     Args:
         events: one run's whole log, seq 1 onwards.
         blobs: at least every blob the events reference (others are left out).
         stream: a text stream opened for writing (``newline=""`` is not needed: only ``\\n``).
+        evidence: the run's ledger evidence, for an evidence bundle.
+        verification_failures: what verification found wrong (``export --force`` only).
 
     Raises:
         CassetteError: there are no events, or a referenced blob is missing.
@@ -165,8 +181,10 @@ def dump_cassette(events: Sequence[Event], blobs: Iterable[Blob], stream: TextIO
         events=len(lines),
         blobs=len(wanted),
         head_hash=_head_hash(lines),
+        verification_failures=list(verification_failures) if verification_failures else None,
+        evidence=evidence,
     )
-    stream.write(canonical_json(header.model_dump(mode="json")) + "\n")
+    stream.write(canonical_json(header.model_dump(mode="json", exclude_none=True)) + "\n")
     for line in lines:
         stream.write(line + "\n")
     for digest in wanted:
@@ -180,15 +198,26 @@ def dump_cassette(events: Sequence[Event], blobs: Iterable[Blob], stream: TextIO
         stream.write(canonical_json(record) + "\n")
 
 
-def write_cassette(store: EventStore, run_id: str, stream: TextIO) -> None:
+def write_cassette(
+    store: EventStore,
+    run_id: str,
+    stream: TextIO,
+    *,
+    evidence: Evidence | None = None,
+    verification_failures: Sequence[str] | None = None,
+) -> None:
     """Export one stored run, with the blobs it references, as a cassette.
+
+    Callers that export for others should verify the run first (``store.verify_run``): this
+    writes whatever the store reads, with a fresh hash chain.
 
     Raises:
         RunNotFoundError: the store has no such run.
         BlobNotFoundError: the store lacks a blob the run references.
     """
     events = store.read_run(run_id)
-    dump_cassette(events, [store.get_blob(digest) for digest in referenced_blobs(events)], stream)
+    blobs = [store.get_blob(digest) for digest in referenced_blobs(events)]
+    dump_cassette(events, blobs, stream, evidence=evidence, verification_failures=verification_failures)
 
 
 def _read_header(text: str) -> CassetteHeader:
@@ -343,10 +372,18 @@ def import_cassette(store: EventStore, cassette: Cassette) -> str:
     events it is refused.
 
     Raises:
+        CassetteError: the cassette was exported with ``--force`` from a run that failed
+            verification: importing it would pass tampered history off as genuine.
         CassetteConflictError: the run exists in the store with different events.
         StoreError: the store refused the append.
     """
     run_id = cassette.run_id
+    if cassette.header.verification_failures:
+        raise CassetteError(
+            f"run {run_id} failed verification when it was exported (--force): "
+            f"{cassette.header.verification_failures[0]}; refusing to import it as genuine",
+            1,
+        )
     try:
         existing = store.read_run(run_id)
     except RunNotFoundError:

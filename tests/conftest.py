@@ -59,7 +59,7 @@ def _truncate(url: str) -> None:
     engine = create_store_engine(url)
     try:
         with engine.begin() as connection:
-            connection.execute(text("TRUNCATE events, runs, blobs RESTART IDENTITY"))
+            connection.execute(text("TRUNCATE events, runs, blobs, ledger RESTART IDENTITY"))
     finally:
         engine.dispose()
 

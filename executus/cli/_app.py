@@ -19,6 +19,7 @@ from executus._clock import VirtualClock
 from executus._events import RunFinished, encode_event
 from executus._forensics import explain, format_duration
 from executus._store import MemoryStore, RunQuery, RunSummary
+from executus.cli._audit import checkpoint_command, verify_command
 from executus.cli._common import ExecutusGroup, Settings, db_option, opened
 from executus.cli._demo import DEMO_CALLER, record_demo
 from executus.cli._options import (
@@ -308,6 +309,8 @@ cli.add_command(report_command)
 cli.add_command(otel_group)
 cli.add_command(import_command)
 cli.add_command(db_group)
+cli.add_command(verify_command)
+cli.add_command(checkpoint_command)
 
 cli.add_command(replay_command)
 

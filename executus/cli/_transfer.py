@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import sys
 from pathlib import Path
@@ -31,15 +32,38 @@ def _reason(error: OSError) -> str:
     type=click.Path(path_type=Path, allow_dash=True),
     help="Write the cassette to this file (default: standard output).",
 )
-@click.pass_obj
-def export_command(settings: Settings, run: str, path: Path | None) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Export a run that fails verification, with the failures recorded in the cassette's header.",
+)
+@click.option(
+    "--evidence",
+    is_flag=True,
+    help="Add the run's ledger seal, its inclusion proof and a signed checkpoint (needs a signer key).",
+)
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --evidence: the signer key file (default: $EXECUTUS_CHECKPOINT_KEY_FILE or _KEY).",
+)
+@click.pass_context
+def export_command(
+    ctx: click.Context, run: str, path: Path | None, force: bool, evidence: bool, key_file: Path | None
+) -> None:
     """Export a run as a cassette: JSON Lines with a header, its events and its blobs.
 
-    RUN is a run id, or a prefix of one that no other run shares. The cassette imports into
-    any database with `executus import`, and is byte-for-byte the same each time.
+    RUN is a run id, or a prefix of one that no other run shares. The run is verified first and
+    a run that fails is refused (exit 1) unless --force. The cassette imports into any database
+    with `executus import`, and is byte-for-byte the same each time.
     """
+    from executus.cli._audit import inert, load_signer, verify_for_export
+    from replay._evidence import Evidence
     from replay.cassette import write_cassette
 
+    settings = ctx.ensure_object(Settings)
+    signer = load_signer(key_file) if evidence else None
     to_stdout = path is None or str(path) == "-"
     if to_stdout and sys.stdout.isatty():
         # A cassette is data holding untrusted text as it was recorded: not for a terminal.
@@ -47,7 +71,32 @@ def export_command(settings: Settings, run: str, path: Path | None) -> None:
     buffer = io.StringIO()
     with opened(settings, read_only=True) as event_store:
         run_id = resolve_run_id(event_store, run)
-        write_cassette(event_store, run_id, buffer)
+        report = verify_for_export(event_store, run_id)
+        failures = [str(finding) for finding in report.findings] if report is not None else []
+        if failures and not force:
+            click.echo(f"error: refusing to export run {run_id}: {inert(failures[0])}", err=True)
+            click.echo(
+                f"({len(failures)} found; `executus verify {run_id}` lists them, "
+                "--force exports the run with them recorded in the header)",
+                err=True,
+            )
+            ctx.exit(1)
+        proof = None
+        if signer is not None:
+            from store import SqlStore, run_evidence
+
+            if not isinstance(event_store, SqlStore):
+                raise CliError("--evidence needs a SQL database")
+            found = run_evidence(event_store, run_id, signer)
+            proof = Evidence(
+                leaf_index=found.seal.index,
+                last_seq=found.seal.last_seq,
+                head_hash=found.seal.head_hash,
+                status=found.seal.status,
+                inclusion=[base64.b64encode(node).decode() for node in found.inclusion],
+                checkpoint=found.checkpoint,
+            )
+        write_cassette(event_store, run_id, buffer, evidence=proof, verification_failures=failures)
     text = buffer.getvalue()
     if path is None or to_stdout:
         sys.stdout.write(text)
@@ -58,6 +107,8 @@ def export_command(settings: Settings, run: str, path: Path | None) -> None:
     except OSError as error:
         raise CliError(f"cannot write {path}: {_reason(error)}") from None
     lines = text.count("\n")
+    note = f", with {len(failures)} verification failures recorded" if failures else ""
+    click.echo(f"exported run {run_id} ({lines} lines{note}) to {path}", err=True)
     echo(f"exported run {run_id} ({lines} lines) to {path}", err=True)
 
 
