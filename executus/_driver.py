@@ -72,8 +72,8 @@ from executus._messages import Image, ImagePart, ModelRequest, ToolCall, UserMes
 from executus._model import Model, ModelResolver
 from executus._recorder import Recorder
 from executus._state import RunState
+from executus._storable import clean_json, clean_text
 from executus._store import EventStore, EventWriter
-from executus._text import clean_json, clean_text
 from executus._timers import WatchdogTimer
 from executus._toolcalls import error_info, invoke, requested_cancellation
 from executus._tools import Tool

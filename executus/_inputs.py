@@ -19,7 +19,7 @@ from pydantic import JsonValue, ValidationError
 
 from executus._events import AgentSpec, ArtifactRef, ErrorInfo, SteerMessage
 from executus._messages import ModelResponse, ToolCall, Usage
-from executus._text import clean_json, clean_text
+from executus._storable import clean_json, clean_text
 
 __all__ = [
     "NOT_AN_OBJECT",

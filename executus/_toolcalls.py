@@ -18,7 +18,7 @@ from executus._clock import Clock
 from executus._events import ErrorInfo
 from executus._inputs import NOT_AN_OBJECT
 from executus._messages import ToolCall
-from executus._text import clean_text
+from executus._storable import clean_text
 from executus._tools import InvalidArgumentsError, Tool, render_result
 
 __all__ = ["error_info", "invoke", "requested_cancellation"]

@@ -39,7 +39,20 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from sqlalchemy import Dialect, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Dialect,
+    Engine,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPIModule
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement, Select
@@ -48,7 +61,7 @@ from sqlalchemy.types import TypeEngine
 
 from executus import RunSummary
 from store._engine import raw_connect, statement_failed
-from store._schema import UtcDateTime, events, runs
+from store._schema import UtcDateTime, events, ledger, runs
 
 if TYPE_CHECKING:
     import psycopg
@@ -73,6 +86,23 @@ _SELECT_RUN: Final = select(*(runs.c[name] for name in SUMMARY_FIELDS)).where(
 _INSERT_EVENTS: Final = insert(events).values({name: bindparam(name) for name in _EVENT_COLUMNS}).inline()
 _INSERT_RUN: Final = insert(runs).values({name: bindparam(name) for name in SUMMARY_FIELDS})
 _APPEND_LOCK: Final = select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY))
+LEDGER_LOCK_KEY: Final = 0x6578_6C65_6467_6572 >> 1
+"""The PostgreSQL advisory lock a sealing append takes before it reads the next leaf index
+("exledger" in ASCII, halved). Redundant while every append holds APPEND_LOCK_KEY; it keeps
+leaf indexes unique if appends of different runs stop waiting on each other."""
+_LEDGER_LOCK: Final = select(func.pg_advisory_xact_lock(LEDGER_LOCK_KEY))
+# The next leaf index is read by the INSERT itself: no round trip, and the append lock (SQLite's
+# write lock, PostgreSQL's advisory lock) makes it the only writer of the ledger meanwhile.
+_INSERT_SEAL: Final = insert(ledger).from_select(
+    ["leaf_index", "run_id", "last_seq", "head_hash", "status"],
+    select(
+        sql_cast(func.coalesce(func.max(ledger.c.leaf_index), -1) + 1, BigInteger),
+        sql_cast(bindparam("run_id"), String),
+        sql_cast(bindparam("last_seq"), Integer),
+        sql_cast(bindparam("head_hash"), String),
+        sql_cast(bindparam("status"), String),
+    ),
+)
 
 _Result = TypeVar("_Result")
 _Processor = Callable[[Any], Any]
@@ -164,6 +194,8 @@ class _Statements:
         self.insert_events = Statement(_INSERT_EVENTS, dialect)
         self._insert_run = Statement(_INSERT_RUN, dialect)
         self.append_lock = Statement(_APPEND_LOCK, dialect)
+        self.insert_seal = Statement(_INSERT_SEAL, dialect)
+        self.ledger_lock = Statement(_LEDGER_LOCK, dialect)
         self._updates: dict[tuple[str, ...], Statement] = {}
 
     def insert_run(self, summary: RunSummary) -> tuple[Statement, list[Any] | dict[str, Any]]:
@@ -225,6 +257,10 @@ class AppendTransaction(ABC):
     def update_run(self, old: RunSummary, new: RunSummary) -> None:
         """Turn the stored row ``old`` into ``new``; :class:`RaceLost` if it is no longer ``old``."""
 
+    @abstractmethod
+    def insert_seal(self, summary: RunSummary) -> None:
+        """Append a seal of the run's row ``summary`` (its last seq, head hash, status) to the ledger."""
+
 
 class _Session(AppendTransaction):
     """The held connection and how one append's transaction runs on it, per backend."""
@@ -257,6 +293,16 @@ class _Session(AppendTransaction):
     def insert_run(self, summary: RunSummary) -> None:
         statement, parameters = self._statements.insert_run(summary)
         self._cursor.execute(statement.sql, parameters)
+
+    def insert_seal(self, summary: RunSummary) -> None:
+        statement = self._statements.insert_seal
+        values = {
+            "run_id": summary.run_id,
+            "last_seq": summary.last_seq,
+            "head_hash": summary.head_hash,
+            "status": summary.status,
+        }
+        self._cursor.execute(statement.sql, statement.parameters(values))
 
     def discard(self) -> None:
         """Close the connection for good (a transaction still open on it is rolled back)."""
@@ -359,6 +405,10 @@ class _PostgresSession(_Session):
         self._pipeline.sync()
         row = self._select.fetchone()
         return None if row is None else RunSummary(**statement.row(row))
+
+    def insert_seal(self, summary: RunSummary) -> None:
+        self._cursor.execute(self._statements.ledger_lock.sql, self._statements.ledger_lock.parameters())
+        super().insert_seal(summary)
 
     def update_run(self, old: RunSummary, new: RunSummary) -> None:
         statement, parameters = self._statements.update_run(old, new)

@@ -49,6 +49,7 @@ from executus import (
     RunQuery,
     RunSummary,
     SchemaVersionError,
+    SealPolicy,
     UnknownEventError,
     chain_hash,
     check_batch,
@@ -59,11 +60,13 @@ from executus import (
 )
 from store._engine import WRITE_OPTION, connect, create_store_engine, display_url, statement_failed
 from store._hot import APPEND_LOCK_KEY, SUMMARY_FIELDS, AppendTransaction, RaceLost, Statement, Writer
+from store._ledger import seal_if_due
 from store._schema import blobs, events, runs
 
 __all__ = ["APPEND_LOCK_KEY", "SqlStore", "StoredEvent"]
 
 _DEFAULT_QUERY: Final = RunQuery()
+_DEFAULT_SEAL_POLICY: Final = SealPolicy()
 _MAX_CACHED_HEADS: Final = 4096
 
 _SQLITE_AT_JSON: Final = type_coerce(events.c.at, String).concat("Z").label("at")
@@ -138,13 +141,17 @@ class SqlStore:
 
     Args:
         url: a SQLAlchemy URL, ``sqlite:///PATH`` or ``postgresql+psycopg://USER@HOST/DB``.
+        seal_policy: when an append seals its run into the ledger besides when the run
+            finishes (every 1000 events or each hour by default).
 
     Raises:
         DatabaseUnavailableError: the URL is malformed or names an unsupported backend.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, seal_policy: SealPolicy = _DEFAULT_SEAL_POLICY) -> None:
         self._url = url
+        self.seal_policy = seal_policy
+        """When appends seal a run into the ledger besides when it finishes."""
         self.engine = create_store_engine(url)
         self._postgres = self.engine.dialect.name == "postgresql"
         self._driver_error: type[DBAPIModule.Error] = self.engine.dialect.loaded_dbapi.Error
@@ -205,7 +212,9 @@ class SqlStore:
                 head = self._heads.pop(run_id, None)
                 head = self._writer.run(
                     f"appending to run {run_id}",
-                    lambda transaction: self._append(transaction, run_id, events, expected_seq, head),
+                    lambda transaction: self._append(
+                        transaction, run_id, events, expected_seq, head, self.seal_policy
+                    ),
                 )
                 if head is not None and head.status == "running":
                     if len(self._heads) >= _MAX_CACHED_HEADS:
@@ -222,6 +231,7 @@ class SqlStore:
         batch: Sequence[Event],
         expected_seq: int,
         head: RunSummary | None,
+        seal_policy: SealPolicy,
     ) -> RunSummary | None:
         """Write one batch; returns the run's new summary row (None if there was nothing to do)."""
         summary = head if head is not None and head.last_seq == expected_seq else None
@@ -259,6 +269,7 @@ class SqlStore:
             transaction.insert_run(summary)
         else:
             transaction.update_run(stored, summary)
+        seal_if_due(transaction, stored, summary, seal_policy)
         return summary
 
     def _last_seq(self, run_id: str) -> int:

@@ -14,17 +14,21 @@ from __future__ import annotations
 import secrets
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from _pgserver import postgres_url_for_tests
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from executus import EventStore, MemoryStore
-from store import SqlStore, upgrade
+from executus import EventStore, MemoryStore, SequentialIds, VirtualClock
+from executus.cli._demo import record_demo
+from store import SqlStore, open_store, upgrade
 from store._engine import create_store_engine
-from store._pgserver import postgres_url_for_tests
+
+DEMO_START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 SQL_BACKENDS = ["sqlite", "postgresql"]
 
@@ -55,7 +59,7 @@ def _truncate(url: str) -> None:
     engine = create_store_engine(url)
     try:
         with engine.begin() as connection:
-            connection.execute(text("TRUNCATE events, runs, blobs RESTART IDENTITY"))
+            connection.execute(text("TRUNCATE events, runs, blobs, ledger RESTART IDENTITY"))
     finally:
         engine.dispose()
 
@@ -111,3 +115,12 @@ def fresh_url(sql_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
     finally:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file holding the seven demo runs, ids demo-0001 … demo-0007: copy it to write."""
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    with open_store(f"sqlite:///{path}") as opened:
+        record_demo(opened, VirtualClock(DEMO_START), SequentialIds("demo-"))
+    return path

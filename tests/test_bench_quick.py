@@ -33,3 +33,18 @@ def test_quick_append_case_produces_positive_figures(tmp_path: Path) -> None:
     assert all(row.note for row in skipped), "a row without a figure must say why"
     assert "events/s" in report.render()
     assert report.to_json()["rows"]
+
+
+def test_quick_audit_case_reports_verify_and_redaction_figures(tmp_path: Path) -> None:
+    config = dataclasses.replace(
+        Config.quick_mode(tmp_path), repetitions=1, append_events=40, rebuild_runs=3, rebuild_runs_steps=2
+    )
+
+    report, failed = run_bench(config, ["audit"], postgres=False)
+
+    assert failed == []
+    names = {row.name for row in report.rows if row.value is not None and row.value > 0}
+    assert "verify: executus verify_all" in names
+    assert "append: executus RedactingStore(SqlStore).append" in names
+    assert "Redactor.redact, an event with a planted secret" in names
+    assert [target.text for target in report.targets] == ["append with redaction >= 0.9 of append without"]

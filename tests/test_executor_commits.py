@@ -12,7 +12,6 @@ from executus import (
     Agent,
     Event,
     Executor,
-    InlineWriter,
     Invocation,
     MemoryStore,
     ModelRequest,
@@ -26,6 +25,7 @@ from executus import (
     VirtualClock,
     tool,
 )
+from executus.storage import InlineWriter
 from executus.testing import FunctionModel, ScriptedModel, call
 
 

@@ -20,9 +20,7 @@ from executus import (
     ErrorInfo,
     Event,
     EventStore,
-    EventWriter,
     Executor,
-    InlineWriter,
     Invocation,
     Message,
     ModelResponse,
@@ -38,6 +36,7 @@ from executus import (
     rebuild,
     tool,
 )
+from executus.storage import EventWriter, InlineWriter
 from executus.testing import ScriptedModel, call, hang, reply
 from replay import Replayer
 from store import SqlStore

@@ -29,13 +29,15 @@ from executus import (
     StoreError,
     ToolStarted,
     UnknownEventError,
+)
+from executus._events import utc_json
+from executus.storage import (
     chain_hash,
     decode_event_body,
     event_json,
     event_json_and_body,
     event_json_from_body,
 )
-from executus._events import utc_json
 from store import SqlStore, StoredEvent, open_store
 from store._schema import events as events_table
 from store._schema import runs as runs_table
