@@ -19,19 +19,17 @@ import pytest
 from sqlalchemy import text
 
 from executus import (
-    GENESIS_HASH,
     Finding,
     RunQuery,
     SequentialIds,
     UnknownEventError,
     VirtualClock,
-    chain_hash,
-    event_json_from_body,
     tool,
 )
 from executus._checkpoint import Checkpoint
 from executus._notekey import generate_key, open_checkpoint
 from executus.cli._demo import record_demo
+from executus.storage import GENESIS_HASH, chain_hash, event_json_from_body
 from store import SqlStore, signed_checkpoint, upgrade, verify_all, verify_checkpoint, verify_run
 from store._engine import create_store_engine
 
