@@ -95,13 +95,17 @@ def test_storage_and_forensics_are_pinned() -> None:
         "MemoryStore",
         "RunQuery",
         "RunSummary",
+        "Seal",
+        "StoredRow",
         "canonical_json",
         "chain_hash",
         "check_batch",
+        "check_run",
         "decode_event_body",
         "event_json",
         "event_json_and_body",
         "event_json_from_body",
+        "seal_due",
         "summarize",
     ]
     assert sorted(executus.forensics.__all__) == [
@@ -247,6 +251,7 @@ def test_the_other_packages_are_pinned() -> None:
     assert sorted(executus.cli.__all__) == ["cli", "main"]
     assert sorted(store.__all__) == [
         "ENV_DB",
+        "RunEvidence",
         "SqlStore",
         "StoredEvent",
         "current_revision",
@@ -257,7 +262,12 @@ def test_the_other_packages_are_pinned() -> None:
         "is_known_revision",
         "make_default_directory",
         "open_store",
+        "run_evidence",
+        "signed_checkpoint",
         "upgrade",
+        "verify_all",
+        "verify_checkpoint",
+        "verify_run",
     ]
     assert sorted(replay.__all__) == [
         "BlobSource",

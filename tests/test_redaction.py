@@ -32,12 +32,12 @@ from executus import (
     Redactor,
     SequentialIds,
     VirtualClock,
-    event_json,
     tool,
 )
 from executus._store import InlineWriter
 from executus.cli import cli
 from executus.cli._common import Settings
+from executus.storage import event_json
 from executus.testing import ScriptedModel, call
 from replay import Replayer
 from store import SqlStore, verify_all
