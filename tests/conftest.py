@@ -11,6 +11,7 @@ its user CREATE DATABASE (and the tests empty the executus tables of the databas
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -27,6 +28,31 @@ from store._engine import create_store_engine
 from store._pgserver import postgres_url_for_tests
 
 SQL_BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("executus")
+    group.addoption(
+        "--soak",
+        type=int,
+        default=int(os.environ.get("EXECUTUS_SOAK") or 50),
+        metavar="KILLS",
+        help="SIGKILLs per SQL backend in tests/test_sigkill_harness.py (default $EXECUTUS_SOAK or 50)",
+    )
+    group.addoption(
+        "--sigkill-seed",
+        type=int,
+        default=int(os.environ.get("EXECUTUS_SIGKILL_SEED") or secrets.randbelow(2**31)),
+        metavar="SEED",
+        help="the SIGKILL harness's seed (default $EXECUTUS_SIGKILL_SEED, else random; failures print it)",
+    )
+    group.addoption(
+        "--sigkill-cycle",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run only cycle N of the SIGKILL harness's seed (to re-run a failure the harness reported)",
+    )
 
 
 @pytest.fixture(scope="session")
