@@ -334,4 +334,5 @@ def test_kills_land_mid_run(campaign: Campaign) -> None:
         f"(seed {campaign.seed})"
     )
     assert campaign.interrupted_runs > 0
-    assert campaign.second_kills > 0
+    if campaign.cycles_interrupting >= 20:  # a third of them kill a resume too: none is a bug
+        assert campaign.second_kills > 0
