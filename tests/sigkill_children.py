@@ -1,8 +1,8 @@
 """The SIGKILL harness's workload, and the process that runs it so the parent can kill it.
 
-The workload is a function of a seed: :func:`run_ids` names a cycle's runs and
-:func:`agent_for` builds each run's agent from ``(seed, run id)`` alone, so a fresh process can
-resume any run, child runs included, knowing only the seed. Each run has its own random plan:
+The workload is a function of a seed: :func:`run_ids` names a cycle's runs and a
+:class:`Workload` builds each run's agent and invocation from ``(seed, run id)`` alone, so a
+fresh process can resume any run, child runs included, knowing only the seed. Each run has its own random plan:
 a few model steps, each with one to three tool calls (run in parallel or one after another),
 tools that sleep a little on a thread or on the loop, attach an image (a steer message) or
 start a child run through :meth:`ToolContext.start_child`; some runs have an idle critic, a
@@ -45,6 +45,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import JsonValue
 
 from executus import (
     Agent,
@@ -143,6 +145,7 @@ def plan_for(seed: int, run_id: str) -> Plan:
             roll = rng.random()
             slow = rng.random() < 0.08
             milliseconds = rng.randint(60, 160) if slow else rng.randint(0, 12)
+            arguments: dict[str, JsonValue]
             if roll < 0.1 and not is_child:
                 name, arguments = "delegate", {"task": f"subtask {step}.{number}"}
             elif roll < 0.25:

@@ -34,6 +34,7 @@ from executus import (
     Event,
     ImagePart,
     ModelRequested,
+    ModelResponded,
     SteerInjected,
     SteerMessage,
     ToolCall,
@@ -63,9 +64,9 @@ def _critic(run_id: str, seq: int, decision: Literal["nudge", "kill"]) -> Critic
 def _unanswered_call() -> list[Event]:
     """A reply asks for two calls; only the first is answered before the next model step."""
     first = step("run-1", 2, 1, T0, call=True)
-    reply = first[1].model_copy(
-        update={"tool_calls": (*first[1].tool_calls, ToolCall(id="call-9", name="search", arguments={}))}
-    )
+    asked = first[1]
+    assert isinstance(asked, ModelResponded)
+    reply = asked.model_copy(update={"tool_calls": (*asked.tool_calls, ToolCall(id="call-9", name="search"))})
     return [started("run-1"), first[0], reply, first[2], first[3], _requested("run-1", 6, 2)]
 
 
