@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -95,6 +95,12 @@ def _empty_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path
     url: str = request.getfixturevalue("postgres_url")
     _truncate(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def empty_database() -> Callable[[str, pytest.FixtureRequest, Path], str]:
+    """``_empty_database(backend, request, directory)``, for fixtures wider than one test."""
+    return _empty_database
 
 
 @pytest.fixture(params=SQL_BACKENDS)

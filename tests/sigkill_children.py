@@ -2,11 +2,11 @@
 
 The workload is a function of a seed: :func:`run_ids` names a cycle's runs and a
 :class:`Workload` builds each run's agent and invocation from ``(seed, run id)`` alone, so a
-fresh process can resume any run, child runs included, knowing only the seed. Each run has its own random plan:
-a few model steps, each with one to three tool calls (run in parallel or one after another),
-tools that sleep a little on a thread or on the loop, attach an image (a steer message) or
-start a child run through :meth:`ToolContext.start_child`; some runs have an idle critic, a
-runtime limit or a session with a post-run artifact. The model is a :class:`FunctionModel`
+fresh process can resume any run, child runs included, knowing only the seed. Each run has its
+own random plan: a few model steps, each with one to three tool calls (run in parallel or one
+after another), tools that sleep a little on a thread or on the loop, attach an image (a steer
+message) or start a child run through :meth:`ToolContext.start_child`; some runs have an idle
+critic, a runtime limit or a session with a post-run artifact. The model is a :class:`FunctionModel`
 that follows the plan from the transcript, so a resumed run carries on where its log stops.
 
 Every side effect first appends a line to the cycle's marker file (``model RUN STEP`` when the

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -45,7 +45,6 @@ from sigkill_checks import (
     check_runs,
 )
 from sigkill_children import cycle_caller, read_markers, run_ids
-from sqlalchemy import create_engine, text
 
 from executus import RunQuery, RunSummary
 from store import SqlStore
@@ -264,27 +263,16 @@ def _run_lane(
         lane.close()
 
 
-def _empty_database(backend: str, request: pytest.FixtureRequest, root: Path) -> str:
-    if backend == "sqlite":
-        path = root / "harness.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("postgres_url")
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text("TRUNCATE events, runs, blobs RESTART IDENTITY"))
-    finally:
-        engine.dispose()
-    return url
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def campaign(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Campaign:
+def campaign(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    empty_database: Callable[[str, pytest.FixtureRequest, Path], str],
+) -> Campaign:
     """Run one backend's campaign (the slow part) once; the tests below read what it found."""
     backend: str = request.param
     root = tmp_path_factory.mktemp(f"sigkill-{backend}")
-    url = _empty_database(backend, request, root)
+    url = empty_database(backend, request, root)
     found = Campaign(backend, request.config.getoption("sigkill_seed"), request.config.getoption("soak"))
     only: int | None = request.config.getoption("sigkill_cycle")
     cycles = iter([only] if only is not None else range(1_000_000))
