@@ -121,7 +121,7 @@ def excerpt(events: Sequence[Event], seq: int | None, before: int = 5, after: in
     )
 
 
-def _log_rules(run_id: str, events: Sequence[Event]) -> Iterable[tuple[str, int | None, str]]:
+def _log_rules(events: Sequence[Event]) -> Iterable[tuple[str, int | None, str]]:
     """Rules about the log alone: yields (check, seq, detail) for each one broken."""
     try:
         rebuild(events)
@@ -236,7 +236,7 @@ def _check_log(
     if summary != projection:
         violation(PROJECTION, summary.last_seq, f"runs row {summary}\n  fold of the events {projection}")
 
-    for check, seq, detail in _log_rules(run_id, events):
+    for check, seq, detail in _log_rules(events):
         violation(check, seq, detail)
     for digest, what in _blobs_named(events):
         if digest in blobs_seen:
