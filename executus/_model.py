@@ -30,7 +30,12 @@ ModelResolver: TypeAlias = Callable[[str], Model]
 
 
 class ModelRegistry:
-    """A resolver over a fixed set of models, looked up by name."""
+    """A resolver over a set of models, looked up by name.
+
+    A name not registered but prefixed with a provider (``openai:gpt-4.1-mini``,
+    ``anthropic:claude-sonnet-4-5``) is made into that provider's adapter, configured from its
+    SDK's environment variables, and kept for the next run.
+    """
 
     def __init__(self, models: Mapping[str, Model] | Iterable[Model] = ()) -> None:
         self._models: dict[str, Model] = (
@@ -42,7 +47,13 @@ class ModelRegistry:
         self._models[name or model.name] = model
 
     def __call__(self, name: str) -> Model:
-        try:
-            return self._models[name]
-        except KeyError:
-            raise UnknownModelError(name, list(self._models)) from None
+        model = self._models.get(name)
+        if model is None:
+            # Imported here: the adapters are the IO edge, and their SDKs optional extras.
+            from executus.models import model_from_name
+
+            model = model_from_name(name)
+            if model is None:
+                raise UnknownModelError(name, list(self._models))
+            self._models[name] = model
+        return model
