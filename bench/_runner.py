@@ -14,7 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TypeAlias
 
-from bench import case_append, case_concurrency, case_memory, case_rebuild, case_replay, case_steps
+from bench import (
+    case_append,
+    case_concurrency,
+    case_memory,
+    case_models,
+    case_rebuild,
+    case_replay,
+    case_steps,
+)
 from bench._config import Config
 from bench._machine import describe_machine
 from bench._pg import Postgres, postgres_server
@@ -30,6 +38,7 @@ CASES: Final[dict[str, Case]] = {
     "replay": case_replay.run,
     "concurrency": case_concurrency.run,
     "memory": case_memory.run,
+    "models": case_models.run,
 }
 
 

@@ -33,3 +33,16 @@ def test_quick_append_case_produces_positive_figures(tmp_path: Path) -> None:
     assert all(row.note for row in skipped), "a row without a figure must say why"
     assert "events/s" in report.render()
     assert report.to_json()["rows"]
+
+
+def test_quick_models_case_measures_both_adapters(tmp_path: Path) -> None:
+    config = dataclasses.replace(Config.quick_mode(tmp_path), repetitions=1)
+
+    report, failed = run_bench(config, ["models"], postgres=False)
+
+    assert failed == []
+    names = {row.name for row in report.rows if row.value is not None}
+    for provider in ("OpenAI", "Anthropic"):
+        assert f"{provider} SDK called directly" in names
+        assert f"{provider} adapter's own work, alone (no HTTP)" in names
+    assert all(target.met is not None for target in report.targets)
