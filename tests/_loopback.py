@@ -9,8 +9,10 @@ Messages), from one description of a reply, so a streamed and a whole reply say 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -305,3 +307,31 @@ def anthropic_stream(reply: Scripted, model: str = "claude-sonnet-4-5") -> list[
 def anthropic_error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Reply:
     body = {"type": "error", "error": {"type": kind, "message": message}}
     return json_reply(body, status, {"request-id": f"req_{status}", **(headers or {})})
+
+
+@contextlib.contextmanager
+def serving_in_thread(*replies: Reply) -> Iterator[LoopbackServer]:
+    """A loopback server on its own event loop in a thread, for code that runs its own loop
+    (a subprocess, ``run_sync``)."""
+    ready = threading.Event()
+    stop: list[Callable[[], None]] = []
+    holder: list[LoopbackServer] = []
+
+    async def serve() -> None:
+        async with LoopbackServer() as server:
+            server.serve(*replies)
+            holder.append(server)
+            done = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            stop.append(lambda: loop.call_soon_threadsafe(done.set))
+            ready.set()
+            await done.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
+    thread.start()
+    ready.wait()
+    try:
+        yield holder[0]
+    finally:
+        stop[0]()
+        thread.join()

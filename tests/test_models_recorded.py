@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from _loopback import Call, LoopbackServer, Scripted, anthropic_message, json_reply, openai_completion
+from _loopback import (
+    Call,
+    LoopbackServer,
+    Scripted,
+    anthropic_message,
+    json_reply,
+    openai_completion,
+    serving_in_thread,
+)
 
 from executus import (
     Agent,
@@ -36,6 +47,7 @@ from replay.cassette import save_cassette
 from store import SqlStore
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
+EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 @tool
@@ -207,3 +219,37 @@ def test_usage_sums_what_was_reported_and_keeps_unreported_unknown() -> None:
 )
 def test_retry_after_is_read_from_either_header(headers: dict[str, str], seconds: float | None) -> None:
     assert retry_after_seconds(headers) == seconds
+
+
+def test_the_readme_example_records_against_a_local_server_and_replays(tmp_path: Path) -> None:
+    first = Scripted(
+        calls=(Call("call_1", "add", {"a": 1234, "b": 4321}),), input_tokens=96, output_tokens=18
+    )
+    second = Scripted(text="1234 + 4321 = 5555.", input_tokens=131, output_tokens=12, cached_tokens=0)
+    with serving_in_thread(
+        json_reply(openai_completion(first)), json_reply(openai_completion(second))
+    ) as server:
+        environment = {
+            **os.environ,
+            "OPENAI_BASE_URL": f"{server.url}/v1",
+            "OPENAI_API_KEY": "local",
+            "EXECUTUS_DB": f"sqlite:///{tmp_path / 'runs.db'}",
+        }
+        environment.pop("EXECUTUS_MODEL", None)
+        shown = subprocess.run(
+            [sys.executable, str(EXAMPLES / "real_model.py")],
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+
+    assert ": ok, 2 steps\n" in shown
+    assert "output: 1234 + 4321 = 5555.\n" in shown
+    assert (
+        "usage: input_tokens=227 output_tokens=30 cached_input_tokens=3 cache_write_tokens=None reasoning_tokens=4\n"
+        in shown
+    )
+    assert ": identical (" in shown
+    assert [received.body["model"] for received in server.received] == ["gpt-4.1-mini"] * 2
