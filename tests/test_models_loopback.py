@@ -281,7 +281,7 @@ def test_a_malformed_body_is_one_clear_error(provider: Provider, body: str, db: 
     assert result.status == "error"
     assert result.error is not None
     assert result.error.type == "ModelCallError"
-    assert "malformed_response: the reply could not be read" in result.error.message
+    assert "malformed_response: the reply is not " in result.error.message
     assert "not retryable" in result.error.message
 
 
@@ -450,3 +450,48 @@ def test_usage_is_summed_over_the_run(db: SqlStore) -> None:
     result, _ = run_against(OPENAI, db, replies)
 
     assert result.usage == Usage(input_tokens=22, output_tokens=14, cached_input_tokens=6, reasoning_tokens=4)
+
+
+def test_an_error_event_inside_a_stream_says_what_the_server_said() -> None:
+    events = anthropic_stream(Scripted(text="The answer is three."))
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    failing = [*events[:4], f"event: error\ndata: {json.dumps(overloaded)}\n\n"]
+
+    async def scenario() -> ModelCallError:
+        async with LoopbackServer() as server:
+            server.serve(sse_reply(failing))
+            async with ANTHROPIC.make(server.url) as model:
+                with pytest.raises(ModelCallError) as caught:
+                    await model.request(_request(ModelSettings(stream=True)))
+                return caught.value
+
+    error = asyncio.run(scenario())
+
+    assert (error.error_type, error.detail, error.retryable, error.status) == (
+        "overloaded_error",
+        "Overloaded",
+        True,
+        None,
+    )
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_tool_arguments_that_are_not_json_are_a_malformed_reply(streamed: bool) -> None:
+    completion = openai_completion(Scripted(calls=(Call("c1", "add", {"a": 1}),)))
+    completion["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = '{"a": 1'
+    events = openai_stream(Scripted(calls=(Call("c1", "add", {"a": 1}),)))
+    events[2] = events[2].replace('"arguments": ": 1}"', '"arguments": ": 1"')  # the closing brace lost
+    served = sse_reply(events) if streamed else json_reply(completion)
+
+    async def scenario() -> ModelCallError:
+        async with LoopbackServer() as server:
+            server.serve(served)
+            async with OPENAI.make(server.url) as model:
+                with pytest.raises(ModelCallError) as caught:
+                    await model.request(_request(ModelSettings(stream=streamed)))
+                return caught.value
+
+    error = asyncio.run(scenario())
+
+    assert error.error_type == "malformed_response"
+    assert "the arguments of tool call 'add' are not valid JSON" in error.detail

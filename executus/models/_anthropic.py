@@ -54,6 +54,7 @@ class AnthropicModel(ChatAdapter):
     """
 
     provider = "anthropic"
+    reply_kind = "Messages API reply"
     _sdk_errors = SdkErrors(
         status=anthropic.APIStatusError,
         timeout=anthropic.APITimeoutError,

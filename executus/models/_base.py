@@ -9,11 +9,12 @@ failure leaves as a :class:`ModelCallError`: no SDK or JSON exception, and never
 from __future__ import annotations
 
 import abc
+import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Final, Protocol, Self
 
 from executus._chunks import ModelChunk, ReplyAssembler
 from executus._errors import ConfigurationError, ModelCallError
@@ -38,6 +39,10 @@ def api_key_from(explicit: str | None, variable: str, provider: str, extra: str)
             "(a local server that ignores keys still needs one, e.g. api_key='local')"
         )
     return key
+
+
+_BUSY_ERROR_TYPES: Final = frozenset({"overloaded_error", "api_error", "rate_limit_error", "timeout_error"})
+"""Anthropic's error types for a failure on its side (they come with 529, 500, 429 and 504)."""
 
 
 def status_is_retryable(status: int) -> bool:
@@ -122,6 +127,8 @@ class ChatAdapter(abc.ABC):
     """
 
     provider: ClassVar[str]
+    reply_kind: ClassVar[str]
+    """What the API's replies are called, for error messages."""
     _sdk_errors: ClassVar[SdkErrors]
     _client: _SdkClient
 
@@ -245,21 +252,27 @@ class ChatAdapter(abc.ABC):
     def status_error(
         self, status: int, headers: Mapping[str, str], body: object, request_id: str | None
     ) -> ModelCallError:
-        """The error for an HTTP error status, with what the provider said about it."""
+        """The error for an HTTP error status, with what the provider said about it.
+
+        An error event inside a stream arrives with the stream's 200: it is retryable when
+        the provider's error type says the server was busy or failed.
+        """
         error_type, message = error_fields(body)
+        in_stream = status < 400
         return self.error(
             message or f"the server answered HTTP {status}",
             error_type=error_type,
-            status=status,
+            status=None if in_stream else status,
             request_id=request_id,
             retry_after=retry_after_seconds(headers),
-            retryable=status_is_retryable(status),
+            retryable=error_type in _BUSY_ERROR_TYPES if in_stream else status_is_retryable(status),
         )
 
     def unreadable(self, error: Exception) -> ModelCallError:
         """The error for a reply that is not what the API promises (bad JSON, wrong shapes)."""
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return self.error(f"the reply could not be read: {reason}", error_type="malformed_response")
+        what = "JSON" if isinstance(error, json.JSONDecodeError) else f"a {self.reply_kind}"
+        return self.error(f"the reply is not {what} ({reason})", error_type="malformed_response")
 
     @property
     def base_url(self) -> str:

@@ -50,6 +50,7 @@ class OpenAIModel(ChatAdapter):
     """
 
     provider = "openai"
+    reply_kind = "Chat Completions reply"
     _sdk_errors = SdkErrors(
         status=openai.APIStatusError,
         timeout=openai.APITimeoutError,
