@@ -51,8 +51,7 @@ from executus import (
     UserMessage,
     tool,
 )
-from executus.models import AnthropicModel, OpenAIModel, StreamFinished, TextDelta
-from executus.models._base import ChatAdapter
+from executus.models import AnthropicModel, ChatAdapter, OpenAIModel, StreamFinished, TextDelta
 from store import SqlStore
 
 KEY = "sk-loopback-secret-0123456789"

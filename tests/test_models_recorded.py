@@ -111,7 +111,8 @@ def test_a_prefixed_model_name_runs_from_the_sdk_environment_and_replays_offline
 
 
 def test_a_missing_api_key_is_one_clear_configuration_error(no_provider_env: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigurationError, match="no OpenAI API key: set OPENAI_API_KEY or pass api_key="):
+    expected = "no openai API key: set OPENAI_API_KEY or pass api_key= to OpenAIModel"
+    with pytest.raises(ConfigurationError, match=expected):
         OpenAIModel("gpt-4.1-mini")
     with pytest.raises(ConfigurationError, match="set ANTHROPIC_API_KEY"):
         ModelRegistry()("anthropic:claude-sonnet-4-5")

@@ -26,6 +26,7 @@ from executus._chunks import (
     TextDelta,
     ToolCallDelta,
 )
+from executus.models._base import ChatAdapter
 from executus.models._providers import PROVIDERS, model_from_name
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROVIDERS",
     "AnthropicModel",
+    "ChatAdapter",
     "ModelChunk",
     "OpenAIModel",
     "PartialReply",

@@ -19,7 +19,7 @@ from executus._messages import (
     Usage,
     UserMessage,
 )
-from executus.models._base import DEFAULT_TIMEOUT, ChatAdapter, SdkErrors, api_key_from
+from executus.models._base import ChatAdapter, SdkErrors
 
 try:
     import anthropic
@@ -40,46 +40,17 @@ class AnthropicModel(ChatAdapter):
     ``ModelSettings.seed`` is not sent (the API has none); ``reasoning_effort`` is sent as
     ``output_config.effort``.
 
-    Args:
-        model: the model's name, e.g. ``claude-sonnet-4-5``.
-        api_key: the key; ``ANTHROPIC_API_KEY`` when None. Kept only inside the SDK client:
-            never recorded, logged or shown.
-        base_url: the API's URL; ``ANTHROPIC_BASE_URL``, then Anthropic's, when None.
-        timeout: seconds one HTTP call may take.
-        settings: settings for requests whose agent sets none.
-        name: the name recorded with runs (default ``anthropic:<model>``).
-
-    Raises:
-        ConfigurationError: no API key.
+    Takes the arguments of :class:`~executus.models.ChatAdapter`.
     """
 
     provider = "anthropic"
+    key_variable = "ANTHROPIC_API_KEY"
     reply_kind = "Messages API reply"
-    _sdk_errors = SdkErrors(
-        status=anthropic.APIStatusError,
-        timeout=anthropic.APITimeoutError,
-        connection=anthropic.APIConnectionError,
-        api=anthropic.APIError,
-    )
+    _sdk_errors = SdkErrors.of(anthropic)
     _client: anthropic.AsyncAnthropic
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        settings: ModelSettings | None = None,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(model, settings=settings, name=name)
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key_from(api_key, "ANTHROPIC_API_KEY", "Anthropic", "AnthropicModel"),
-            base_url=base_url,  # None: the SDK reads ANTHROPIC_BASE_URL, then uses Anthropic's
-            timeout=timeout,
-            max_retries=0,  # retries belong to the executor, on the run's clock
-        )
+    def _connect(self, api_key: str, base_url: str | None, timeout: float) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
     async def _whole(self, request: ModelRequest, settings: ModelSettings) -> AsyncIterator[ModelChunk]:
         message = await self._client.messages.create(**_arguments(self.model, request, settings))

@@ -14,31 +14,17 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from types import ModuleType
 from typing import Any, ClassVar, Final, Protocol, Self
 
 from executus._chunks import ModelChunk, ReplyAssembler
 from executus._errors import ConfigurationError, ModelCallError
 from executus._messages import ModelRequest, ModelResponse, ModelSettings
 
-__all__ = ["ChatAdapter", "SdkErrors", "api_key_from", "retry_after_seconds", "status_is_retryable"]
+__all__ = ["ChatAdapter", "SdkErrors", "retry_after_seconds", "status_is_retryable"]
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds an HTTP call may take, as both SDKs default to; the run's deadline can cut it sooner."""
-
-
-def api_key_from(explicit: str | None, variable: str, provider: str, extra: str) -> str:
-    """The API key given, else the SDK's environment variable; one clear error when neither is set.
-
-    Raises:
-        ConfigurationError: no key; the message names the variable and the parameter.
-    """
-    key = explicit if explicit is not None else os.environ.get(variable)
-    if not key:
-        raise ConfigurationError(
-            f"no {provider} API key: set {variable} or pass api_key= to {extra} "
-            "(a local server that ignores keys still needs one, e.g. api_key='local')"
-        )
-    return key
 
 
 _BUSY_ERROR_TYPES: Final = frozenset({"overloaded_error", "api_error", "rate_limit_error", "timeout_error"})
@@ -118,25 +104,69 @@ class SdkErrors:
     api: type[Exception]
     """Any other error the API reported."""
 
+    @classmethod
+    def of(cls, sdk: ModuleType) -> SdkErrors:
+        """The classes of an SDK module (``openai``, ``anthropic``), which name them alike."""
+        return cls(sdk.APIStatusError, sdk.APITimeoutError, sdk.APIConnectionError, sdk.APIError)
+
 
 class ChatAdapter(abc.ABC):
     """A :class:`~executus.Model` over one provider's chat API.
 
-    Subclasses make the SDK call and translate its replies into chunks (:meth:`_whole`,
-    :meth:`_streamed`), and name the SDK's exception classes (``_sdk_errors``).
+    Subclasses make the SDK's client (:meth:`_connect`), make the call and translate its
+    replies into chunks (:meth:`_whole`, :meth:`_streamed`), and name the SDK's exception
+    classes (``_sdk_errors``).
+
+    Args:
+        model: the model's name at the provider, e.g. ``gpt-4.1-mini`` or ``llama3.2``.
+        api_key: the key; the SDK's variable (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``) when
+            None. Kept only inside the SDK's client: never recorded, logged or shown.
+        base_url: the API's URL (e.g. ``http://localhost:11434/v1`` for Ollama); the SDK's
+            variable (``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``), then the provider's, when None.
+        timeout: seconds one HTTP call may take.
+        settings: settings for requests that carry none (a run's agent settings win).
+        name: the name recorded with runs (default ``provider:model``).
+
+    Raises:
+        ConfigurationError: no API key.
     """
 
     provider: ClassVar[str]
+    key_variable: ClassVar[str]
+    """The SDK's environment variable for the API key."""
     reply_kind: ClassVar[str]
     """What the API's replies are called, for error messages."""
     _sdk_errors: ClassVar[SdkErrors]
     _client: _SdkClient
 
-    def __init__(self, model: str, *, settings: ModelSettings | None, name: str | None) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        settings: ModelSettings | None = None,
+        name: str | None = None,
+    ) -> None:
         self.model = model
         self.settings = settings or ModelSettings()
         """Settings for requests that carry none (a run's agent settings take precedence)."""
         self._name = name or f"{self.provider}:{model}"
+        key = api_key if api_key is not None else os.environ.get(self.key_variable)
+        if not key:
+            raise ConfigurationError(
+                f"no {self.provider} API key: set {self.key_variable} or pass api_key= to "
+                f"{type(self).__name__} (a local server that ignores keys still needs one, "
+                "e.g. api_key='local')"
+            )
+        # The key lives only inside the SDK's client. None as the URL: the SDK reads its
+        # own variable (OPENAI_BASE_URL, ANTHROPIC_BASE_URL), then uses the provider's.
+        self._client = self._connect(key, base_url, timeout)
+
+    @abc.abstractmethod
+    def _connect(self, api_key: str, base_url: str | None, timeout: float) -> _SdkClient:
+        """The SDK's async client, with its retries off (they belong to the executor)."""
 
     @property
     def name(self) -> str:

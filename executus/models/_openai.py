@@ -20,7 +20,7 @@ from executus._messages import (
     Usage,
     UserMessage,
 )
-from executus.models._base import DEFAULT_TIMEOUT, ChatAdapter, SdkErrors, api_key_from
+from executus.models._base import ChatAdapter, SdkErrors
 
 try:
     import openai
@@ -35,47 +35,17 @@ __all__ = ["OpenAIModel"]
 class OpenAIModel(ChatAdapter):
     """A model behind the OpenAI Chat Completions API.
 
-    Args:
-        model: the model's name on the server, e.g. ``gpt-4.1-mini`` or ``llama3.2``.
-        api_key: the key; ``OPENAI_API_KEY`` when None. Kept only inside the SDK client:
-            never recorded, logged or shown.
-        base_url: the API's URL, e.g. ``http://localhost:11434/v1`` for Ollama;
-            ``OPENAI_BASE_URL``, then OpenAI's, when None.
-        timeout: seconds one HTTP call may take.
-        settings: settings for requests whose agent sets none.
-        name: the name recorded with runs (default ``openai:<model>``).
-
-    Raises:
-        ConfigurationError: no API key.
+    Takes the arguments of :class:`~executus.models.ChatAdapter`.
     """
 
     provider = "openai"
+    key_variable = "OPENAI_API_KEY"
     reply_kind = "Chat Completions reply"
-    _sdk_errors = SdkErrors(
-        status=openai.APIStatusError,
-        timeout=openai.APITimeoutError,
-        connection=openai.APIConnectionError,
-        api=openai.APIError,
-    )
+    _sdk_errors = SdkErrors.of(openai)
     _client: openai.AsyncOpenAI
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        settings: ModelSettings | None = None,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(model, settings=settings, name=name)
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key_from(api_key, "OPENAI_API_KEY", "OpenAI", "OpenAIModel"),
-            base_url=base_url,  # None: the SDK reads OPENAI_BASE_URL, then uses OpenAI's
-            timeout=timeout,
-            max_retries=0,  # retries belong to the executor, on the run's clock
-        )
+    def _connect(self, api_key: str, base_url: str | None, timeout: float) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
     async def _whole(self, request: ModelRequest, settings: ModelSettings) -> AsyncIterator[ModelChunk]:
         completion = await self._client.chat.completions.create(**_arguments(self.model, request, settings))
