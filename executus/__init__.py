@@ -1,9 +1,13 @@
 """executus: run LLM agents and record every run as an append-only event log.
 
 The public API is everything in ``__all__``; modules starting with ``_`` are internal.
-Fake models for tests live in :mod:`executus.testing`.
+Fake models for tests live in :mod:`executus.testing`; adapters for real models (OpenAI,
+Anthropic) in :mod:`executus.models`.
 """
 
+# The adapters' layer registers the openai: and anthropic: model names with every
+# ModelRegistry; their SDKs are imported only when such a model is made.
+from executus import models as _models  # noqa: F401
 from executus._agent import (
     Agent,
     Artifact,

@@ -8,7 +8,7 @@ from typing import Protocol, TypeAlias, runtime_checkable
 from executus._errors import UnknownModelError
 from executus._messages import ModelRequest, ModelResponse
 
-__all__ = ["Model", "ModelRegistry", "ModelResolver"]
+__all__ = ["Model", "ModelFactory", "ModelRegistry", "ModelResolver", "register_prefix"]
 
 
 @runtime_checkable
@@ -27,6 +27,21 @@ class Model(Protocol):
 
 ModelResolver: TypeAlias = Callable[[str], Model]
 """Turns an agent's model name (or tier) into a model; raises :class:`UnknownModelError`."""
+
+
+ModelFactory: TypeAlias = Callable[[str], Model]
+"""Makes the model a prefixed name (``openai:gpt-4.1-mini``) asks for, from the whole name."""
+
+_PREFIXES: dict[str, ModelFactory] = {}
+
+
+def register_prefix(prefix: str, factory: ModelFactory) -> None:
+    """Let every :class:`ModelRegistry` make ``factory(name)`` for names ``prefix:...``.
+
+    The adapters' layer (``executus.models``, which ``import executus`` loads) registers
+    ``openai`` and ``anthropic``; the core knows no provider.
+    """
+    _PREFIXES[prefix] = factory
 
 
 class ModelRegistry:
@@ -49,11 +64,9 @@ class ModelRegistry:
     def __call__(self, name: str) -> Model:
         model = self._models.get(name)
         if model is None:
-            # Imported here: the adapters are the IO edge, and their SDKs optional extras.
-            from executus.models import model_from_name
-
-            model = model_from_name(name)
-            if model is None:
+            prefix, colon, rest = name.partition(":")
+            factory = _PREFIXES.get(prefix) if colon and rest else None
+            if factory is None:
                 raise UnknownModelError(name, list(self._models))
-            self._models[name] = model
+            model = self._models[name] = factory(name)
         return model

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from typing import Final
 
-from executus._model import Model
+from executus._model import Model, register_prefix
 
 __all__ = ["PROVIDERS", "model_from_name"]
 
-PROVIDERS: Final = ("anthropic", "openai")
-"""The prefixes :func:`model_from_name` understands."""
+
+def _openai(name: str) -> Model:
+    from executus.models._openai import OpenAIModel
+
+    return OpenAIModel(name.partition(":")[2], name=name)
+
+
+def _anthropic(name: str) -> Model:
+    from executus.models._anthropic import AnthropicModel
+
+    return AnthropicModel(name.partition(":")[2], name=name)
+
+
+_FACTORIES: Final = {"anthropic": _anthropic, "openai": _openai}
+
+PROVIDERS: Final = tuple(_FACTORIES)
+"""The prefixes :func:`model_from_name` and every ``ModelRegistry`` understand."""
+
+for _prefix, _factory in _FACTORIES.items():
+    register_prefix(_prefix, _factory)
 
 
 def model_from_name(name: str) -> Model | None:
@@ -19,15 +37,6 @@ def model_from_name(name: str) -> Model | None:
     Raises:
         ConfigurationError: the provider's SDK is not installed, or its API key is not set.
     """
-    provider, colon, model = name.partition(":")
-    if not colon or not model:
-        return None
-    if provider == "openai":
-        from executus.models._openai import OpenAIModel
-
-        return OpenAIModel(model, name=name)
-    if provider == "anthropic":
-        from executus.models._anthropic import AnthropicModel
-
-        return AnthropicModel(model, name=name)
-    return None
+    prefix, colon, model = name.partition(":")
+    factory = _FACTORIES.get(prefix) if colon and model else None
+    return factory(name) if factory else None
