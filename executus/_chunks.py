@@ -50,7 +50,9 @@ class StreamFinished(_Frozen):
 
     kind: Literal["finished"] = "finished"
     usage: Usage | None = None
-    """Token counts, or None when the provider did not report them."""
+    """Token counts, or None when the provider did not report them (a server that ignores
+    OpenAI's ``stream_options.include_usage``); the assembled :class:`ModelResponse`, which has
+    no unknown usage, then counts zero."""
     finish_reason: str | None = None
     """Why the model stopped, in the provider's words."""
 

@@ -494,3 +494,35 @@ def test_tool_arguments_that_are_not_json_are_a_malformed_reply(streamed: bool) 
 
     assert error.error_type == "malformed_response"
     assert "the arguments of tool call 'add' are not valid JSON" in error.detail
+
+
+def test_cancelling_the_awaiting_task_closes_the_connection(provider: Provider, streamed: bool) -> None:
+    async def scenario() -> bool:
+        async with LoopbackServer() as server:
+            server.serve(hang())
+            async with provider.make(server.url) as model:
+                call = asyncio.ensure_future(model.request(_request(ModelSettings(stream=streamed))))
+                await server.requested.wait()
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+                await server.disconnected.wait()
+                return server.disconnected.is_set()
+
+    assert asyncio.run(scenario())
+
+
+def test_the_adapter_timeout_ends_a_hung_call_as_a_retryable_error(provider: Provider) -> None:
+    async def scenario() -> ModelCallError:
+        async with LoopbackServer() as server:
+            server.serve(hang())
+            model = provider.make(server.url)
+            async with type(model)(model.model, api_key=KEY, base_url=model.base_url, timeout=0.2) as hasty:
+                with pytest.raises(ModelCallError) as caught:
+                    await hasty.request(_request())
+                await server.disconnected.wait()
+                return caught.value
+
+    error = asyncio.run(scenario())
+
+    assert (error.error_type, error.retryable, error.status) == ("timeout", True, None)
