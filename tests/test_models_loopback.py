@@ -526,3 +526,20 @@ def test_the_adapter_timeout_ends_a_hung_call_as_a_retryable_error(provider: Pro
     error = asyncio.run(scenario())
 
     assert (error.error_type, error.retryable, error.status) == ("timeout", True, None)
+
+
+def test_an_image_without_its_bytes_is_refused_before_anything_is_sent(provider: Provider) -> None:
+    image = Image(PNG)
+    request = ModelRequest(messages=[UserMessage(parts=(TextPart(text="see"), image.part()))], tools=[])
+
+    async def scenario() -> tuple[ModelCallError, int]:
+        async with LoopbackServer() as server, provider.make(server.url) as model:
+            with pytest.raises(ModelCallError) as caught:
+                await model.request(request)
+            return caught.value, len(server.received)
+
+    error, sent = asyncio.run(scenario())
+
+    assert error.error_type == "missing_image"
+    assert image.sha256 in error.detail
+    assert sent == 0

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Final, Protocol, Self
 
 from executus._chunks import ModelChunk, ReplyAssembler
 from executus._errors import ConfigurationError, ModelCallError
-from executus._messages import ModelRequest, ModelResponse, ModelSettings
+from executus._messages import ImagePart, ModelRequest, ModelResponse, ModelSettings
 
 __all__ = ["ChatAdapter", "SdkErrors", "retry_after_seconds", "status_is_retryable"]
 
@@ -207,6 +207,7 @@ class ChatAdapter(abc.ABC):
     ) -> AsyncIterator[ModelChunk]:
         """The reply's chunks, each added to ``assembler`` as it passes; every failure as a
         :class:`ModelCallError`."""
+        self._check_images(request)
         try:
             source = self._streamed(request, settings) if stream else self._whole(request, settings)
             async for chunk in source:
@@ -221,6 +222,16 @@ class ChatAdapter(abc.ABC):
             raise failure from None
         if not assembler.finished:
             raise self._interrupted(assembler, "the stream ended")
+
+    def _check_images(self, request: ModelRequest) -> None:
+        """Refuse a request whose images' bytes are missing, before anything is sent."""
+        for message in request.messages:
+            for part in getattr(message, "parts", ()):
+                if isinstance(part, ImagePart) and part.sha256 not in request.images:
+                    raise self.error(
+                        f"the request shows image {part.sha256} but does not carry its bytes",
+                        error_type="missing_image",
+                    )
 
     def _interrupted(self, assembler: ReplyAssembler, cause: str) -> ModelCallError:
         """The error for a reply stream that stopped before its end: usage unknown, retryable."""
