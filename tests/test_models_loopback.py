@@ -543,3 +543,33 @@ def test_an_image_without_its_bytes_is_refused_before_anything_is_sent(provider:
     assert error.error_type == "missing_image"
     assert image.sha256 in error.detail
     assert sent == 0
+
+
+def test_a_5xx_ends_the_run_as_an_error_that_a_retry_may_pass(provider: Provider, db: SqlStore) -> None:
+    result, _ = run_against(provider, db, [provider.error(503, "Try later.", "overloaded_error")])
+
+    assert result.status == "error"
+    assert result.error is not None
+    assert result.error.type == "ModelCallError"
+    assert result.error.message.endswith("HTTP 503 overloaded_error: Try later. (request req_503, retryable)")
+    failed = [event for event in db.read_run(result.run_id) if event.kind == "model_failed"]
+    assert [event.error for event in failed] == [result.error]
+
+
+def test_an_unreachable_endpoint_ends_the_run_with_one_clear_error(provider: Provider, db: SqlStore) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def scenario() -> Result:
+        async with provider.make(f"http://127.0.0.1:{port}") as model:
+            agent = Agent(name="calc", model=model)
+            return await Executor(db, clock=SystemClock()).run(agent, None, "1+2?")
+
+    result = asyncio.run(scenario())
+
+    assert result.status == "error"
+    assert result.error is not None
+    assert result.error.type == "ModelCallError"
+    assert f"connection: the connection to http://127.0.0.1:{port}" in result.error.message
+    assert "\n" not in result.error.message
