@@ -113,9 +113,10 @@ def hang() -> Reply:
     return reply
 
 
-def sse_reply(events: Sequence[str], *, cut_after: int | None = None) -> Reply:
+def sse_reply(events: Sequence[str], *, cut_after: int | None = None, hang_after: int | None = None) -> Reply:
     """Stream ``events`` (whole SSE records); with ``cut_after``, drop the connection after that
-    many, without ending the body (what a proxy or a crashing server does)."""
+    many, without ending the body (what a proxy or a crashing server does); with ``hang_after``,
+    stop sending after that many until the client goes away."""
 
     async def reply(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -125,6 +126,8 @@ def sse_reply(events: Sequence[str], *, cut_after: int | None = None) -> Reply:
                 assert request.transport is not None
                 request.transport.close()
                 return response
+            if hang_after is not None and index == hang_after:
+                await asyncio.Event().wait()
             await response.write(event.encode())
         await response.write_eof()
         return response

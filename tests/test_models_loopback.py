@@ -573,3 +573,31 @@ def test_an_unreachable_endpoint_ends_the_run_with_one_clear_error(provider: Pro
     assert result.error.type == "ModelCallError"
     assert f"connection: the connection to http://127.0.0.1:{port}" in result.error.message
     assert "\n" not in result.error.message
+
+
+def test_a_cancel_in_the_middle_of_a_stream_closes_the_connection(provider: Provider) -> None:
+    events = provider.stream(Scripted(text="A long answer, slowly."))
+
+    async def scenario() -> list[Any]:
+        async with LoopbackServer() as server, provider.make(server.url) as model:
+            server.serve(sse_reply(events, hang_after=4))
+            chunks: list[Any] = []
+            first_text = asyncio.Event()
+
+            async def consume() -> None:
+                async for chunk in model.stream(_request()):
+                    chunks.append(chunk)
+                    first_text.set()
+
+            consuming = asyncio.ensure_future(consume())
+            await first_text.wait()  # the server stalls after it
+            consuming.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await consuming
+            await server.disconnected.wait()
+            return chunks
+
+    chunks = asyncio.run(scenario())
+
+    assert chunks
+    assert not any(isinstance(chunk, StreamFinished) for chunk in chunks)
