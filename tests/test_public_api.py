@@ -164,6 +164,7 @@ def test_the_public_api_is_pinned() -> None:
         "MemoryStore",
         "Message",
         "Model",
+        "ModelCallError",
         "ModelFailed",
         "ModelRegistry",
         "ModelRequest",
@@ -171,6 +172,7 @@ def test_the_public_api_is_pinned() -> None:
         "ModelResolver",
         "ModelResponded",
         "ModelResponse",
+        "ModelSettings",
         "PatternRule",
         "PendingModelCall",
         "PendingTool",
@@ -322,3 +324,40 @@ def test_the_observability_modules_are_pinned() -> None:
         "span_id_for",
         "trace_id_for",
     ]
+
+
+def test_the_models_api_is_pinned() -> None:
+    import executus.models
+
+    assert sorted(executus.models.__all__) == [
+        "AnthropicModel",
+        "ChatAdapter",
+        "ModelChunk",
+        "OpenAIModel",
+        "PROVIDERS",
+        "PartialReply",
+        "ReplyAssembler",
+        "StreamFinished",
+        "TextDelta",
+        "ToolCallDelta",
+        "model_from_name",
+    ]
+    for name in executus.models.__all__:
+        assert getattr(executus.models, name) is not None, name
+
+
+def test_an_adapter_without_its_sdk_names_the_extra_to_install() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['openai'] = None\n"  # what a missing package looks like to import
+        "from executus import ConfigurationError\n"
+        "try:\n"
+        "    from executus.models import OpenAIModel\n"
+        "except ConfigurationError as error:\n"
+        "    print(error)\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+
+    assert shown == "the OpenAI adapter needs the openai SDK: pip install 'executus[openai]'\n"
