@@ -19,6 +19,7 @@ from bench import (
     case_audit,
     case_concurrency,
     case_memory,
+    case_models,
     case_rebuild,
     case_replay,
     case_steps,
@@ -39,6 +40,7 @@ CASES: Final[dict[str, Case]] = {
     "concurrency": case_concurrency.run,
     "memory": case_memory.run,
     "audit": case_audit.run,
+    "models": case_models.run,
 }
 
 

@@ -2,7 +2,8 @@
 
 The public API is everything in ``__all__``, plus three public modules: fake models for tests
 in :mod:`executus.testing`, ``explain`` (how and why a run ended) in :mod:`executus.forensics`,
-and what store implementers need in :mod:`executus.storage`. Modules starting with ``_`` are
+what store implementers need in :mod:`executus.storage`, and adapters for real models
+(OpenAI, Anthropic) in :mod:`executus.models`. Modules starting with ``_`` are
 internal; ``executus.cli`` is the command line.
 """
 
@@ -11,6 +12,9 @@ import warnings as _warnings
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
+# The adapters' layer registers the openai: and anthropic: model names with every
+# ModelRegistry; their SDKs are imported only when such a model is made.
+from executus import models as _models  # noqa: F401
 from executus._agent import (
     Agent,
     Artifact,
@@ -47,6 +51,7 @@ from executus._errors import (
     EventLogError,
     EventOrderError,
     ExecutusError,
+    ModelCallError,
     RecordingFailedError,
     RunNotFoundError,
     RunNotResumableError,
@@ -90,6 +95,7 @@ from executus._messages import (
     Message,
     ModelRequest,
     ModelResponse,
+    ModelSettings,
     SystemMessage,
     TextPart,
     ToolCall,
@@ -149,6 +155,7 @@ __all__ = [
     "MemoryStore",
     "Message",
     "Model",
+    "ModelCallError",
     "ModelFailed",
     "ModelRegistry",
     "ModelRequest",
@@ -156,6 +163,7 @@ __all__ = [
     "ModelResolver",
     "ModelResponded",
     "ModelResponse",
+    "ModelSettings",
     "PatternRule",
     "PendingModelCall",
     "PendingTool",

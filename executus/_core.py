@@ -285,6 +285,7 @@ class _Decider:
                 tool_calls=calls,
                 usage=input.usage,
                 latency=input.latency,
+                finish_reason=input.finish_reason,
             )
         )
         if not calls:

@@ -248,6 +248,7 @@ class RunDriver:
             max_runtime=agent.max_runtime,
             parallel_tool_calls=agent.parallel_tool_calls,
             critic=agent.critic.spec() if agent.critic else None,
+            model_settings=agent.model_settings,
         )
 
     def _load_images(self, state: RunState) -> None:
@@ -331,6 +332,7 @@ class RunDriver:
             tools=tuple(self.tools[name].spec() for name in sorted(self.tools)),
             images=dict(self.images),
             step=effect.step,
+            settings=self.agent.model_settings,
         )
         self.model_task = asyncio.get_running_loop().create_task(
             self._request(self.model, request), name=f"executus-model-{self.run_id}-{effect.step}"

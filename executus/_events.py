@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from executus._errors import SchemaVersionError, UnknownEventError
-from executus._messages import ImagePart, ToolCall, ToolSpec, Usage
+from executus._messages import ImagePart, ModelSettings, ToolCall, ToolSpec, Usage, omitted_when_none
 
 __all__ = [
     "AgentSpec",
@@ -157,6 +157,8 @@ class AgentSpec(_Frozen):
     parallel_tool_calls: bool = True
     """Whether the tool calls of one model reply run concurrently."""
     critic: CriticSpec | None = None
+    model_settings: ModelSettings | None = omitted_when_none()
+    """The settings sent with every model request (None: the model's defaults)."""
 
 
 class _Event(_Frozen):
@@ -213,6 +215,8 @@ class ModelResponded(_Event):
     usage: Usage = Usage()
     latency: float
     """Seconds from request to reply."""
+    finish_reason: str | None = omitted_when_none()
+    """Why the model stopped, in the provider's words; None when it did not say."""
 
 
 class ModelFailed(_Event):

@@ -78,6 +78,8 @@ class ModelReplied:
     usage: Usage
     latency: float
     """Seconds the call took, as the driver measured it."""
+    finish_reason: str | None = None
+    """Why the model stopped, in the provider's words (None: it did not say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +185,7 @@ def reply_input(
     """A model's response as the core's input: validated again (an adapter may have built it
     with ``model_construct``), text made storable, non-object arguments kept aside."""
     try:
-        usage = Usage.model_validate(
-            {"input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens}
-        )
+        usage = Usage.model_validate(dict(vars(response.usage)))
         calls = tuple(_tool_call(call) for call in response.tool_calls)
         text: str | None = response.text
         if text is not None and not isinstance(text, str):

@@ -449,4 +449,5 @@ def _replied(reply: ModelResponded) -> ModelReplied:
         tool_calls=reply.tool_calls,
         usage=reply.usage,
         latency=reply.latency,
+        finish_reason=reply.finish_reason,
     )

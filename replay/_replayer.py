@@ -185,6 +185,7 @@ class Replayer:
                 max_runtime=agent.max_runtime,
                 parallel_tool_calls=agent.parallel_tool_calls,
                 critic=agent.critic.spec() if agent.critic else None,
+                model_settings=agent.model_settings,
             )
             critic = agent.critic
         if what_if_critic is not None:

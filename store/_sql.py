@@ -40,7 +40,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIModule
 
 from executus import (
-    GENESIS_HASH,
     Blob,
     BlobNotFoundError,
     ConcurrencyError,
@@ -51,6 +50,9 @@ from executus import (
     SchemaVersionError,
     SealPolicy,
     UnknownEventError,
+)
+from executus.storage import (
+    GENESIS_HASH,
     chain_hash,
     check_batch,
     decode_event_body,

@@ -11,9 +11,10 @@ its user CREATE DATABASE (and the tests empty the executus tables of the databas
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +32,31 @@ from store._engine import create_store_engine
 DEMO_START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 SQL_BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("executus")
+    group.addoption(
+        "--soak",
+        type=int,
+        default=int(os.environ.get("EXECUTUS_SOAK") or 50),
+        metavar="KILLS",
+        help="SIGKILLs per SQL backend in tests/test_sigkill_harness.py (default $EXECUTUS_SOAK or 50)",
+    )
+    group.addoption(
+        "--sigkill-seed",
+        type=int,
+        default=int(os.environ.get("EXECUTUS_SIGKILL_SEED") or secrets.randbelow(2**31)),
+        metavar="SEED",
+        help="the SIGKILL harness's seed (default $EXECUTUS_SIGKILL_SEED, else random; failures print it)",
+    )
+    group.addoption(
+        "--sigkill-cycle",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run only cycle N of the SIGKILL harness's seed (to re-run a failure the harness reported)",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +99,12 @@ def _empty_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path
     url: str = request.getfixturevalue("postgres_url")
     _truncate(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def empty_database() -> Callable[[str, pytest.FixtureRequest, Path], str]:
+    """``_empty_database(backend, request, directory)``, for fixtures wider than one test."""
+    return _empty_database
 
 
 @pytest.fixture(params=SQL_BACKENDS)

@@ -48,3 +48,16 @@ def test_quick_audit_case_reports_verify_and_redaction_figures(tmp_path: Path) -
     assert "append: executus RedactingStore(SqlStore).append" in names
     assert "Redactor.redact, an event with a planted secret" in names
     assert [target.text for target in report.targets] == ["append with redaction >= 0.9 of append without"]
+
+
+def test_quick_models_case_measures_both_adapters(tmp_path: Path) -> None:
+    config = dataclasses.replace(Config.quick_mode(tmp_path), repetitions=1)
+
+    report, failed = run_bench(config, ["models"], postgres=False)
+
+    assert failed == []
+    names = {row.name for row in report.rows if row.value is not None}
+    for provider in ("OpenAI", "Anthropic"):
+        assert f"{provider} SDK called directly" in names
+        assert f"{provider} adapter's own work, alone (no HTTP)" in names
+    assert all(target.met is not None for target in report.targets)

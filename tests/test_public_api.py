@@ -97,13 +97,17 @@ def test_storage_and_forensics_are_pinned() -> None:
         "MemoryStore",
         "RunQuery",
         "RunSummary",
+        "Seal",
+        "StoredRow",
         "canonical_json",
         "chain_hash",
         "check_batch",
+        "check_run",
         "decode_event_body",
         "event_json",
         "event_json_and_body",
         "event_json_from_body",
+        "seal_due",
         "summarize",
     ]
     assert sorted(executus.forensics.__all__) == [
@@ -164,6 +168,7 @@ def test_the_public_api_is_pinned() -> None:
         "MemoryStore",
         "Message",
         "Model",
+        "ModelCallError",
         "ModelFailed",
         "ModelRegistry",
         "ModelRequest",
@@ -171,6 +176,7 @@ def test_the_public_api_is_pinned() -> None:
         "ModelResolver",
         "ModelResponded",
         "ModelResponse",
+        "ModelSettings",
         "PatternRule",
         "PendingModelCall",
         "PendingTool",
@@ -252,6 +258,7 @@ def test_the_other_packages_are_pinned() -> None:
     assert sorted(executus.cli.__all__) == ["cli", "main"]
     assert sorted(store.__all__) == [
         "ENV_DB",
+        "RunEvidence",
         "SqlStore",
         "StoredEvent",
         "current_revision",
@@ -262,7 +269,12 @@ def test_the_other_packages_are_pinned() -> None:
         "is_known_revision",
         "make_default_directory",
         "open_store",
+        "run_evidence",
+        "signed_checkpoint",
         "upgrade",
+        "verify_all",
+        "verify_checkpoint",
+        "verify_run",
     ]
     assert sorted(replay.__all__) == [
         "BlobSource",
@@ -317,6 +329,43 @@ def test_the_observability_modules_are_pinned() -> None:
         "span_id_for",
         "trace_id_for",
     ]
+
+
+def test_the_models_api_is_pinned() -> None:
+    import executus.models
+
+    assert sorted(executus.models.__all__) == [
+        "AnthropicModel",
+        "ChatAdapter",
+        "ModelChunk",
+        "OpenAIModel",
+        "PROVIDERS",
+        "PartialReply",
+        "ReplyAssembler",
+        "StreamFinished",
+        "TextDelta",
+        "ToolCallDelta",
+        "model_from_name",
+    ]
+    for name in executus.models.__all__:
+        assert getattr(executus.models, name) is not None, name
+
+
+def test_an_adapter_without_its_sdk_names_the_extra_to_install() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['openai'] = None\n"  # what a missing package looks like to import
+        "from executus import ConfigurationError\n"
+        "try:\n"
+        "    from executus.models import OpenAIModel\n"
+        "except ConfigurationError as error:\n"
+        "    print(error)\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+
+    assert shown == "the OpenAI adapter needs the openai SDK: pip install 'executus[openai]'\n"
 
 
 def test_tools_do_not_import_the_agent_types_that_import_them() -> None:

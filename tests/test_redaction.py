@@ -34,9 +34,10 @@ from executus import (
     VirtualClock,
     tool,
 )
+from executus._store import InlineWriter
 from executus.cli import cli
 from executus.cli._common import Settings
-from executus.storage import InlineWriter, event_json
+from executus.storage import event_json
 from executus.testing import ScriptedModel, call
 from replay import Replayer
 from store import SqlStore, verify_all

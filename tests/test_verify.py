@@ -18,14 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from executus import (
-    Finding,
-    RunQuery,
-    SequentialIds,
-    UnknownEventError,
-    VirtualClock,
-    tool,
-)
+from executus import Finding, RunQuery, SequentialIds, UnknownEventError, VirtualClock, tool
 from executus._checkpoint import Checkpoint
 from executus._notekey import generate_key, open_checkpoint
 from executus.cli._demo import record_demo
@@ -342,8 +335,9 @@ def test_runs_finishing_at_once_from_two_stores_get_one_ledger_entry_each(sql_ur
 
 
 def test_a_nested_key_named_like_an_envelope_field_is_not_a_repeat() -> None:
-    from executus import RunCancelled, decode_event_body, event_json_and_body
+    from executus import RunCancelled
     from executus._events import InFlight
+    from executus.storage import decode_event_body, event_json_and_body
 
     event = RunCancelled(
         run_id="r",

@@ -39,11 +39,6 @@ _PROGRESS_FROM: Final = 50
 """Show a progress bar when verifying at least this many runs on a terminal."""
 
 
-def inert(text: str) -> str:
-    """Text from a database or a file, safe to print (see :func:`executus.forensics.terminal_text`)."""
-    return terminal_text(text)
-
-
 def _read_text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -114,7 +109,7 @@ def _print_report(output: Output, report: VerifyReport, what: str, *, extra: Seq
         output.line(f"{what}: intact ({verified})", "good")
         return True
     for finding in findings:
-        output.line(inert(str(finding)), "bad")
+        output.line(terminal_text(str(finding)), "bad")
     runs = {finding.run_id for finding in findings if finding.run_id is not None}
     checked = f"{_count(report.runs, 'run')}, {_count(report.events, 'event')} checked"
     output.line(

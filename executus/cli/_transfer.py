@@ -58,7 +58,7 @@ def export_command(
     a run that fails is refused (exit 1) unless --force. The cassette imports into any database
     with `executus import`, and is byte-for-byte the same each time.
     """
-    from executus.cli._audit import inert, load_signer, verify_for_export
+    from executus.cli._audit import load_signer, verify_for_export
     from replay._evidence import Evidence
     from replay.cassette import write_cassette
 
@@ -74,8 +74,8 @@ def export_command(
         report = verify_for_export(event_store, run_id)
         failures = [str(finding) for finding in report.findings] if report is not None else []
         if failures and not force:
-            click.echo(f"error: refusing to export run {run_id}: {inert(failures[0])}", err=True)
-            click.echo(
+            echo(f"error: refusing to export run {run_id}: {failures[0]}", err=True)
+            echo(
                 f"({len(failures)} found; `executus verify {run_id}` lists them, "
                 "--force exports the run with them recorded in the header)",
                 err=True,
@@ -108,8 +108,7 @@ def export_command(
         raise CliError(f"cannot write {path}: {_reason(error)}") from None
     lines = text.count("\n")
     note = f", with {len(failures)} verification failures recorded" if failures else ""
-    click.echo(f"exported run {run_id} ({lines} lines{note}) to {path}", err=True)
-    echo(f"exported run {run_id} ({lines} lines) to {path}", err=True)
+    echo(f"exported run {run_id} ({lines} lines{note}) to {path}", err=True)
 
 
 @click.command("import", short_help="Import a run from a cassette.")
