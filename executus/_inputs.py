@@ -186,11 +186,15 @@ def reply_input(
     with ``model_construct``), text made storable, non-object arguments kept aside."""
     try:
         usage = Usage.model_validate(dict(vars(response.usage)))
+        counts = {name: value for name, value in vars(usage).items() if isinstance(value, int)}
+        negative = {name: value for name, value in counts.items() if value < 0}
+        if negative:
+            raise ValueError(f"negative token counts {negative}")
         calls = tuple(_tool_call(call) for call in response.tool_calls)
         text: str | None = response.text
         if text is not None and not isinstance(text, str):
             raise TypeError(f"the reply's text is a {type(text).__name__}, not a string")
-    except (ValidationError, TypeError, AttributeError) as error:
+    except (ValidationError, ValueError, TypeError, AttributeError) as error:
         return ModelCallFailed(
             at=at,
             step=step,
@@ -205,6 +209,7 @@ def reply_input(
         tool_calls=calls,
         usage=usage,
         latency=latency,
+        finish_reason=None if response.finish_reason is None else clean_text(response.finish_reason),
     )
 
 

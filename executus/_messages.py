@@ -132,9 +132,9 @@ def omitted_when_none() -> Any:
 class Usage(_Frozen):
     """Token counts for one model call, or summed over a run."""
 
-    input_tokens: int = Field(default=0, ge=0)
+    input_tokens: int = 0
     """Tokens sent to the model (cached and cache-written ones included)."""
-    output_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = 0
     """Tokens the model produced (reasoning tokens included)."""
     cached_input_tokens: int | None = omitted_when_none()
     """Of ``input_tokens``, those read from the provider's prompt cache; None: not reported."""

@@ -35,13 +35,13 @@ from executus import (
     RunStarted,
     SystemClock,
     Usage,
-    event_json,
     rebuild,
     tool,
 )
 from executus._state import request_fingerprint
 from executus.models import AnthropicModel, OpenAIModel
 from executus.models._base import retry_after_seconds
+from executus.storage import event_json
 from replay import Replayer, load_cassette
 from replay.cassette import save_cassette
 from store import SqlStore
@@ -256,12 +256,6 @@ def test_the_readme_example_records_against_a_local_server_and_replays(tmp_path:
     assert [received.body["model"] for received in server.received] == ["gpt-4.1-mini"] * 2
 
 
-@pytest.mark.xfail(
-    reason="the executor does not pass Agent.model_settings on yet: AgentSpec(model_settings=...) in its "
-    "agent spec, ModelRequest(settings=...) on each step, ModelResponded(finish_reason=...), and the "
-    "Replayer's rebuilt Agent(model_settings=spec.model_settings); remove this mark when it does",
-    strict=True,
-)
 def test_agent_settings_reach_the_wire_are_recorded_and_replay(db: SqlStore) -> None:
     settings = ModelSettings(temperature=0.0, max_tokens=50, seed=11)
 

@@ -37,8 +37,6 @@ from typing import IO, Any, Final
 import pytest
 from sigkill_checks import (
     CHECKS,
-    CRITIC_SILENT_AFTER_CANCEL,
-    EVERY_CALL_ANSWERED,
     RESUMES_TO_FINISHED,
     Memory,
     Violation,
@@ -62,20 +60,8 @@ WORKER_TIMEOUT: Final = 60.0
 _LOCK = threading.Lock()
 """Guards the campaign's counters and findings, which both lanes update."""
 
-# Today's executor breaks these rules (issue #11 rewrites it): only these checks may fail, and
-# only until the rewrite lands. Each was seen failing; the rest all hold today.
-KNOWN_DEFECTS: Final = {
-    EVERY_CALL_ANSWERED: pytest.mark.xfail(
-        strict=False,
-        reason="issue #11 defect: resuming a sequential batch answers the interrupted call but not "
-        "the calls after it, so the next model request carries a tool call with no result",
-    ),
-    CRITIC_SILENT_AFTER_CANCEL: pytest.mark.xfail(
-        strict=False,
-        reason="issue #11 defect: the watchdog outlives the caller's cancel, so the critic records "
-        "decisions after run_cancelled (seen on child runs cancelled with their parent's tool)",
-    ),
-}
+# Rules a previous executor broke (issue #11 rewrote it); none is allowed to fail now.
+KNOWN_DEFECTS: Final[dict[str, pytest.MarkDecorator]] = {}
 
 
 @dataclass(frozen=True, slots=True)
