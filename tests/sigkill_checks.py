@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from executus import (
-    GENESIS_HASH,
     ChildRunStarted,
     CriticDecided,
     Event,
@@ -31,11 +30,9 @@ from executus import (
     SteerInjected,
     ToolFinished,
     ToolStarted,
-    chain_hash,
-    event_json,
     rebuild,
-    summarize,
 )
+from executus.storage import GENESIS_HASH, chain_hash, event_json, summarize
 from store import SqlStore
 
 CONTIGUOUS_SEQ: Final = "contiguous_seq"

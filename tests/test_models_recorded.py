@@ -35,13 +35,13 @@ from executus import (
     RunStarted,
     SystemClock,
     Usage,
-    event_json,
     rebuild,
     tool,
 )
 from executus._state import request_fingerprint
 from executus.models import AnthropicModel, OpenAIModel
 from executus.models._base import retry_after_seconds
+from executus.storage import event_json
 from replay import Replayer, load_cassette
 from replay.cassette import save_cassette
 from store import SqlStore
