@@ -109,15 +109,16 @@ def _arguments(model: str, request: ModelRequest, settings: ModelSettings) -> di
             }
             for tool in request.tools
         ]
-    optional = {
-        "stop_sequences": list(settings.stop) or None,
+    if settings.stop:
+        arguments["stop_sequences"] = list(settings.stop)
+    # Sent in the body as they are: newer SDKs no longer name the sampling fields that some
+    # models still accept, and older ones (the declared floor) do not name output_config yet.
+    in_body = {
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
         "output_config": {"effort": settings.reasoning_effort} if settings.reasoning_effort else None,
     }
-    arguments.update((key, value) for key, value in optional.items() if value is not None)
-    # Newer SDKs no longer name the sampling fields that some models still accept: send them
-    # in the body as they are.
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p}
-    extra_body = {key: value for key, value in sampling.items() if value is not None} | settings.extra
+    extra_body = {key: value for key, value in in_body.items() if value is not None} | settings.extra
     if extra_body:
         arguments["extra_body"] = extra_body
     return arguments
