@@ -44,6 +44,7 @@ from executus._errors import (
     SchemaVersionError,
     ScriptExhaustedError,
     StoreError,
+    StoreUnavailableError,
     UnknownEventError,
     UnknownModelError,
 )
@@ -185,6 +186,7 @@ __all__ = [
     "SteerInjected",
     "SteerMessage",
     "StoreError",
+    "StoreUnavailableError",
     "SystemClock",
     "SystemMessage",
     "TextPart",

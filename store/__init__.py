@@ -9,12 +9,14 @@ id suggestions). The ``executus db`` commands call :func:`upgrade` and :func:`cu
 from store._engine import display_url
 from store._migrate import current_revision, head_revision, upgrade
 from store._open import ENV_DB, default_url, open_store
+from store._settings import WriterSettings
 from store._sql import SqlStore, StoredEvent
 
 __all__ = [
     "ENV_DB",
     "SqlStore",
     "StoredEvent",
+    "WriterSettings",
     "current_revision",
     "default_url",
     "display_url",

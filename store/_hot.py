@@ -24,36 +24,36 @@ machinery:
   last_event_at and head_hash): SQLite rewrites an index's pages when a statement sets its
   column, even to the same value, and four of the row's indexed columns never change.
 
-A held connection can go stale (a PostgreSQL restart, ``pg_terminate_backend``). A lost
-connection is discarded so that the next append reconnects, and if it was lost before
-``COMMIT`` was sent, nothing of the transaction can have been kept (the server rolls back what
-a dead connection left uncommitted), so the append is retried once on a new connection.
+This module holds the statements and the interface a transaction offers the batch writer
+(``store._batch``); ``store._session`` holds the connection and how a transaction runs on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import Any, Final, cast
 
-from sqlalchemy import Dialect, Engine, and_, bindparam, func, insert, select, update
-from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPIModule
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy import Dialect, and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 from executus import RunSummary
-from store._engine import raw_connect, statement_failed
-from store._schema import UtcDateTime, events, runs
+from store._schema import UtcDateTime, blobs, events, runs
 
-if TYPE_CHECKING:
-    import psycopg
-
-__all__ = ["APPEND_LOCK_KEY", "SUMMARY_FIELDS", "AppendTransaction", "RaceLost", "Statement", "Writer"]
+__all__ = [
+    "APPEND_LOCK_KEY",
+    "SUMMARY_FIELDS",
+    "AppendTransaction",
+    "Parameters",
+    "RaceLost",
+    "Statement",
+    "Statements",
+]
 
 APPEND_LOCK_KEY: Final = 0x6578_6563_7574_7573 >> 1
 """The PostgreSQL advisory lock every append holds ("executus" in ASCII, halved to fit a bigint)."""
@@ -73,8 +73,26 @@ _SELECT_RUN: Final = select(*(runs.c[name] for name in SUMMARY_FIELDS)).where(
 _INSERT_EVENTS: Final = insert(events).values({name: bindparam(name) for name in _EVENT_COLUMNS}).inline()
 _INSERT_RUN: Final = insert(runs).values({name: bindparam(name) for name in SUMMARY_FIELDS})
 _APPEND_LOCK: Final = select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY))
+_SELECT_HASH: Final = select(events.c.hash).where(
+    and_(events.c.run_id == bindparam("run_id"), events.c.seq == bindparam("seq"))
+)
+_BLOB_VALUES: Final[dict[str, Any]] = {
+    "sha256": bindparam("sha256"),
+    "media_type": bindparam("media_type"),
+    "data": bindparam("data"),
+}
+_INSERT_BLOB: Final = {
+    "sqlite": sqlite.insert(blobs)
+    .values(_BLOB_VALUES)
+    .on_conflict_do_nothing(index_elements=[blobs.c.sha256]),
+    "postgresql": postgresql.insert(blobs)
+    .values(_BLOB_VALUES)
+    .on_conflict_do_nothing(index_elements=[blobs.c.sha256]),
+}
+"""A blob is stored once by its sha256: the first media type wins."""
 
-_Result = TypeVar("_Result")
+Parameters = list[Any] | dict[str, Any]
+"""A statement's parameters, converted for the driver, in the dialect's paramstyle."""
 _Processor = Callable[[Any], Any]
 _NO_VALUES: Final[Mapping[str, Any]] = {}
 
@@ -112,7 +130,7 @@ class Statement:
                 for column in statement.selected_columns
             )
 
-    def parameters(self, values: Mapping[str, Any] = _NO_VALUES) -> list[Any] | dict[str, Any]:
+    def parameters(self, values: Mapping[str, Any] = _NO_VALUES) -> Parameters:
         """``values`` by parameter name, converted for the driver, in the dialect's paramstyle."""
         if self._fixed:
             values = {**self._fixed, **values}
@@ -155,23 +173,25 @@ def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor | No
     return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
-class _Statements:
+class Statements:
     """The append path's statements for one dialect; runs-row updates compiled per changed set."""
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
         self.select_run = Statement(_SELECT_RUN, dialect)
+        self.select_hash = Statement(_SELECT_HASH, dialect)
         self.insert_events = Statement(_INSERT_EVENTS, dialect)
         self._insert_run = Statement(_INSERT_RUN, dialect)
+        self.insert_blob = Statement(_INSERT_BLOB[dialect.name], dialect)
         self.append_lock = Statement(_APPEND_LOCK, dialect)
         self._updates: dict[tuple[str, ...], Statement] = {}
 
-    def insert_run(self, summary: RunSummary) -> tuple[Statement, list[Any] | dict[str, Any]]:
+    def insert_run(self, summary: RunSummary) -> tuple[Statement, Parameters]:
         """The INSERT of a new run's row ``summary``, with its parameters."""
         values = dict(zip(SUMMARY_FIELDS, _summary_values(summary), strict=True))
         return self._insert_run, self._insert_run.parameters(values)
 
-    def update_run(self, old: RunSummary, new: RunSummary) -> tuple[Statement, list[Any] | dict[str, Any]]:
+    def update_run(self, old: RunSummary, new: RunSummary) -> tuple[Statement, Parameters]:
         """The UPDATE that turns the stored row ``old`` into ``new``, with its parameters.
 
         It sets only the columns that change (SQLite rewrites an index's pages when a statement
@@ -203,7 +223,7 @@ class _Statements:
 
 
 class AppendTransaction(ABC):
-    """One append's statements, inside the transaction :meth:`Writer.run` runs.
+    """The statements of one transaction that :meth:`store._session.AppendConnection.attempt` runs.
 
     A statement may be sent only when the transaction ends (PostgreSQL's pipeline), so its
     failure can surface there: as the driver's error, or as :class:`RaceLost`.
@@ -225,213 +245,10 @@ class AppendTransaction(ABC):
     def update_run(self, old: RunSummary, new: RunSummary) -> None:
         """Turn the stored row ``old`` into ``new``; :class:`RaceLost` if it is no longer ``old``."""
 
-
-class _Session(AppendTransaction):
-    """The held connection and how one append's transaction runs on it, per backend."""
-
-    def __init__(self, held: PoolProxiedConnection, statements: _Statements) -> None:
-        assert held.dbapi_connection is not None  # a fresh checkout
-        self._held = held
-        self._statements = statements
-        self.dbapi_connection: DBAPIConnection = held.dbapi_connection
-        """The driver's connection (kept after :meth:`discard`, to tell why it failed)."""
-        self.committing = False
-        """Whether the last transaction got as far as sending COMMIT (then its outcome is unknown
-        if the connection is lost)."""
-        self._cursor: Any = None
-        """The cursor the inserts go through; each backend's session opens it."""
-
-    @property
-    def usable(self) -> bool:
-        """False once discarded or closed."""
-        return self._held.dbapi_connection is not None
+    @abstractmethod
+    def read_hash(self, run_id: str, seq: int) -> str | None:
+        """The hex hash of the run's event ``seq``, or None if there is none."""
 
     @abstractmethod
-    def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
-        """Run ``body`` in one transaction and commit it, or roll it back and re-raise."""
-
-    def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        statement = self._statements.insert_events
-        self._cursor.executemany(statement.sql, [statement.parameters(row) for row in rows])
-
-    def insert_run(self, summary: RunSummary) -> None:
-        statement, parameters = self._statements.insert_run(summary)
-        self._cursor.execute(statement.sql, parameters)
-
-    def discard(self) -> None:
-        """Close the connection for good (a transaction still open on it is rolled back)."""
-        if self.usable:
-            self._held.invalidate()
-
-    def close(self) -> None:
-        """Give the connection back to the pool."""
-        if self.usable:
-            self._held.close()
-
-
-class _SqliteSession(_Session):
-    """``BEGIN IMMEDIATE`` (the write lock before the run's row is read: see store._engine),
-    the statements, ``COMMIT``; one cursor serves them all."""
-
-    def __init__(
-        self, held: PoolProxiedConnection, connection: sqlite3.Connection, statements: _Statements
-    ) -> None:
-        super().__init__(held, statements)
-        self._connection = connection
-        self._cursor = connection.cursor()
-
-    def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
-        self.committing = False
-        self._cursor.execute("BEGIN IMMEDIATE")
-        try:
-            result = body(self)
-            self.committing = True
-            self._cursor.execute("COMMIT")
-        except BaseException:
-            try:
-                if self._connection.in_transaction:
-                    self._cursor.execute("ROLLBACK")
-            except sqlite3.Error:
-                self.discard()
-            raise
-        return result
-
-    def read_run(self, run_id: str) -> RunSummary | None:
-        statement = self._statements.select_run
-        row = self._cursor.execute(statement.sql, statement.parameters({"run_id": run_id})).fetchone()
-        return None if row is None else RunSummary(**statement.row(row))
-
-    def update_run(self, old: RunSummary, new: RunSummary) -> None:
-        statement, parameters = self._statements.update_run(old, new)
-        if self._cursor.execute(statement.sql, parameters).rowcount != 1:
-            raise RaceLost
-
-
-class _PostgresSession(_Session):
-    """Pipeline mode: the advisory lock, the inserts and the update go in one round trip, the
-    update's row count is checked, then ``COMMIT`` goes in a second. Reading the run's row (when
-    this store has not cached it) costs one more."""
-
-    def __init__(
-        self,
-        held: PoolProxiedConnection,
-        connection: psycopg.Connection[Any],
-        statements: _Statements,
-        driver_error: type[Exception],
-    ) -> None:
-        super().__init__(held, statements)
-        self._connection = connection
-        self._driver_error = driver_error  # psycopg.Error; psycopg is imported only for PostgreSQL
-        # A cursor's result is its last statement's, so the two read from have their own.
-        self._cursor = connection.cursor()
-        self._select = connection.cursor()
-        self._update = connection.cursor()
-        self._updating = False
-        self._lock = statements.append_lock.parameters()
-        self._pipeline: psycopg.Pipeline | None = None
-
-    def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
-        self.committing = self._updating = False
-        try:
-            with self._connection.pipeline() as pipeline:
-                self._pipeline = pipeline
-                self._cursor.execute(self._statements.append_lock.sql, self._lock)
-                result = body(self)
-                pipeline.sync()
-                if self._updating and self._update.rowcount != 1:
-                    raise RaceLost
-            self.committing = True
-            self._connection.commit()
-        except BaseException:
-            try:
-                self._connection.rollback()
-            except self._driver_error:  # the connection is gone, and its transaction with it
-                self.discard()
-            raise
-        finally:
-            self._pipeline = None
-        return result
-
-    def read_run(self, run_id: str) -> RunSummary | None:
-        assert self._pipeline is not None
-        statement = self._statements.select_run
-        self._select.execute(statement.sql, statement.parameters({"run_id": run_id}))
-        self._pipeline.sync()
-        row = self._select.fetchone()
-        return None if row is None else RunSummary(**statement.row(row))
-
-    def update_run(self, old: RunSummary, new: RunSummary) -> None:
-        statement, parameters = self._statements.update_run(old, new)
-        self._update.execute(statement.sql, parameters)
-        self._updating = True
-
-
-class Writer:
-    """The store's one connection for appends, with the statements compiled for it.
-
-    Not thread-safe: the store holds its lock around :meth:`run` and :meth:`close`.
-
-    Args:
-        engine: the store's engine; the connection comes from its pool.
-        url: the database as the user gave it, for messages (its password is masked).
-    """
-
-    def __init__(self, engine: Engine, url: str) -> None:
-        self._engine = engine
-        self._url = url
-        self._dialect = engine.dialect
-        driver = self._dialect.loaded_dbapi
-        self._driver_error: type[DBAPIModule.Error] = driver.Error
-        self._integrity_error: type[DBAPIModule.Error] = driver.IntegrityError
-        self._statements = _Statements(self._dialect)
-        self._session: _Session | None = None
-
-    def run(self, doing: str, body: Callable[[AppendTransaction], _Result]) -> _Result:
-        """Run ``body`` in one transaction and commit; nothing of it is kept if anything fails.
-
-        Args:
-            doing: what is being done, e.g. "appending to run abc", for error messages.
-            body: the statements; it may raise to roll everything back.
-
-        Raises:
-            RaceLost: a unique constraint was violated, or the runs row was not as expected.
-            DatabaseUnavailableError: cannot connect, or the connection was lost (a second time,
-                or while committing, when whether the commit happened is unknown).
-            StoreError: a statement failed (one line, with the URL and ``doing``).
-        """
-        retried = False
-        while True:
-            session = self._connected()
-            try:
-                return session.transact(body)
-            except self._integrity_error as error:
-                # A writer that did not take our lock inserted the same seq or run first.
-                raise RaceLost from error
-            except self._driver_error as error:
-                if not self._dialect.is_disconnect(error, session.dbapi_connection, None):
-                    raise statement_failed(self._url, doing, error) from error
-                session.discard()
-                if session.committing or retried:
-                    raise statement_failed(self._url, doing, error, lost=True) from error
-                retried = True  # lost before COMMIT was sent: nothing was kept, so try again
-
-    def _connected(self) -> _Session:
-        """The session on the held connection, connecting first if there is none (or it was lost)."""
-        session = self._session
-        if session is None or not session.usable:
-            held = raw_connect(self._engine, self._url)
-            connection = held.dbapi_connection
-            if isinstance(connection, sqlite3.Connection):
-                session = _SqliteSession(held, connection, self._statements)
-            else:
-                session = _PostgresSession(
-                    held, cast("psycopg.Connection[Any]", connection), self._statements, self._driver_error
-                )
-            self._session = session
-        return session
-
-    def close(self) -> None:
-        """Give the held connection back to the pool (the engine's ``dispose`` then closes it)."""
-        session, self._session = self._session, None
-        if session is not None:
-            session.close()
+    def insert_blob(self, sha256: str, media_type: str, data: bytes) -> None:
+        """Store a blob unless one with that sha256 is already stored."""

@@ -89,6 +89,7 @@ def test_the_public_api_is_pinned() -> None:
         "SteerInjected",
         "SteerMessage",
         "StoreError",
+        "StoreUnavailableError",
         "SystemClock",
         "SystemMessage",
         "TextPart",
