@@ -1,0 +1,161 @@
+"""The writer through database faults: a frozen or restarted PostgreSQL, a reply to COMMIT lost.
+
+The PostgreSQL tests stop, freeze (SIGSTOP) and restart a throwaway server of their own
+(``own_postgres``). The loop's freedom is shown by a heartbeat's ticks, never by a timing bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import pytest
+from store_events import expected_hashes, hashes_of, run_events
+from test_store_writer import QUICK, Heartbeat, submitted, write_lock_held
+
+from executus import Event
+from store import SqlStore, WriterSettings
+from store._hot import AppendTransaction
+from store._pgserver import ThrowawayPostgres
+from store._session import AppendConnection, TransientFailure
+
+_Result = TypeVar("_Result")
+
+
+def test_a_frozen_server_delays_only_its_appends(own_postgres: ThrowawayPostgres) -> None:
+    events = run_events("frozen-1")
+
+    async def scenario(store: SqlStore) -> None:
+        writer = store.writer()
+        await writer.append("frozen-1", events[:1], 0)  # connected
+        async with Heartbeat() as heartbeat:
+            own_postgres.pause()
+            try:
+                (append,) = await submitted(writer.append("frozen-1", events[1:], 1))
+                await heartbeat.beats(100)  # the loop ran while the server did not answer
+                assert not append.done()
+            finally:
+                own_postgres.resume()
+            await append
+
+    with SqlStore(own_postgres.url, QUICK) as store:
+        asyncio.run(scenario(store))
+        assert store.read_run("frozen-1") == events
+
+
+def test_a_server_frozen_past_the_deadline_is_left_and_the_append_made_once(
+    own_postgres: ThrowawayPostgres,
+) -> None:
+    """The server cannot enforce its own timeouts while frozen: the writer abandons the
+    connection, reconnects when the server is back, and writes the batch exactly once."""
+    events = run_events("frozen-2")
+    settings = WriterSettings(lock_timeout=0.2, statement_timeout=0.3, connect_timeout=2, retry_window=60)
+
+    async def scenario(store: SqlStore) -> None:
+        writer = store.writer()
+        await writer.append("frozen-2", events[:1], 0)
+        own_postgres.pause()
+        try:
+            (append,) = await submitted(writer.append("frozen-2", events[1:], 1))
+            await asyncio.sleep(3)  # past lock_timeout + statement_timeout + 1 s
+            assert not append.done()
+        finally:
+            own_postgres.resume()
+        await append
+
+    with SqlStore(own_postgres.url, settings) as store:
+        asyncio.run(scenario(store))
+        assert store.read_run("frozen-2") == events
+        assert hashes_of(store, "frozen-2") == expected_hashes(events)
+
+
+def test_appends_resume_after_a_server_restart_with_no_loss_and_no_duplicate(
+    own_postgres: ThrowawayPostgres,
+) -> None:
+    runs = [f"restart-{index}" for index in range(5)]
+    logs = {run_id: run_events(run_id, steps=10, status="ok") for run_id in runs}
+
+    async def record(writer_append: Callable[[str, Sequence[Event], int], object], run_id: str) -> None:
+        for event in logs[run_id]:
+            await writer_append(run_id, [event], event.seq - 1)  # type: ignore[misc]
+            await asyncio.sleep(0.01)
+
+    async def scenario(store: SqlStore) -> None:
+        writer = store.writer()
+        tasks = [asyncio.create_task(record(writer.append, run_id)) for run_id in runs]
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(own_postgres.stop_server)
+        assert not any(task.done() for task in tasks)  # the runs were cut off mid-way
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(own_postgres.start_server)
+        await asyncio.gather(*tasks)
+
+    with SqlStore(own_postgres.url, QUICK) as store:
+        asyncio.run(scenario(store))
+        for run_id, log in logs.items():
+            assert store.read_run(run_id) == log
+            assert hashes_of(store, run_id) == expected_hashes(log)
+
+
+class _Abandoned(Exception):
+    pass
+
+
+class LosesTheReplyToCommit:
+    """The store's connection, but its next transaction fails as a connection lost after COMMIT
+    was sent: with ``committed``, after really committing (the reply was what got lost), else
+    after rolling back (the COMMIT never arrived)."""
+
+    def __init__(self, real: AppendConnection, *, committed: bool) -> None:
+        self._real = real
+        self._committed = committed
+        self.armed = False
+
+    def attempt(self, doing: str, body: Callable[[AppendTransaction], _Result]) -> _Result:
+        if not self.armed:
+            return self._real.attempt(doing, body)
+        self.armed = False
+        if self._committed:
+            self._real.attempt(doing, body)
+        else:
+
+            def written_then_abandoned(transaction: AppendTransaction) -> _Result:
+                body(transaction)
+                raise _Abandoned
+
+            with pytest.raises(_Abandoned):
+                self._real.attempt(doing, written_then_abandoned)
+        raise TransientFailure("lost the connection while committing (injected)", uncertain=True)
+
+    def close(self) -> None:
+        self._real.close()
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["commit-kept", "commit-lost"])
+def test_a_group_whose_commit_reply_was_lost_is_written_once_with_no_conflict(
+    sql_url: str, committed: bool
+) -> None:
+    one, two = run_events("lost-1"), run_events("lost-2")
+
+    async def scenario(store: SqlStore, connection: LosesTheReplyToCommit) -> None:
+        writer = store.writer()
+        await writer.append("lost-1", one[:1], 0)
+        with write_lock_held(sql_url):  # so that the next four go in one group
+            connection.armed = True
+            tasks = await submitted(
+                writer.append("lost-1", one[1:3], 1),
+                writer.append("lost-2", two[:2], 0),
+                writer.append("lost-1", one[3:], 3),
+                writer.append("lost-2", two[2:], 2),
+            )
+        await asyncio.gather(*tasks)
+
+    with SqlStore(sql_url, QUICK) as store:
+        connection = LosesTheReplyToCommit(store._committer._connection, committed=committed)
+        store._committer._connection = connection  # type: ignore[assignment]
+        asyncio.run(scenario(store, connection))
+        assert not connection.armed  # the fault happened
+        for run_id, log in (("lost-1", one), ("lost-2", two)):
+            assert store.read_run(run_id) == log
+            assert hashes_of(store, run_id) == expected_hashes(log)
