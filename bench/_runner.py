@@ -14,7 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TypeAlias
 
-from bench import case_append, case_concurrency, case_memory, case_rebuild, case_replay, case_steps
+from bench import (
+    case_append,
+    case_concurrency,
+    case_loop_lag,
+    case_memory,
+    case_rebuild,
+    case_replay,
+    case_steps,
+)
 from bench._config import Config
 from bench._machine import describe_machine
 from bench._pg import Postgres, postgres_server
@@ -29,6 +37,7 @@ CASES: Final[dict[str, Case]] = {
     "rebuild": case_rebuild.run,
     "replay": case_replay.run,
     "concurrency": case_concurrency.run,
+    "loop-lag": case_loop_lag.run,
     "memory": case_memory.run,
 }
 

@@ -47,6 +47,10 @@ from store._schema import UtcDateTime, blobs, events, runs
 
 __all__ = [
     "APPEND_LOCK_KEY",
+    "EVENT_COLUMNS",
+    "POSTGRES_INSERT_EVENTS_ARRAYS",
+    "POSTGRES_STEP_COLUMNS",
+    "POSTGRES_UPDATE_STEPS_ARRAYS",
     "SUMMARY_FIELDS",
     "AppendTransaction",
     "Parameters",
@@ -61,7 +65,8 @@ APPEND_LOCK_KEY: Final = 0x6578_6563_7574_7573 >> 1
 SUMMARY_FIELDS: Final = tuple(field.name for field in dataclasses.fields(RunSummary))
 """The runs row's columns: :class:`executus.RunSummary`'s fields."""
 
-_EVENT_COLUMNS: Final = tuple(column.name for column in events.columns if column is not events.c.position)
+EVENT_COLUMNS: Final = tuple(column.name for column in events.columns if column is not events.c.position)
+"""The events row's columns an insert sets (all but the generated ``position``)."""
 _UPDATABLE: Final = tuple(name for name in SUMMARY_FIELDS if name != "run_id")
 _summary_values: Final = attrgetter(*SUMMARY_FIELDS)
 _updatable_values: Final = attrgetter(*_UPDATABLE)
@@ -70,7 +75,50 @@ _SELECT_RUN: Final = select(*(runs.c[name] for name in SUMMARY_FIELDS)).where(
     runs.c.run_id == bindparam("run_id")
 )
 # inline(): no RETURNING of the generated position, which nothing here reads.
-_INSERT_EVENTS: Final = insert(events).values({name: bindparam(name) for name in _EVENT_COLUMNS}).inline()
+_INSERT_EVENTS: Final = insert(events).values({name: bindparam(name) for name in EVENT_COLUMNS}).inline()
+_POSTGRES_ARRAY_TYPES: Final = {
+    "run_id": "varchar",
+    "seq": "integer",
+    "kind": "varchar",
+    "schema_version": "integer",
+    "at": "timestamptz",
+    "payload": "text",
+    "hash": "bytea",
+}
+POSTGRES_INSERT_EVENTS_ARRAYS: Final = (
+    f"INSERT INTO {events.name} ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"%({name})b::{_POSTGRES_ARRAY_TYPES[name]}[]" for name in EVENT_COLUMNS)
+    + ")"
+)
+"""PostgreSQL: any number of events rows in one INSERT, one array per column. Each statement in
+a pipeline costs a send and a receive of its own, so a group commit's hundreds of rows go in one
+statement rather than one per row (and its text is short enough for psycopg to cache)."""
+POSTGRES_STEP_COLUMNS: Final = (
+    "status",
+    "steps",
+    "input_tokens",
+    "output_tokens",
+    "last_seq",
+    "last_event_at",
+    "head_hash",
+)
+"""The runs-row columns an append can change before its run finishes (none of them NULL)."""
+_POSTGRES_STEP_TYPES: Final = ("varchar", "integer", "bigint", "bigint", "integer", "timestamptz", "varchar")
+POSTGRES_UPDATE_STEPS_ARRAYS: Final = (
+    f"UPDATE {runs.name} SET "
+    + ", ".join(f"{name} = v.{name}" for name in POSTGRES_STEP_COLUMNS)
+    + " FROM unnest(%(run_id)b::varchar[], %(expected_seq)b::integer[], "
+    + ", ".join(
+        f"%({name})b::{kind}[]"
+        for name, kind in zip(POSTGRES_STEP_COLUMNS, _POSTGRES_STEP_TYPES, strict=True)
+    )
+    + f") AS v(run_id, expected_seq, {', '.join(POSTGRES_STEP_COLUMNS)})"
+    + f" WHERE {runs.name}.run_id = v.run_id AND {runs.name}.last_seq = v.expected_seq"
+)
+"""PostgreSQL: the runs rows of a whole group in one UPDATE, for the appends that change only
+:data:`POSTGRES_STEP_COLUMNS` (all but a run's first and last), guarded by last_seq like
+:meth:`Statements.update_run`'s. PostgreSQL's HOT update needs only the indexed columns' values
+to stay the same, so setting unchanged ones costs nothing there (unlike on SQLite)."""
 _INSERT_RUN: Final = insert(runs).values({name: bindparam(name) for name in SUMMARY_FIELDS})
 _APPEND_LOCK: Final = select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY))
 _SELECT_HASH: Final = select(events.c.hash).where(

@@ -28,6 +28,7 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from sqlalchemy import Engine
@@ -36,7 +37,18 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from executus import DatabaseUnavailableError, RunSummary
 from store._engine import one_line, raw_connect, statement_failed
-from store._hot import AppendTransaction, RaceLost, Statements
+from store._hot import (
+    EVENT_COLUMNS,
+    POSTGRES_INSERT_EVENTS_ARRAYS,
+    POSTGRES_STEP_COLUMNS,
+    POSTGRES_UPDATE_STEPS_ARRAYS,
+    SUMMARY_FIELDS,
+    AppendTransaction,
+    Parameters,
+    RaceLost,
+    Statement,
+    Statements,
+)
 from store._settings import WriterSettings
 
 if TYPE_CHECKING:
@@ -50,6 +62,10 @@ _TRANSIENT_SQLSTATE_CLASSES: Final = ("08", "40", "53", "57")
 deadlock), insufficient resources (too many connections) and operator intervention (a statement
 timeout, a server shutting down or starting up); plus 55P03, a lock timeout."""
 _WATCHDOG_POLL_SECONDS: Final = 0.05
+_step_values: Final = attrgetter(*POSTGRES_STEP_COLUMNS)
+_other_values: Final = attrgetter(
+    *(name for name in SUMMARY_FIELDS if name not in POSTGRES_STEP_COLUMNS and name != "last_seq")
+)
 
 
 class TransientFailure(Exception):
@@ -171,7 +187,9 @@ class _SqliteSession(_Session):
 class _PostgresSession(_Session):
     """Pipeline mode: the advisory lock, the inserts and the updates go in one round trip, the
     updates' row counts are checked, then ``COMMIT`` goes in a second. Reading a run's row (when
-    the store has not cached it) costs one more."""
+    the store has not cached it) costs one more. Each statement in a pipeline costs a send and
+    a receive, so a group's events go in one insert of arrays, and its runs-row updates in
+    one ``executemany`` per set of changed columns (see ``POSTGRES_INSERT_EVENTS_ARRAYS``)."""
 
     def __init__(
         self,
@@ -183,24 +201,28 @@ class _PostgresSession(_Session):
         super().__init__(held, statements)
         self._connection = connection
         self._driver_error = driver_error  # psycopg.Error; psycopg is imported only for PostgreSQL
-        # A cursor's result is its last statement's: reads, and each update, get their own.
+        # A cursor's result is its last statement's: reads, and each kind of update, get their own.
         self._cursor = connection.cursor()
         self._select = connection.cursor()
-        self._updates: list[psycopg.Cursor[Any]] = []
-        self._updated = 0
+        self._update_cursors: list[psycopg.Cursor[Any]] = []
+        self._updates: dict[Statement, list[Parameters]] = {}
+        self._steps: list[tuple[RunSummary, RunSummary]] = []
+        """Updates that change only the step columns: one statement for all of them."""
         self._lock = statements.append_lock.parameters()
         self._pipeline: psycopg.Pipeline | None = None
 
     def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
         self.committing = False
-        self._updated = 0
+        self._updates.clear()
+        self._steps.clear()
         try:
             with self._connection.pipeline() as pipeline:
                 self._pipeline = pipeline
                 self._cursor.execute(self._statements.append_lock.sql, self._lock)
                 result = body(self)
+                sent = self._send_updates()
                 pipeline.sync()
-                if any(cursor.rowcount != 1 for cursor in self._updates[: self._updated]):
+                if any(cursor.rowcount != expected for cursor, expected in sent):
                     raise RaceLost
             self.committing = True
             self._connection.commit()
@@ -213,6 +235,33 @@ class _PostgresSession(_Session):
         finally:
             self._pipeline = None
         return result
+
+    def _send_updates(self) -> list[tuple[psycopg.Cursor[Any], int]]:
+        """Send the buffered updates; returns each cursor with the row count it must report."""
+        while len(self._update_cursors) < len(self._updates) + 1:
+            self._update_cursors.append(self._connection.cursor())
+        sent = []
+        for cursor, (statement, parameters) in zip(self._update_cursors, self._updates.items(), strict=False):
+            cursor.executemany(statement.sql, parameters)
+            sent.append((cursor, len(parameters)))
+        if self._steps:
+            cursor = self._update_cursors[len(self._updates)]
+            columns: dict[str, list[Any]] = {"run_id": [], "expected_seq": []}
+            columns.update((name, []) for name in POSTGRES_STEP_COLUMNS)
+            for old, new in self._steps:
+                columns["run_id"].append(old.run_id)
+                columns["expected_seq"].append(old.last_seq)
+                for name, value in zip(POSTGRES_STEP_COLUMNS, _step_values(new), strict=True):
+                    columns[name].append(value)
+            cursor.execute(POSTGRES_UPDATE_STEPS_ARRAYS, columns)
+            sent.append((cursor, len(self._steps)))
+        return sent
+
+    def insert_events(self, rows: list[dict[str, Any]]) -> None:
+        # Times are aware datetimes (the events' own), which psycopg sends as timestamptz: the
+        # conversion UtcDateTime would make is not needed.
+        columns = {name: [row[name] for row in rows] for name in EVENT_COLUMNS}
+        self._cursor.execute(POSTGRES_INSERT_EVENTS_ARRAYS, columns)
 
     def abort(self) -> None:
         # shutdown() on a duplicate of the socket ends the connection for the original too: the
@@ -241,11 +290,11 @@ class _PostgresSession(_Session):
         return None if row is None else bytes(row[0]).hex()
 
     def update_run(self, old: RunSummary, new: RunSummary) -> None:
+        if _other_values(old) == _other_values(new):
+            self._steps.append((old, new))
+            return
         statement, parameters = self._statements.update_run(old, new)
-        if self._updated == len(self._updates):
-            self._updates.append(self._connection.cursor())
-        self._updates[self._updated].execute(statement.sql, parameters)
-        self._updated += 1
+        self._updates.setdefault(statement, []).append(parameters)
 
 
 class _Watchdog:

@@ -33,3 +33,16 @@ def test_quick_append_case_produces_positive_figures(tmp_path: Path) -> None:
     assert all(row.note for row in skipped), "a row without a figure must say why"
     assert "events/s" in report.render()
     assert report.to_json()["rows"]
+
+
+def test_quick_loop_lag_case_measures_sqlite_and_says_why_postgres_is_missing(tmp_path: Path) -> None:
+    config = dataclasses.replace(Config.quick_mode(tmp_path), lag_runs=5, lag_steps=3, lag_fault=0.2)
+
+    report, failed = run_bench(config, ["loop-lag"], postgres=False)
+
+    assert failed == []
+    sqlite = [row for row in report.rows if row.name.startswith("SQLite")]
+    assert {row.unit for row in sqlite} == {"ms", "events/s"}
+    assert all(row.value is not None and math.isfinite(row.value) for row in sqlite)
+    assert [row.note for row in report.rows if row.name == "PostgreSQL"] == ["PostgreSQL off (--no-postgres)"]
+    assert [target.met for target in report.targets][1:] == [None, None]
