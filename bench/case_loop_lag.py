@@ -36,42 +36,20 @@ from bench._pg import Postgres, conninfo
 from bench._report import Report, Row
 from bench._stores import fresh_sqlite
 from bench._workload import capture_run, renamed, run_id_for
+from bench.case_concurrency import Concurrent, loop_ticker
 from executus import Event
 from executus._store import EventWriter
 from store import SqlStore, open_store
 from store._hot import APPEND_LOCK_KEY
 
-__all__ = ["Lagged", "record_through_writer", "run"]
+__all__ = ["Written", "record_through_writer", "run"]
 
 CASE = "7 loop lag"
-_TICK = 0.001
 _FAULT_AFTER = 0.2
 """Seconds after the runs start that the fault begins (they are all active by then)."""
 _TODAY_WORST_LAG_MS = 2045.0
 _TODAY_PG_EVENTS_PER_SECOND = 2229.0
 """bench/RESULTS.md, 2026-11-25: case 5, PostgreSQL, 100 runs (used when case 5 did not run)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lagged:
-    """What one batch of runs measured."""
-
-    events: int
-    seconds: float
-    step_overheads: tuple[float, ...]
-    worst_lag: float
-    transactions: int
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds
-
-
-async def _ticker(worst: list[float]) -> None:
-    while True:
-        started = time.perf_counter()
-        await asyncio.sleep(_TICK)
-        worst[0] = max(worst[0], time.perf_counter() - started - _TICK)
 
 
 async def _drive(
@@ -97,7 +75,7 @@ async def _record_all(
     writer = store.writer()
     worst = [0.0]
     overheads: list[float] = []
-    ticker = asyncio.create_task(_ticker(worst))
+    ticker = asyncio.create_task(loop_ticker(worst))
     faulting: threading.Thread | None = None
     started = time.perf_counter()
     drivers = [
@@ -116,9 +94,18 @@ async def _record_all(
     return seconds, worst[0], overheads, events
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one batch of runs recorded through the writer measured."""
+
+    measured: Concurrent
+    transactions: int
+    """Transactions the writer committed for them."""
+
+
 def record_through_writer(
     url: str, config: Config, label: str, fault: Callable[[], None] | None = None
-) -> Lagged:
+) -> Written:
     """Record ``config.lag_runs`` runs at once through the writer of the store at ``url``.
 
     Args:
@@ -137,7 +124,7 @@ def record_through_writer(
         transactions = store.write_transactions - before
     finally:
         store.close()
-    return Lagged(events, seconds, tuple(overheads), lag, transactions)
+    return Written(Concurrent(events, seconds, tuple(overheads), lag), transactions)
 
 
 def _sqlite_lock_held(path: str, seconds: float) -> Callable[[], None]:
@@ -175,10 +162,11 @@ def _postgres_stalled(postgres: Postgres, url: str, seconds: float) -> tuple[Cal
     return hold_lock, "append lock held by another session (not our server to freeze)"
 
 
-def _rows(report: Report, what: str, measured: Lagged) -> None:
+def _rows(report: Report, what: str, written: Written) -> None:
+    measured = written.measured
     overheads = sorted(measured.step_overheads)
-    per = measured.events / max(1, measured.transactions)
-    report.add(Row(CASE, f"{what}: worst loop lag", measured.worst_lag * 1000, "ms"))
+    per = measured.events / max(1, written.transactions)
+    report.add(Row(CASE, f"{what}: worst loop lag", measured.loop_stall * 1000, "ms"))
     report.add(Row(CASE, f"{what}: step overhead, median", statistics.median(overheads) * 1000, "ms"))
     report.add(Row(CASE, f"{what}: step overhead, worst", overheads[-1] * 1000, "ms"))
     report.add(
@@ -187,13 +175,13 @@ def _rows(report: Report, what: str, measured: Lagged) -> None:
             f"{what}: total",
             measured.rate,
             "events/s",
-            note=f"{measured.events:,} events in {measured.transactions:,} transactions ({per:.1f} each)",
+            note=f"{measured.events:,} events in {written.transactions:,} transactions ({per:.1f} each)",
         )
     )
 
 
-def _lag_target(report: Report, text: str, measured: Lagged | None) -> None:
-    lag = None if measured is None else measured.worst_lag * 1000
+def _lag_target(report: Report, text: str, written: Written | None) -> None:
+    lag = None if written is None else written.measured.loop_stall * 1000
     report.target(CASE, text, lag, lag is not None and lag < 20, ".1f")
 
 
@@ -227,10 +215,10 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
         calm = record_through_writer(url, config, "lag-calm")
         _rows(report, f"PostgreSQL, {runs} runs x {steps} steps, no fault", calm)
         _lag_target(report, "worst loop lag, PostgreSQL, no fault < 20 ms (ms)", calm)
-        median = statistics.median(calm.step_overheads) * 1000
+        median = statistics.median(calm.measured.step_overheads) * 1000
         report.target(CASE, "median step overhead, PostgreSQL < 10 ms (ms)", median, median < 10, ".2f")
         today, source = _today_postgres_rate(report)
-        ratio = calm.rate / today
+        ratio = calm.measured.rate / today
         report.target(
             CASE, f"events/s, PostgreSQL >= 5x today's ({today:,.0f}, {source}) (x)", ratio, ratio >= 5
         )

@@ -18,8 +18,9 @@ SQLite (the zero-set-up default):
 
 PostgreSQL (``postgresql+psycopg://``): a pooled engine with ``pool_pre_ping`` (a long-lived
 worker survives a database restart) and a connect timeout, so an unreachable server is an
-error within seconds rather than a hang. Appends hold one connection of their own from the
-pool (:func:`raw_connect`), which ``store._hot`` replaces itself when it is found dead.
+error within seconds rather than a hang. Appends hold one connection of their own, from an
+engine of their own with no pool (:func:`create_writer_engine`), which ``store._session``
+replaces when it is found dead. (SQLite's appends hold one from the store's pool.)
 """
 
 from __future__ import annotations
