@@ -9,6 +9,7 @@ from typing import Final
 import platformdirs
 
 from store._migrate import ensure_schema
+from store._settings import WriterSettings
 from store._sql import SqlStore
 
 __all__ = ["ENV_DB", "default_url", "open_store"]
@@ -27,13 +28,17 @@ def default_url() -> str:
     return configured or f"sqlite:///{_default_sqlite_path()}"
 
 
-def open_store(url: str | None = None) -> SqlStore:
+def open_store(url: str | None = None, settings: WriterSettings | None = None) -> SqlStore:
     """Open the event store at ``url`` (default: :func:`default_url`), ready to use.
 
     A fresh database (no tables at all) is created and migrated to the newest schema, so
     first use needs no set-up; the default SQLite file's directory is created too. A database
     that has the schema at an older revision is refused rather than migrated behind the
     user's back: migrating a shared PostgreSQL database is a deliberate act.
+
+    Args:
+        url: the database (default: :func:`default_url`).
+        settings: the timeouts and retry window of the store's writes (default: WriterSettings()).
 
     Returns:
         A store the caller must :meth:`~SqlStore.close` (or use in a ``with`` block).
@@ -48,7 +53,7 @@ def open_store(url: str | None = None) -> SqlStore:
         url = default_url()
         if url == f"sqlite:///{_default_sqlite_path()}":
             _default_sqlite_path().parent.mkdir(parents=True, exist_ok=True)
-    store = SqlStore(url)
+    store = SqlStore(url, settings)
     try:
         ensure_schema(store.engine, url)
     except BaseException:

@@ -7,6 +7,7 @@ The PostgreSQL tests stop, freeze (SIGSTOP) and restart a throwaway server of th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -14,7 +15,7 @@ import pytest
 from store_events import expected_hashes, hashes_of, run_events
 from test_store_writer import QUICK, Heartbeat, submitted, write_lock_held
 
-from executus import Event
+from executus import Event, StoreUnavailableError
 from store import SqlStore, WriterSettings
 from store._hot import AppendTransaction
 from store._pgserver import ThrowawayPostgres
@@ -23,51 +24,66 @@ from store._session import AppendConnection, TransientFailure
 _Result = TypeVar("_Result")
 
 
-def test_a_frozen_server_delays_only_its_appends(own_postgres: ThrowawayPostgres) -> None:
-    events = run_events("frozen-1")
+PAST_THE_DEADLINE = WriterSettings(
+    lock_timeout=0.2, statement_timeout=0.3, connect_timeout=2, retry_window=60
+)
+"""A frozen server cannot enforce its own timeouts: after 1.5 s the writer abandons the
+connection, and keeps reconnecting until the server is back."""
+
+
+@pytest.mark.parametrize(
+    ("settings", "frozen_for"), [(QUICK, 0.3), (PAST_THE_DEADLINE, 3.0)], ids=["briefly", "past-the-deadline"]
+)
+def test_a_frozen_server_delays_only_its_appends_which_are_made_once(
+    own_postgres: ThrowawayPostgres, settings: WriterSettings, frozen_for: float
+) -> None:
+    run_id = f"frozen-{frozen_for}"
+    events = run_events(run_id)
 
     async def scenario(store: SqlStore) -> None:
         writer = store.writer()
-        await writer.append("frozen-1", events[:1], 0)  # connected
+        await writer.append(run_id, events[:1], 0)  # connected
         async with Heartbeat() as heartbeat:
             own_postgres.pause()
             try:
-                (append,) = await submitted(writer.append("frozen-1", events[1:], 1))
-                await heartbeat.beats(100)  # the loop ran while the server did not answer
+                (append,) = await submitted(writer.append(run_id, events[1:], 1))
+                ticks = heartbeat.ticks
+                await asyncio.sleep(frozen_for)
+                assert heartbeat.ticks > ticks  # the loop ran while the server did not answer
                 assert not append.done()
             finally:
                 own_postgres.resume()
             await append
 
-    with SqlStore(own_postgres.url, QUICK) as store:
-        asyncio.run(scenario(store))
-        assert store.read_run("frozen-1") == events
-
-
-def test_a_server_frozen_past_the_deadline_is_left_and_the_append_made_once(
-    own_postgres: ThrowawayPostgres,
-) -> None:
-    """The server cannot enforce its own timeouts while frozen: the writer abandons the
-    connection, reconnects when the server is back, and writes the batch exactly once."""
-    events = run_events("frozen-2")
-    settings = WriterSettings(lock_timeout=0.2, statement_timeout=0.3, connect_timeout=2, retry_window=60)
-
-    async def scenario(store: SqlStore) -> None:
-        writer = store.writer()
-        await writer.append("frozen-2", events[:1], 0)
-        own_postgres.pause()
-        try:
-            (append,) = await submitted(writer.append("frozen-2", events[1:], 1))
-            await asyncio.sleep(3)  # past lock_timeout + statement_timeout + 1 s
-            assert not append.done()
-        finally:
-            own_postgres.resume()
-        await append
-
     with SqlStore(own_postgres.url, settings) as store:
         asyncio.run(scenario(store))
-        assert store.read_run("frozen-2") == events
-        assert hashes_of(store, "frozen-2") == expected_hashes(events)
+        assert store.read_run(run_id) == events
+        assert hashes_of(store, run_id) == expected_hashes(events)
+
+
+def test_a_server_frozen_for_good_is_store_unavailable_and_nothing_is_written(
+    own_postgres: ThrowawayPostgres,
+) -> None:
+    events = run_events("frozen-for-good")
+    settings = dataclasses.replace(PAST_THE_DEADLINE, retry_window=2)
+
+    async def scenario(store: SqlStore) -> StoreUnavailableError:
+        writer = store.writer()
+        await writer.append("frozen-for-good", events[:1], 0)
+        own_postgres.pause()
+        try:
+            with pytest.raises(StoreUnavailableError) as raised:
+                # The bound is only a guard against hanging the suite if the writer never gave up.
+                await asyncio.wait_for(writer.append("frozen-for-good", events[1:], 1), 120)
+        finally:
+            own_postgres.resume()
+        return raised.value
+
+    with SqlStore(own_postgres.url, settings) as store:
+        error = asyncio.run(scenario(store))
+        assert (error.run_id, error.expected_seq, error.outcome_unknown) == ("frozen-for-good", 1, False)
+        assert "nothing after seq 1 was written" in str(error)
+        assert store.read_run("frozen-for-good") == events[:1]
 
 
 def test_appends_resume_after_a_server_restart_with_no_loss_and_no_duplicate(
