@@ -130,7 +130,9 @@ class GroupCommitter:
             attempts += 1
             try:
                 with self.lock:
-                    heads = self._connection.attempt(_doing(requests), lambda tx: self._write(tx, requests))
+                    heads = self._connection.attempt(
+                        lambda: _doing(requests), lambda transaction: self._write(transaction, requests)
+                    )
                     self.transactions += 1
                     self._remember(heads)
                 return

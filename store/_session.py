@@ -359,11 +359,12 @@ class AppendConnection:
         self._attempts = 0
         self._watchdog = _Watchdog(self._abort) if self._postgres else None
 
-    def attempt(self, doing: str, body: Callable[[AppendTransaction], _Result]) -> _Result:
+    def attempt(self, doing: Callable[[], str], body: Callable[[AppendTransaction], _Result]) -> _Result:
         """Run ``body`` in one transaction and commit; nothing of it is kept if anything fails.
 
         Args:
-            doing: what is being done, e.g. "appending to run abc", for error messages.
+            doing: says what is being done, e.g. "appending to run abc", for error messages
+                (called only for one).
             body: the statements; it may raise to roll everything back.
 
         Raises:
@@ -380,7 +381,7 @@ class AppendConnection:
             if self._watchdog is not None:
                 self._watchdog.disarm()
 
-    def _attempt(self, doing: str, body: Callable[[AppendTransaction], _Result]) -> _Result:
+    def _attempt(self, doing: Callable[[], str], body: Callable[[AppendTransaction], _Result]) -> _Result:
         try:
             session = self._connected()
         except DatabaseUnavailableError as error:
@@ -395,12 +396,12 @@ class AppendConnection:
         except self._driver_error as error:
             lost = self._dialect.is_disconnect(error, session.dbapi_connection, None)
             if not (lost or self._transient(error)):
-                raise statement_failed(self._url, doing, error) from error
+                raise statement_failed(self._url, doing(), error) from error
             if self._postgres:
                 session.discard()  # a fresh connection costs little next to what just failed
             what = "lost the connection" if lost else "failed"
             raise TransientFailure(
-                f"{what} while {doing}: {one_line(error)}", uncertain=lost and session.committing
+                f"{what} while {doing()}: {one_line(error)}", uncertain=lost and session.committing
             ) from error
 
     def _transient(self, error: Exception) -> bool:

@@ -128,7 +128,7 @@ class LosesTheReplyToCommit:
         self._committed = committed
         self.armed = False
 
-    def attempt(self, doing: str, body: Callable[[AppendTransaction], _Result]) -> _Result:
+    def attempt(self, doing: Callable[[], str], body: Callable[[AppendTransaction], _Result]) -> _Result:
         if not self.armed:
             return self._real.attempt(doing, body)
         self.armed = False
