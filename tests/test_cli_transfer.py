@@ -13,9 +13,9 @@ from click.testing import CliRunner, Result
 
 import store as sql_store
 from executus import Agent, Executor, Invocation, MemoryStore, SequentialIds, VirtualClock
-from executus._cli_common import Settings
-from executus._demo import record_demo
 from executus.cli import cli
+from executus.cli._common import Settings
+from executus.cli._demo import record_demo
 from executus.testing import ScriptedModel
 from replay.cassette import write_cassette
 

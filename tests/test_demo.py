@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from executus import MemoryStore, SequentialIds, VirtualClock, rebuild
-from executus._demo import DEMO_CALLER, DemoRun, record_demo
+from executus.cli._demo import DEMO_CALLER, DemoRun, record_demo
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -19,8 +19,8 @@ from executus import (
     kill,
     raise_steps,
 )
-from executus._demo import record_demo
 from executus._forensics import Explanation, explain, format_duration
+from executus.cli._demo import record_demo
 from executus.testing import ScriptedModel, hang
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

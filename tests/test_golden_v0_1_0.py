@@ -16,6 +16,7 @@ Every run must still read, fold, export to the same bytes, and replay identicall
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,12 +32,11 @@ CASSETTES = sorted(path.name for path in GOLDEN.glob("*.jsonl"))
 
 
 @pytest.fixture(params=DATABASES)
-def golden_store(request: pytest.FixtureRequest, tmp_path: Path) -> SqlStore:
+def golden_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
     copy = tmp_path / request.param
     shutil.copyfile(GOLDEN / request.param, copy)
-    store = SqlStore(f"sqlite:///{copy}")
-    request.addfinalizer(store.close)
-    return store
+    with SqlStore(f"sqlite:///{copy}") as store:
+        yield store
 
 
 def test_every_stored_run_folds_to_its_summary_row(golden_store: SqlStore) -> None:

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 from test_replay_scenarios import GOLDEN
 
+from executus.cli._replay import replay_command
 from replay import import_cassette, load_cassette
-from replay._cli import replay_command
 
 AGENTS = """
 from executus import IdleCritic, Ladder, kill

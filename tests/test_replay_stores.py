@@ -8,7 +8,7 @@ import pytest
 from test_replay_scenarios import GOLDEN, SCENARIOS
 
 from executus import EventStore, VirtualClock
-from executus._demo import record_demo
+from executus.cli._demo import record_demo
 from replay import Replayer, import_cassette, load_cassette, read_cassette, write_cassette
 
 

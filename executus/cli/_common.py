@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Final
 
 import click
 
-from executus._cli_store import BrowsableStore, StoreOpener, open_sql_store
 from executus._clock import SystemClock
 from executus._errors import ExecutusError
+from executus.cli._store import BrowsableStore, StoreOpener, open_sql_store
 
-__all__ = ["EXIT_BAD_INPUT", "CliError", "ExecutusGroup", "Settings", "db_option", "opened"]
+__all__ = ["EXIT_BAD_INPUT", "CliError", "ExecutusGroup", "Settings", "db_option", "opened", "parse_since"]
 
 EXIT_BAD_INPUT: Final = 2
 """Bad input or an unusable database (1 is kept for "a check failed")."""
+
+_RELATIVE_TIME = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _system_now() -> datetime:
@@ -107,3 +111,22 @@ def opened(settings: Settings) -> Iterator[BrowsableStore]:
         yield event_store
     finally:
         event_store.close()
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """``--since``: an ISO date or time (UTC unless it says otherwise), or an age like ``2h``.
+
+    Raises:
+        click.BadParameter: neither form.
+    """
+    relative = _RELATIVE_TIME.match(value.strip())
+    if relative:
+        return now - timedelta(seconds=float(relative.group(1)) * _UNITS[relative.group(2)])
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither an ISO date or time (2026-05-01, 2026-05-01T09:30) "
+            "nor an age (90s, 15m, 2h, 3d, 1w)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from executus._cli_common import CliError, Settings, db_option, opened
-from executus._cli_render import Cell, Output
-from executus._cli_store import resolve_run_id
 from executus._errors import RunNotFoundError
+from executus.cli._common import CliError, Settings, db_option, opened
+from executus.cli._render import Cell, Output
+from executus.cli._store import resolve_run_id
 
 __all__ = ["db_group", "export_command", "import_command"]
 

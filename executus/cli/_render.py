@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from executus._cli_timeline import IdleGap, TimelineEntry, relative_time
 from executus._forensics import SECTION_TITLES, Explanation, format_clock, format_duration
 from executus._store import RunSummary
+from executus.cli._timeline import IdleGap, TimelineEntry, relative_time
 
 __all__ = ["Cell", "Output", "format_timestamp", "run_table_rows", "short_id"]
 

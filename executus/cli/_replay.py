@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import click  # noqa: TID251 - this module is part of the command line
+import click
 
 from executus import Agent, Critic, ExecutusError, RunQuery
-from executus._cli_common import CliError, Settings, db_option, one_line, opened
-from executus._cli_store import resolve_run_id
+from executus.cli._common import CliError, Settings, db_option, one_line, opened, parse_since
+from executus.cli._store import resolve_run_id
 from replay._diff import FieldDifference
 from replay._replayer import Replayer
 from replay._result import ReplayResult, WhatIfReport
@@ -222,8 +222,6 @@ def replay_command(
         agent = load_object(agent_spec, Agent, "an Agent") if agent_spec else None
         critic = load_object(critic_spec, Critic, "a Critic") if critic_spec else None
         if replay_all:
-            from executus.cli import parse_since
-
             try:
                 started = parse_since(since, settings.now()) if since else None
             except click.BadParameter as error:

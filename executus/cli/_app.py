@@ -6,18 +6,22 @@ unusable database. Errors are one line on stderr, never a traceback.
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import click
 
-from executus._cli_common import ExecutusGroup, Settings, db_option, opened
-from executus._cli_render import (
+from executus._clock import VirtualClock
+from executus._events import RunFinished, encode_event
+from executus._forensics import explain, format_duration
+from executus._store import MemoryStore, RunQuery, RunSummary
+from executus.cli._common import ExecutusGroup, Settings, db_option, opened, parse_since
+from executus.cli._demo import DEMO_CALLER, record_demo
+from executus.cli._render import (
     RUN_COLUMNS,
     Cell,
     Output,
@@ -26,20 +30,14 @@ from executus._cli_render import (
     short_id,
     status_cell,
 )
-from executus._cli_store import BrowsableStore, resolve_run_id
-from executus._cli_timeline import DEFAULT_GAP_SECONDS, timeline
-from executus._cli_transfer import db_group, export_command, import_command
-from executus._clock import VirtualClock
-from executus._demo import DEMO_CALLER, record_demo
-from executus._events import RunFinished, encode_event
-from executus._forensics import explain, format_duration
-from executus._store import MemoryStore, RunQuery, RunSummary
+from executus.cli._replay import replay_command
+from executus.cli._store import BrowsableStore, resolve_run_id
+from executus.cli._timeline import DEFAULT_GAP_SECONDS, timeline
+from executus.cli._transfer import db_group, export_command, import_command
 
 __all__ = ["cli", "main"]
 
 STATUSES: Final = ("ok", "error", "timeout", "cancelled", "killed", "running")
-_RELATIVE_TIME = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @click.group(cls=ExecutusGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,25 +109,6 @@ def _command_name() -> str:
 
 
 # -- runs --------------------------------------------------------------------------------------
-
-
-def parse_since(value: str, now: datetime) -> datetime:
-    """``--since``: an ISO date or time (UTC unless it says otherwise), or an age like ``2h``.
-
-    Raises:
-        click.BadParameter: neither form.
-    """
-    relative = _RELATIVE_TIME.match(value.strip())
-    if relative:
-        return now - timedelta(seconds=float(relative.group(1)) * _UNITS[relative.group(2)])
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither an ISO date or time (2026-05-01, 2026-05-01T09:30) "
-            "nor an age (90s, 15m, 2h, 3d, 1w)"
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def summary_json(summary: RunSummary) -> dict[str, Any]:
@@ -313,8 +292,6 @@ def why(settings: Settings, run: str, as_json: bool) -> None:
 cli.add_command(export_command)
 cli.add_command(import_command)
 cli.add_command(db_group)
-
-from replay._cli import replay_command  # noqa: E402 - replay/ builds on the core this module composes
 
 cli.add_command(replay_command)
 

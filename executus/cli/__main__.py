@@ -1,0 +1,5 @@
+"""``python -m executus.cli``: the same as the ``executus`` console script."""
+
+from executus.cli import main
+
+main()
