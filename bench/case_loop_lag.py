@@ -162,6 +162,16 @@ def _postgres_stalled(postgres: Postgres, url: str, seconds: float) -> tuple[Cal
     return hold_lock, "append lock held by another session (not our server to freeze)"
 
 
+async def _idle_lag(seconds: float) -> float:
+    """The ticker's worst lateness on a loop with nothing else to do: what the machine itself
+    (other processes, the scheduler) adds to every loop-lag figure."""
+    worst = [0.0]
+    ticker = asyncio.create_task(loop_ticker(worst))
+    await asyncio.sleep(seconds)
+    ticker.cancel()
+    return worst[0]
+
+
 def _rows(report: Report, what: str, written: Written) -> None:
     measured = written.measured
     overheads = sorted(measured.step_overheads)
@@ -196,6 +206,10 @@ def _today_postgres_rate(report: Report) -> tuple[float, str]:
 def run(report: Report, config: Config, postgres: Postgres | None, postgres_reason: str) -> None:
     """Measure case 7 on SQLite (a held write lock) and PostgreSQL (a stall, and no fault)."""
     runs, steps, fault = config.lag_runs, config.lag_steps, config.lag_fault
+    idle = asyncio.run(_idle_lag(fault))
+    report.add(
+        Row(CASE, f"idle loop, {fault:g}s: worst loop lag", idle * 1000, "ms", note="the machine's own floor")
+    )
     path, url = fresh_sqlite(config.workdir, "loop-lag")
     locked = record_through_writer(url, config, "lag-sqlite", _sqlite_lock_held(str(path), fault))
     _rows(report, f"SQLite, {runs} runs x {steps} steps, write lock held {fault:g}s", locked)

@@ -46,3 +46,4 @@ def test_quick_loop_lag_case_measures_sqlite_and_says_why_postgres_is_missing(tm
     assert all(row.value is not None and math.isfinite(row.value) for row in sqlite)
     assert [row.note for row in report.rows if row.name == "PostgreSQL"] == ["PostgreSQL off (--no-postgres)"]
     assert [target.met for target in report.targets][1:] == [None, None]
+    assert any(row.name.startswith("idle loop") and row.value is not None for row in report.rows)
