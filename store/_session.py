@@ -188,8 +188,10 @@ class _PostgresSession(_Session):
     """Pipeline mode: the advisory lock, the inserts and the updates go in one round trip, the
     updates' row counts are checked, then ``COMMIT`` goes in a second. Reading a run's row (when
     the store has not cached it) costs one more. Each statement in a pipeline costs a send and
-    a receive, so a group's events go in one insert of arrays, and its runs-row updates in
-    one ``executemany`` per set of changed columns (see ``POSTGRES_INSERT_EVENTS_ARRAYS``)."""
+    a receive, so a group's events go in one INSERT of arrays (``POSTGRES_INSERT_EVENTS_ARRAYS``),
+    the runs rows of its ordinary steps in one UPDATE of arrays (``POSTGRES_UPDATE_STEPS_ARRAYS``),
+    and the others (a run's first or last append) in one ``executemany`` per set of changed
+    columns."""
 
     def __init__(
         self,
