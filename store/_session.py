@@ -62,6 +62,8 @@ _TRANSIENT_SQLSTATE_CLASSES: Final = ("08", "40", "53", "57")
 deadlock), insufficient resources (too many connections) and operator intervention (a statement
 timeout, a server shutting down or starting up); plus 55P03, a lock timeout."""
 _WATCHDOG_POLL_SECONDS: Final = 0.05
+_FEW_ROWS: Final = 4
+"""Up to this many events rows go in one INSERT each (an executemany); more, in one of arrays."""
 _step_values: Final = attrgetter(*POSTGRES_STEP_COLUMNS)
 _other_values: Final = attrgetter(
     *(name for name in SUMMARY_FIELDS if name not in POSTGRES_STEP_COLUMNS and name != "last_seq")
@@ -240,6 +242,8 @@ class _PostgresSession(_Session):
 
     def _send_updates(self) -> list[tuple[psycopg.Cursor[Any], int]]:
         """Send the buffered updates; returns each cursor with the row count it must report."""
+        if len(self._steps) == 1:  # one run's append: its own UPDATE of what changed is cheaper
+            self._update_one(*self._steps.pop())
         while len(self._update_cursors) < len(self._updates) + 1:
             self._update_cursors.append(self._connection.cursor())
         sent = []
@@ -260,6 +264,9 @@ class _PostgresSession(_Session):
         return sent
 
     def insert_events(self, rows: list[dict[str, Any]]) -> None:
+        if len(rows) <= _FEW_ROWS:  # one run's append: arrays cost more than they save
+            super().insert_events(rows)
+            return
         # Times are aware datetimes (the events' own), which psycopg sends as timestamptz: the
         # conversion UtcDateTime would make is not needed.
         columns = {name: [row[name] for row in rows] for name in EVENT_COLUMNS}
@@ -295,6 +302,9 @@ class _PostgresSession(_Session):
         if _other_values(old) == _other_values(new):
             self._steps.append((old, new))
             return
+        self._update_one(old, new)
+
+    def _update_one(self, old: RunSummary, new: RunSummary) -> None:
         statement, parameters = self._statements.update_run(old, new)
         self._updates.setdefault(statement, []).append(parameters)
 

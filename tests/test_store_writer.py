@@ -289,3 +289,34 @@ def test_closing_the_store_commits_what_waits_then_refuses_more(sql_url: str) ->
 def test_settings_that_cannot_work_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ConfigurationError, match=f"WriterSettings.{next(iter(bad))}"):
         WriterSettings(**bad)
+
+
+def test_a_run_another_store_moved_on_fails_alone_in_its_group(sql_url: str) -> None:
+    """This store's cached row of run-a is stale (another store appended to it): the group's
+    write is refused by the database, and each batch is tried again on its own."""
+    logs = {run_id: run_events(run_id) for run_id in ("run-a", "run-b", "run-c")}
+
+    async def scenario(store: SqlStore) -> list[BaseException | None]:
+        writer = store.writer()
+        with write_lock_held(sql_url):
+            # Not first: the first may be taken alone before the lock holds the writer up.
+            tasks = await submitted(
+                writer.append("run-b", logs["run-b"][2:], 2),
+                writer.append("run-a", logs["run-a"][2:4], 2),  # the log is at 4 by now
+                writer.append("run-c", logs["run-c"][2:], 2),
+            )
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    with SqlStore(sql_url, QUICK) as store, SqlStore(sql_url) as other:
+        for run_id, log in logs.items():
+            store.append(run_id, log[:2], 0)
+        other.append("run-a", logs["run-a"][2:4], 2)
+        outcomes = asyncio.run(scenario(store))
+        assert isinstance(outcomes[1], ConcurrencyError)
+        assert (outcomes[1].expected_seq, outcomes[1].actual_seq) == (2, 4)
+        assert outcomes[0] is None
+        assert outcomes[2] is None
+        assert store.read_run("run-a") == logs["run-a"][:4]
+        for run_id in ("run-b", "run-c"):
+            assert store.read_run(run_id) == logs[run_id]
+            assert hashes_of(store, run_id) == expected_hashes(logs[run_id])
