@@ -1,6 +1,6 @@
 """PostgreSQL for the bench: a throwaway durable server, fresh databases, psycopg connection strings.
 
-The server is :class:`store._pgserver.ThrowawayPostgres` with ``durable=True`` (fsync and
+The server is :class:`tests._pgserver.ThrowawayPostgres` with ``durable=True`` (fsync and
 synchronous commit on: server defaults, as the issue's anchors were measured), or the server
 at ``$EXECUTUS_TEST_PG_URL`` when that is set. The quick mode never installs PostgreSQL: it
 uses the server binaries only if they are already there, and otherwise skips the PostgreSQL
@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
-from store._pgserver import ENV_URL, PostgresUnavailable, ThrowawayPostgres
+from tests._pgserver import ENV_URL, PostgresUnavailable, ThrowawayPostgres
 
 __all__ = ["Postgres", "conninfo", "postgres_server"]
 

@@ -16,9 +16,11 @@ from typing import Final, TypeAlias
 
 from bench import (
     case_append,
+    case_audit,
     case_concurrency,
     case_loop_lag,
     case_memory,
+    case_models,
     case_rebuild,
     case_replay,
     case_steps,
@@ -39,6 +41,8 @@ CASES: Final[dict[str, Case]] = {
     "concurrency": case_concurrency.run,
     "loop-lag": case_loop_lag.run,
     "memory": case_memory.run,
+    "audit": case_audit.run,
+    "models": case_models.run,
 }
 
 

@@ -27,7 +27,7 @@ from bench._workload import capture_run, renamed, run_id_for
 from executus import Event, rebuild
 from store import SqlStore
 
-__all__ = ["fold_dicts", "run"]
+__all__ = ["fold_dicts", "load_runs", "run"]
 
 CASE = "3 rebuild"
 LIMIT = "raw SELECT + json.loads + fold"
@@ -48,7 +48,7 @@ def fold_dicts(events: Sequence[tuple[str, dict[str, Any]]]) -> tuple[int, int, 
     return steps, tokens, tools
 
 
-def _load(store: SqlStore, runs: Sequence[Sequence[tuple[Event, ...]]], chunk: int) -> None:
+def load_runs(store: SqlStore, runs: Sequence[Sequence[tuple[Event, ...]]], chunk: int) -> None:
     """Append each run's events ``chunk`` at a time, round-robin over the runs."""
     trimmed: list[list[tuple[Event, ...]]] = []
     for batches in runs:
@@ -117,8 +117,8 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
     store = SqlStore(url)
     raw = sqlite3.connect(path)
     try:
-        _load(store, [long_run], 500)
-        _load(store, short_runs, 10)
+        load_runs(store, [long_run], 500)
+        load_runs(store, short_runs, 10)
         long_count = sum(len(batch) for batch in long_run)
         short_count = sum(len(batch) for runs in short_runs for batch in runs)
         long_results = _rates([long_id], long_count, store, raw, config.repetitions)

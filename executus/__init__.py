@@ -1,9 +1,20 @@
 """executus: run LLM agents and record every run as an append-only event log.
 
-The public API is everything in ``__all__``; modules starting with ``_`` are internal.
-Fake models for tests live in :mod:`executus.testing`.
+The public API is everything in ``__all__``, plus three public modules: fake models for tests
+in :mod:`executus.testing`, ``explain`` (how and why a run ended) in :mod:`executus.forensics`,
+what store implementers need in :mod:`executus.storage`, and adapters for real models
+(OpenAI, Anthropic) in :mod:`executus.models`. Modules starting with ``_`` are
+internal; ``executus.cli`` is the command line.
 """
 
+import importlib.metadata as _metadata
+import warnings as _warnings
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+# The adapters' layer registers the openai: and anthropic: model names with every
+# ModelRegistry; their SDKs are imported only when such a model is made.
+from executus import models as _models  # noqa: F401
 from executus._agent import (
     Agent,
     Artifact,
@@ -17,6 +28,7 @@ from executus._agent import (
     SessionContext,
     SessionFactory,
 )
+from executus._audit import Finding, Problem, SealPolicy, VerifyReport
 from executus._clock import Clock, IdGenerator, RandomIds, SequentialIds, SystemClock, VirtualClock
 from executus._critic import (
     Critic,
@@ -38,6 +50,7 @@ from executus._errors import (
     EventLogError,
     EventOrderError,
     ExecutusError,
+    ModelCallError,
     RunNotFoundError,
     RunNotResumableError,
     SchemaOutdatedError,
@@ -70,9 +83,7 @@ from executus._events import (
     SteerMessage,
     ToolFinished,
     ToolStarted,
-    canonical_json,
     decode_event,
-    decode_event_body,
     encode_event,
 )
 from executus._executor import EXECUTOR_VERSION, Executor
@@ -83,6 +94,7 @@ from executus._messages import (
     Message,
     ModelRequest,
     ModelResponse,
+    ModelSettings,
     SystemMessage,
     TextPart,
     ToolCall,
@@ -92,27 +104,15 @@ from executus._messages import (
     UserMessage,
 )
 from executus._model import Model, ModelRegistry, ModelResolver
+from executus._redact import BUILTIN_DETECTORS, FieldRule, FunctionRule, PatternRule, Redaction, Redactor
+from executus._redacting import RedactingStore, RedactingWriter
 from executus._state import PendingModelCall, PendingTool, RunState, apply, rebuild
-from executus._store import (
-    GENESIS_HASH,
-    Blob,
-    EventSink,
-    EventStore,
-    MemoryStore,
-    RunQuery,
-    RunSummary,
-    chain_hash,
-    check_batch,
-    event_json,
-    event_json_and_body,
-    event_json_from_body,
-    summarize,
-)
+from executus._store import Blob, EventStore, MemoryStore, RunQuery, RunSummary
 from executus._tools import InvalidArgumentsError, Tool, ToolContext, tool
 
 __all__ = [
+    "BUILTIN_DETECTORS",
     "EXECUTOR_VERSION",
-    "GENESIS_HASH",
     "Agent",
     "AgentSpec",
     "Artifact",
@@ -137,10 +137,12 @@ __all__ = [
     "Event",
     "EventLogError",
     "EventOrderError",
-    "EventSink",
     "EventStore",
     "Executor",
     "ExecutusError",
+    "FieldRule",
+    "Finding",
+    "FunctionRule",
     "IdGenerator",
     "IdleCritic",
     "Image",
@@ -152,6 +154,7 @@ __all__ = [
     "MemoryStore",
     "Message",
     "Model",
+    "ModelCallError",
     "ModelFailed",
     "ModelRegistry",
     "ModelRequest",
@@ -159,11 +162,18 @@ __all__ = [
     "ModelResolver",
     "ModelResponded",
     "ModelResponse",
+    "ModelSettings",
+    "PatternRule",
     "PendingModelCall",
     "PendingTool",
     "PostRun",
     "PostRunFinished",
+    "Problem",
     "RandomIds",
+    "RedactingStore",
+    "RedactingWriter",
+    "Redaction",
+    "Redactor",
     "Result",
     "RunCancelled",
     "RunFinished",
@@ -178,6 +188,7 @@ __all__ = [
     "SchemaOutdatedError",
     "SchemaVersionError",
     "ScriptExhaustedError",
+    "SealPolicy",
     "SequentialIds",
     "Session",
     "SessionContext",
@@ -201,22 +212,60 @@ __all__ = [
     "UnknownModelError",
     "Usage",
     "UserMessage",
+    "VerifyReport",
     "VirtualClock",
     "apply",
-    "canonical_json",
-    "chain_hash",
-    "check_batch",
     "decode_event",
-    "decode_event_body",
     "encode_event",
-    "event_json",
-    "event_json_and_body",
-    "event_json_from_body",
     "extend",
     "kill",
     "nudge",
     "raise_steps",
     "rebuild",
-    "summarize",
     "tool",
 ]
+
+__version__: str = _metadata.version("executus")
+"""The installed distribution's version: pyproject.toml is its one source."""
+
+if _TYPE_CHECKING:  # the deprecated names keep their types for code not yet moved over
+    from executus.storage import GENESIS_HASH as GENESIS_HASH
+    from executus.storage import EventSink as EventSink
+    from executus.storage import canonical_json as canonical_json
+    from executus.storage import chain_hash as chain_hash
+    from executus.storage import check_batch as check_batch
+    from executus.storage import decode_event_body as decode_event_body
+    from executus.storage import event_json as event_json
+    from executus.storage import event_json_and_body as event_json_and_body
+    from executus.storage import event_json_from_body as event_json_from_body
+    from executus.storage import summarize as summarize
+
+_MOVED_TO_STORAGE = frozenset(
+    {
+        "GENESIS_HASH",
+        "EventSink",
+        "canonical_json",
+        "chain_hash",
+        "check_batch",
+        "decode_event_body",
+        "event_json",
+        "event_json_and_body",
+        "event_json_from_body",
+        "summarize",
+    }
+)
+
+
+def __getattr__(name: str) -> _Any:
+    """Names only store implementers need moved to :mod:`executus.storage`: still served here,
+    with a DeprecationWarning, until the next minor release."""
+    if name in _MOVED_TO_STORAGE:
+        _warnings.warn(
+            f"executus.{name} moved to executus.storage.{name}; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from executus import storage
+
+        return getattr(storage, name)
+    raise AttributeError(f"module 'executus' has no attribute {name!r}")

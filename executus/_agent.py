@@ -11,7 +11,7 @@ from pydantic import JsonValue
 from executus._critic import Critic
 from executus._errors import ConfigurationError
 from executus._events import ErrorInfo, ModelResponded, RunStatus
-from executus._messages import Image, Message, Usage
+from executus._messages import Image, Message, ModelSettings, Usage
 from executus._model import Model
 from executus._state import RunState
 from executus._tools import Tool
@@ -46,6 +46,8 @@ class Agent:
         critic: a watchdog for stalled runs, or None.
         parallel_tool_calls: run the tool calls of one reply concurrently (their events are
             still recorded in call order).
+        model_settings: sampling, length and reasoning settings sent with every model request
+            and recorded with the run (None: the model's defaults).
     """
 
     name: str
@@ -56,6 +58,7 @@ class Agent:
     max_runtime: float | None = None
     critic: Critic | None = None
     parallel_tool_calls: bool = True
+    model_settings: ModelSettings | None = None
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1:

@@ -10,6 +10,7 @@ ExecutusError
 ├── ConfigurationError        an agent, tool, clock or executor is set up wrongly
 │   └── UnknownModelError     the agent names a model the resolver does not know
 ├── ScriptExhaustedError      a fake model was asked for more replies than its script holds
+├── ModelCallError            one attempt at a model call failed (HTTP status, connection, bad reply)
 ├── EventLogError             a log that cannot be folded into a run
 │   ├── EventOrderError       a seq gap, a repeated seq, or an event after run_finished
 │   ├── UnknownEventError     a stored event kind this version does not know
@@ -35,6 +36,7 @@ __all__ = [
     "EventLogError",
     "EventOrderError",
     "ExecutusError",
+    "ModelCallError",
     "RunNotFoundError",
     "RunNotResumableError",
     "SchemaOutdatedError",
@@ -67,6 +69,55 @@ class UnknownModelError(ConfigurationError):
 
 class ScriptExhaustedError(ExecutusError):
     """A scripted fake model was asked for reply N but its script holds fewer."""
+
+
+class ModelCallError(ExecutusError):
+    """One attempt at a model call failed: an HTTP error status, a connection that failed or
+    timed out, or a reply that could not be read. Never carries the API key.
+
+    Attributes:
+        provider: ``openai`` or ``anthropic`` (the adapter's API).
+        model: the provider's model name.
+        detail: what went wrong, in the provider's words when it said.
+        status: the HTTP status, or None when no response arrived (connection, timeout).
+        error_type: the provider's error type or code (``rate_limit_exceeded``,
+            ``overloaded_error``), or the failure's kind (``connection``, ``timeout``,
+            ``malformed_response``, ``stream_interrupted``).
+        request_id: the provider's request id, for its support.
+        retry_after: seconds the provider asked to wait before trying again, from the
+            ``retry-after-ms`` or ``retry-after`` header; None when it did not say.
+        retryable: whether trying again may succeed: connection errors, timeouts, 408, 409,
+            429, 5xx (Anthropic's 529 too), and replies cut off mid-stream.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        model: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.detail = detail
+        self.status = status
+        self.error_type = error_type
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.retryable = retryable
+        what = f"HTTP {status}" if status is not None else (error_type or "failed")
+        if status is not None and error_type:
+            what += f" {error_type}"
+        notes = [f"request {request_id}"] if request_id else []
+        if retry_after is not None:
+            notes.append(f"retry after {retry_after:g} s")
+        notes.append("retryable" if retryable else "not retryable")
+        super().__init__(f"{provider} {model}: {what}: {detail} ({', '.join(notes)})")
 
 
 class EventLogError(ExecutusError):

@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from executus._errors import SchemaVersionError, UnknownEventError
-from executus._messages import ImagePart, ToolCall, ToolSpec, Usage
+from executus._messages import ImagePart, ModelSettings, ToolCall, ToolSpec, Usage, omitted_when_none
 
 __all__ = [
     "AgentSpec",
@@ -157,6 +157,8 @@ class AgentSpec(_Frozen):
     parallel_tool_calls: bool = True
     """Whether the tool calls of one model reply run concurrently."""
     critic: CriticSpec | None = None
+    model_settings: ModelSettings | None = omitted_when_none()
+    """The settings sent with every model request (None: the model's defaults)."""
 
 
 class _Event(_Frozen):
@@ -213,6 +215,8 @@ class ModelResponded(_Event):
     usage: Usage = Usage()
     latency: float
     """Seconds from request to reply."""
+    finish_reason: str | None = omitted_when_none()
+    """Why the model stopped, in the provider's words; None when it did not say."""
 
 
 class ModelFailed(_Event):
@@ -367,6 +371,9 @@ EVENT_ADAPTER: Final[TypeAdapter[Event]] = TypeAdapter(Event)
 
 ENVELOPE_KEYS: Final = ("run_id", "seq", "kind", "schema_version", "at")
 """The keys every event has: the SQL store keeps them as columns, and the rest as the body."""
+_ENVELOPE_MARKERS: Final = tuple(f'"{key}":' for key in ENVELOPE_KEYS)
+"""How an envelope key starts in canonical JSON: a quote inside a string value is escaped, so
+only a key (at any depth) can contain one of these."""
 
 SCHEMA_VERSIONS: Final[Mapping[str, int]] = {
     "run_started": 1,
@@ -433,6 +440,11 @@ def decode_event_body(
         SchemaVersionError: the row was written by a newer executus.
     """
     at_text = at if isinstance(at, str) else utc_json(at)
+    if any(marker in body for marker in _ENVELOPE_MARKERS):
+        # Possibly a top-level key repeating the envelope (or only a nested one: parse to tell).
+        # Validation would let the body's value win over the column's, changing what a reader
+        # sees while the hash, computed with the column's value, stays valid.
+        refuse_envelope_keys(body_object(body))
     if SCHEMA_VERSIONS.get(kind) == schema_version:
         # The kind is one of ours, so it needs no escaping.
         text = (
@@ -443,14 +455,37 @@ def decode_event_body(
             return EVENT_ADAPTER.validate_json(text)
         except ValidationError as error:
             raise UnknownEventError(f"invalid {kind} event: {error.errors()[0]['msg']}") from error
+    data = body_object(body)
+    refuse_envelope_keys(data)
+    data.update(run_id=run_id, seq=seq, kind=kind, schema_version=schema_version, at=at_text)
+    return decode_event(data)
+
+
+def body_object(body: str) -> dict[str, Any]:
+    """A stored body's JSON object.
+
+    Raises:
+        UnknownEventError: the text is not JSON, or not an object.
+    """
     try:
         data = json.loads(body)
     except ValueError as error:
         raise UnknownEventError(f"stored payload is not an event: {error}") from error
     if not isinstance(data, dict):
         raise UnknownEventError("stored payload is not an event: not a JSON object")
-    data.update(run_id=run_id, seq=seq, kind=kind, schema_version=schema_version, at=at_text)
-    return decode_event(data)
+    return data
+
+
+def refuse_envelope_keys(body: Mapping[str, Any]) -> None:
+    """Refuse a body that repeats an envelope field: the columns alone say what the envelope is.
+
+    Raises:
+        UnknownEventError: the body has a key ``run_id``, ``seq``, ``kind``, ``schema_version``
+            or ``at``.
+    """
+    repeated = [key for key in ENVELOPE_KEYS if key in body]
+    if repeated:
+        raise UnknownEventError(f"stored body repeats the envelope field {repeated[0]!r}")
 
 
 def decode_event(data: Mapping[str, Any]) -> Event:

@@ -31,6 +31,7 @@ from executus._events import (
     ToolStarted,
 )
 from executus._state import RunState, rebuild
+from executus._text import terminal_text
 
 __all__ = [
     "SECTION_TITLES",
@@ -121,9 +122,8 @@ def format_call(name: str, arguments: dict[str, JsonValue]) -> str:
 
 
 def quote(text: str, limit: int = 90) -> str:
-    """Text on one line in curly quotes, cut at ``limit`` characters."""
-    flat = " ".join(text.split())
-    return f"“{flat if len(flat) <= limit else flat[: limit - 1] + '…'}”"
+    """Untrusted text on one line in curly quotes, made inert and cut at ``limit`` characters."""
+    return f"“{terminal_text(' '.join(text.split()), limit)}”"
 
 
 class _Log:
@@ -151,11 +151,14 @@ class _Log:
         return self.cancelled or self.finished or self.last
 
 
-def explain(events: Sequence[Event]) -> Explanation:
+def explain(events: Sequence[Event], *, now: datetime | None = None) -> Explanation:
     """Explain how and why a run ended, citing the seq of every event relied on.
 
     Args:
         events: the run's whole log, in seq order.
+        now: the current time, for a run that has not finished: the headline then says how
+            long ago its last event was recorded (the log alone cannot tell an interrupted run
+            from one still going).
 
     Raises:
         EventOrderError: the log is empty or out of order.
@@ -183,6 +186,16 @@ def explain(events: Sequence[Event]) -> Explanation:
         "killed": "was killed",
     }.get(state.status, "has not finished")
     headline = f"Run {state.run_id} ({state.agent.name}) {verb} after {format_duration(duration)}."
+    if log.finished is None:
+        last = log.last
+        headline = (
+            f"Run {state.run_id} ({state.agent.name}) has not finished: its log ends at seq {last.seq} "
+            f"({last.kind}, {format_clock(last.at, date=True)} UTC"
+        )
+        if now is not None:
+            silent = format_duration(max(0.0, (now - last.at).total_seconds()))
+            headline += f", {silent} ago); it is interrupted, unless it is still running"
+        headline += ")." if now is None else "."
     return Explanation(state.run_id, state.agent.name, state.status, headline, tuple(statements))
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "Message",
     "ModelRequest",
     "ModelResponse",
+    "ModelSettings",
     "Part",
     "SystemMessage",
     "TextPart",
@@ -116,13 +117,29 @@ class ToolCall(_Frozen):
     """The JSON arguments the model gave, not yet validated."""
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def omitted_when_none() -> Any:
+    """The default of a field added after 0.1.0: None, and left out of the JSON when None, so
+    an event that does not use it has the very bytes (and hash) 0.1.0 wrote for it."""
+    return Field(default=None, exclude_if=_is_none)
+
+
 class Usage(_Frozen):
     """Token counts for one model call, or summed over a run."""
 
     input_tokens: int = 0
-    """Tokens sent to the model."""
+    """Tokens sent to the model (cached and cache-written ones included)."""
     output_tokens: int = 0
-    """Tokens the model produced."""
+    """Tokens the model produced (reasoning tokens included)."""
+    cached_input_tokens: int | None = omitted_when_none()
+    """Of ``input_tokens``, those read from the provider's prompt cache; None: not reported."""
+    cache_write_tokens: int | None = omitted_when_none()
+    """Of ``input_tokens``, those written to the provider's prompt cache; None: not reported."""
+    reasoning_tokens: int | None = omitted_when_none()
+    """Of ``output_tokens``, those spent on hidden reasoning; None: not reported."""
 
     @property
     def total_tokens(self) -> int:
@@ -135,7 +152,17 @@ class Usage(_Frozen):
             Usage,
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            cached_input_tokens=_add_reported(self.cached_input_tokens, other.cached_input_tokens),
+            cache_write_tokens=_add_reported(self.cache_write_tokens, other.cache_write_tokens),
+            reasoning_tokens=_add_reported(self.reasoning_tokens, other.reasoning_tokens),
         )
+
+
+def _add_reported(left: int | None, right: int | None) -> int | None:
+    """A sum of optional counts: None only when neither side reported one."""
+    if left is None:
+        return right
+    return left if right is None else left + right
 
 
 class SystemMessage(_Frozen):
@@ -195,6 +222,35 @@ class ModelResponse(_Frozen):
     text: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage = Usage()
+    finish_reason: str | None = None
+    """Why the model stopped, in the provider's words (``stop``, ``tool_calls``, ``length``,
+    ``end_turn``, ``max_tokens``, …); None when the model did not say."""
+
+
+class ModelSettings(_Frozen):
+    """How the model should answer: sampling, length, reasoning; sent with every request.
+
+    Recorded with the run (``AgentSpec.model_settings``) and part of every request's
+    fingerprint, so a replay knows them and a changed setting diverges. A setting left None is
+    not sent, and the provider's default applies.
+    """
+
+    temperature: float | None = None
+    """Sampling temperature."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Most tokens the model may produce in one reply."""
+    top_p: float | None = None
+    """Nucleus sampling: the probability mass sampled from."""
+    seed: int | None = None
+    """Seed for sampling, where the provider supports one (OpenAI-compatible servers)."""
+    stop: tuple[str, ...] = ()
+    """Texts that end the reply when the model produces them."""
+    reasoning_effort: str | None = None
+    """How hard a reasoning model thinks: ``low``, ``medium``, ``high`` (provider-specific)."""
+    stream: bool = False
+    """Ask for the reply as a stream of chunks (served assembled into one response)."""
+    extra: dict[str, JsonValue] = Field(default_factory=dict)
+    """Provider-specific request fields, merged into the request body as given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,12 +262,14 @@ class ModelRequest:
         tools: the tools the model may call, sorted by name.
         images: the bytes of every image the messages reference, by sha256.
         step: the 1-based index of this model call in the run.
+        settings: the agent's model settings, or None for the model's defaults.
     """
 
     messages: Sequence[Message]
     tools: Sequence[ToolSpec]
     images: Mapping[str, bytes] = field(default_factory=dict)
     step: int = 1
+    settings: ModelSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)

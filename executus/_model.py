@@ -8,7 +8,7 @@ from typing import Protocol, TypeAlias, runtime_checkable
 from executus._errors import UnknownModelError
 from executus._messages import ModelRequest, ModelResponse
 
-__all__ = ["Model", "ModelRegistry", "ModelResolver"]
+__all__ = ["Model", "ModelFactory", "ModelRegistry", "ModelResolver", "register_prefix"]
 
 
 @runtime_checkable
@@ -29,8 +29,28 @@ ModelResolver: TypeAlias = Callable[[str], Model]
 """Turns an agent's model name (or tier) into a model; raises :class:`UnknownModelError`."""
 
 
+ModelFactory: TypeAlias = Callable[[str], Model]
+"""Makes the model a prefixed name (``openai:gpt-4.1-mini``) asks for, from the whole name."""
+
+_PREFIXES: dict[str, ModelFactory] = {}
+
+
+def register_prefix(prefix: str, factory: ModelFactory) -> None:
+    """Let every :class:`ModelRegistry` make ``factory(name)`` for names ``prefix:...``.
+
+    The adapters' layer (``executus.models``, which ``import executus`` loads) registers
+    ``openai`` and ``anthropic``; the core knows no provider.
+    """
+    _PREFIXES[prefix] = factory
+
+
 class ModelRegistry:
-    """A resolver over a fixed set of models, looked up by name."""
+    """A resolver over a set of models, looked up by name.
+
+    A name not registered but prefixed with a provider (``openai:gpt-4.1-mini``,
+    ``anthropic:claude-sonnet-4-5``) is made into that provider's adapter, configured from its
+    SDK's environment variables, and kept for the next run.
+    """
 
     def __init__(self, models: Mapping[str, Model] | Iterable[Model] = ()) -> None:
         self._models: dict[str, Model] = (
@@ -42,7 +62,11 @@ class ModelRegistry:
         self._models[name or model.name] = model
 
     def __call__(self, name: str) -> Model:
-        try:
-            return self._models[name]
-        except KeyError:
-            raise UnknownModelError(name, list(self._models)) from None
+        model = self._models.get(name)
+        if model is None:
+            prefix, colon, rest = name.partition(":")
+            factory = _PREFIXES.get(prefix) if colon and rest else None
+            if factory is None:
+                raise UnknownModelError(name, list(self._models))
+            model = self._models[name] = factory(name)
+        return model

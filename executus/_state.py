@@ -46,6 +46,7 @@ from executus._events import (
 from executus._messages import (
     AssistantMessage,
     Message,
+    ModelSettings,
     SystemMessage,
     TextPart,
     ToolMessage,
@@ -165,12 +166,22 @@ class RunState:
     @property
     def fingerprint(self) -> str:
         """The fingerprint of the model request the current transcript makes."""
-        return request_fingerprint(self.agent.model, self.tools_hash, self.transcript_hash)
+        return request_fingerprint(
+            self.agent.model, self.tools_hash, self.transcript_hash, self.agent.model_settings
+        )
 
 
-def request_fingerprint(model: str, tools_hash: str, transcript_hash: str) -> str:
-    """sha256 identifying a model request by model name, tool schemas and messages."""
-    return sha256_hex(f"{model}\n{tools_hash}\n{transcript_hash}")
+def request_fingerprint(
+    model: str, tools_hash: str, transcript_hash: str, settings: ModelSettings | None = None
+) -> str:
+    """sha256 identifying a model request by model name, tool schemas, messages and settings.
+
+    Without settings the print is what 0.1.0 computed, so recorded runs keep replaying.
+    """
+    text = f"{model}\n{tools_hash}\n{transcript_hash}"
+    if settings is not None:
+        text += "\n" + canonical_json(settings.model_dump(mode="json"))
+    return sha256_hex(text)
 
 
 def _chain(previous: str, message: Message) -> str:

@@ -9,7 +9,6 @@ core usable and testable with no database.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,8 +19,10 @@ from executus._events import (
     ENVELOPE_KEYS,
     Event,
     RunStatus,
+    body_object,
     canonical_json,
     encode_event,
+    refuse_envelope_keys,
     sha256_hex,
     utc_json,
 )
@@ -120,11 +121,11 @@ def event_json_from_body(
     the same values and encodes to the same text, and ``at`` has one text per instant.
 
     Raises:
-        ValueError: the body is not a JSON object.
+        UnknownEventError: the body is not a JSON object, or repeats an envelope field (the
+            text rebuilt would not be what a reader decodes).
     """
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise ValueError("an event body must be a JSON object")
+    data = body_object(body)
+    refuse_envelope_keys(data)
     data.update(run_id=run_id, seq=seq, kind=kind, schema_version=schema_version, at=utc_json(at))
     return canonical_json(data)
 

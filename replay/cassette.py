@@ -24,12 +24,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from executus import (
-    GENESIS_HASH,
     Blob,
     BlobNotFoundError,
     Event,
@@ -38,12 +37,13 @@ from executus import (
     PostRunFinished,
     RunNotFoundError,
     SteerInjected,
-    canonical_json,
-    chain_hash,
     decode_event,
-    event_json,
+    rebuild,
 )
+from executus.storage import GENESIS_HASH, canonical_json, chain_hash, event_json
 from replay._errors import CassetteConflictError, CassetteError
+from replay._evidence import Evidence
+from replay._strict import MAX_NAME_LENGTH, check_run_id, first_difference, json_line, shown
 
 __all__ = [
     "CASSETTE_FORMAT",
@@ -87,6 +87,12 @@ class CassetteHeader(BaseModel):
     """How many blob lines follow the events."""
     head_hash: str
     """The hash chain's tip over the events: editing any event line breaks it."""
+    verification_failures: list[str] | None = None
+    """Set only by ``export --force``: what ``verify`` found wrong with the stored run. Such a
+    cassette records a run that was tampered with, and ``import`` refuses it."""
+    evidence: Evidence | None = None
+    """Set by ``export --evidence``: the run's ledger seal, inclusion proof and a signed
+    checkpoint, which ``executus verify --bundle`` checks with no database."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +140,22 @@ def _head_hash(lines: Iterable[str]) -> str:
     return head
 
 
-def dump_cassette(events: Sequence[Event], blobs: Iterable[Blob], stream: TextIO) -> None:
+def dump_cassette(
+    events: Sequence[Event],
+    blobs: Iterable[Blob],
+    stream: TextIO,
+    *,
+    evidence: Evidence | None = None,
+    verification_failures: Sequence[str] | None = None,
+) -> None:
     """Write events and the blobs they reference as a cassette.
 
     Args:
         events: one run's whole log, seq 1 onwards.
         blobs: at least every blob the events reference (others are left out).
         stream: a text stream opened for writing (``newline=""`` is not needed: only ``\\n``).
+        evidence: the run's ledger evidence, for an evidence bundle.
+        verification_failures: what verification found wrong (``export --force`` only).
 
     Raises:
         CassetteError: there are no events, or a referenced blob is missing.
@@ -166,8 +181,10 @@ def dump_cassette(events: Sequence[Event], blobs: Iterable[Blob], stream: TextIO
         events=len(lines),
         blobs=len(wanted),
         head_hash=_head_hash(lines),
+        verification_failures=list(verification_failures) if verification_failures else None,
+        evidence=evidence,
     )
-    stream.write(canonical_json(header.model_dump(mode="json")) + "\n")
+    stream.write(canonical_json(header.model_dump(mode="json", exclude_none=True)) + "\n")
     for line in lines:
         stream.write(line + "\n")
     for digest in wanted:
@@ -181,29 +198,30 @@ def dump_cassette(events: Sequence[Event], blobs: Iterable[Blob], stream: TextIO
         stream.write(canonical_json(record) + "\n")
 
 
-def write_cassette(store: EventStore, run_id: str, stream: TextIO) -> None:
+def write_cassette(
+    store: EventStore,
+    run_id: str,
+    stream: TextIO,
+    *,
+    evidence: Evidence | None = None,
+    verification_failures: Sequence[str] | None = None,
+) -> None:
     """Export one stored run, with the blobs it references, as a cassette.
+
+    Callers that export for others should verify the run first (``store.verify_run``): this
+    writes whatever the store reads, with a fresh hash chain.
 
     Raises:
         RunNotFoundError: the store has no such run.
         BlobNotFoundError: the store lacks a blob the run references.
     """
     events = store.read_run(run_id)
-    dump_cassette(events, [store.get_blob(digest) for digest in referenced_blobs(events)], stream)
-
-
-def _json_line(text: str, number: int) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CassetteError(f"not valid JSON ({error.msg} at column {error.colno})", number) from None
-    if not isinstance(value, dict):
-        raise CassetteError(f"expected a JSON object, got {type(value).__name__}", number)
-    return value
+    blobs = [store.get_blob(digest) for digest in referenced_blobs(events)]
+    dump_cassette(events, blobs, stream, evidence=evidence, verification_failures=verification_failures)
 
 
 def _read_header(text: str) -> CassetteHeader:
-    data = _json_line(text, 1)
+    data = json_line(text, 1)
     if data.get("format") != CASSETTE_FORMAT:
         raise CassetteError(f"not an executus cassette (format is {data.get('format')!r})", 1)
     version = data.get("version")
@@ -212,15 +230,17 @@ def _read_header(text: str) -> CassetteHeader:
             f"cassette version {version!r} is not one this executus reads (1 to {CASSETTE_VERSION})", 1
         )
     try:
-        return CassetteHeader.model_validate(data)
+        header = CassetteHeader.model_validate(data, strict=True)
     except ValidationError as error:
         problem = error.errors()[0]
         where = ".".join(str(part) for part in problem["loc"])
         raise CassetteError(f"invalid header: {where}: {problem['msg']}", 1) from None
+    check_run_id(header.run_id)
+    return header
 
 
 def _read_blob(text: str, number: int) -> Blob:
-    data = _json_line(text, number)
+    data = json_line(text, number)
     if set(data) != {"blob", "media_type", "size", "data"}:
         raise CassetteError("a blob line needs exactly blob, media_type, size and data", number)
     digest, media_type, size, encoded = data["blob"], data["media_type"], data["size"], data["data"]
@@ -237,17 +257,67 @@ def _read_blob(text: str, number: int) -> Blob:
     return Blob(digest, media_type, content)
 
 
+def _read_event(text: str, number: int) -> Event:
+    """Decode an event line as strictly as the store writes: its canonical text, nothing coerced."""
+    data = json_line(text, number)
+    try:
+        event = decode_event(data)
+    except ExecutusError as error:
+        raise CassetteError(str(error), number) from None
+    if data.get("schema_version", 1) == event.schema_version:  # not upcast from an older version
+        difference = first_difference(data, json.loads(event_json(event)))
+        if difference is not None:
+            raise CassetteError(f"not an event as the store writes it: {difference}", number)
+    usage = data.get("usage")
+    if isinstance(usage, dict) and any(isinstance(n, int) and n < 0 for n in usage.values()):
+        raise CassetteError(f"{event.kind} at seq {event.seq} has negative token usage", number)
+    return event
+
+
+def _check_run(header: CassetteHeader, events: Sequence[Event]) -> None:
+    """The events must fold into a run (as the store would rebuild it) that the header describes."""
+    try:
+        state = rebuild(events)
+    except ExecutusError as error:
+        raise CassetteError(f"the events do not make a run: {error}") from None
+    first, last = events[0], events[-1]
+    assert first.kind == "run_started"
+    told = {
+        "status": last.status if last.kind == "run_finished" else "running",
+        "agent": first.agent.name,
+        "model": first.agent.model,
+        "started_at": first.at.isoformat(),
+    }
+    for field, value in told.items():
+        if getattr(header, field) != value:
+            raise CassetteError(
+                f"the header says {field} {shown(getattr(header, field))}, the events {shown(value)}", 1
+            )
+    for what, name in (
+        ("agent name", first.agent.name),
+        ("model name", first.agent.model),
+        ("caller id", state.caller_id),
+    ):
+        if name is not None and len(name) > MAX_NAME_LENGTH:
+            raise CassetteError(f"the {what} is longer than {MAX_NAME_LENGTH} characters", 2)
+
+
 def read_cassette(stream: TextIO) -> Cassette:
     """Read and check a cassette.
 
-    Every line is checked: the header, each event (valid, this run, seq 1, 2, 3… in order),
-    the hash chain over the event lines against the header's ``head_hash``, the counts, and
-    each blob's size and sha256; every blob the events reference must be present.
+    Every line is checked as strictly as the store writes: the header (strict types, a run id
+    of at most 128 letters, digits and ``. _ : @ + -``), each event (its canonical text: no
+    ``"seq":"3"``, no NaN, no integer beyond 64 bits, no nesting deeper than 64, no lone
+    surrogate; this run, seq 1, 2, 3… in order, time never going back, usage never negative),
+    the fold of all events (nothing after ``run_finished``), the header against the events
+    (status, agent, model, start, counts, the hash chain's ``head_hash``), and each blob's size
+    and sha256; every blob the events reference must be present. Lines may end in ``\r\n``.
 
     Raises:
         CassetteError: anything malformed, naming the 1-based line number and why.
     """
-    lines = stream.read().split("\n")
+    # A line may end in \r\n (a checkout with Windows line ends): the \r is not part of it.
+    lines = [line.removesuffix("\r") for line in stream.read().split("\n")]
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
@@ -268,18 +338,17 @@ def read_cassette(stream: TextIO) -> Cassette:
     head = GENESIS_HASH
     for number in range(2, 2 + header.events):
         text = lines[number - 1]
-        try:
-            event = decode_event(_json_line(text, number))
-        except ExecutusError as error:
-            if isinstance(error, CassetteError):
-                raise
-            raise CassetteError(str(error), number) from None
+        event = _read_event(text, number)
         if event.run_id != header.run_id:
-            raise CassetteError(f"event belongs to run {event.run_id}, not {header.run_id}", number)
+            raise CassetteError(f"event belongs to run {shown(event.run_id)}, not {header.run_id}", number)
         if event.seq != len(events) + 1:
             raise CassetteError(f"expected seq {len(events) + 1}, got {event.seq} ({event.kind})", number)
         if event.seq == 1 and event.kind != "run_started":
             raise CassetteError(f"the first event must be run_started, not {event.kind}", number)
+        if events and event.at < events[-1].at:
+            raise CassetteError(
+                f"{event.kind} at seq {event.seq} is earlier than the event before it", number
+            )
         head = chain_hash(head, text)
         events.append(event)
     if head != header.head_hash:
@@ -287,6 +356,7 @@ def read_cassette(stream: TextIO) -> Cassette:
             "the events do not match the header's head_hash: an event line was edited, "
             "or is not in canonical form"
         )
+    _check_run(header, events)
     blobs = [_read_blob(lines[number - 1], number) for number in range(2 + header.events, len(lines) + 1)]
     present = {blob.sha256 for blob in blobs}
     for digest in referenced_blobs(events):
@@ -302,10 +372,18 @@ def import_cassette(store: EventStore, cassette: Cassette) -> str:
     events it is refused.
 
     Raises:
+        CassetteError: the cassette was exported with ``--force`` from a run that failed
+            verification: importing it would pass tampered history off as genuine.
         CassetteConflictError: the run exists in the store with different events.
         StoreError: the store refused the append.
     """
     run_id = cassette.run_id
+    if cassette.header.verification_failures:
+        raise CassetteError(
+            f"run {run_id} failed verification when it was exported (--force): "
+            f"{cassette.header.verification_failures[0]}; refusing to import it as genuine",
+            1,
+        )
     try:
         existing = store.read_run(run_id)
     except RunNotFoundError:

@@ -32,20 +32,18 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from executus import (
-    GENESIS_HASH,
     ConcurrencyError,
     Event,
     EventOrderError,
     RunSummary,
+    SealPolicy,
     StoreError,
     StoreUnavailableError,
-    chain_hash,
-    check_batch,
-    event_json_and_body,
-    summarize,
 )
+from executus.storage import GENESIS_HASH, chain_hash, check_batch, event_json_and_body, summarize
 from store._engine import display_url
 from store._hot import AppendTransaction, RaceLost
+from store._ledger import seal_if_due
 from store._session import AppendConnection, TransientFailure
 from store._settings import WriterSettings
 
@@ -94,6 +92,7 @@ class GroupCommitter:
         settings: the retry window and back-off.
         read_last_seq: the run's last stored seq, read outside any transaction (for the rare
             :class:`ConcurrencyError` a writer that bypassed the lock causes).
+        seal_policy: when a run's appends also seal it into the ledger, besides when it finishes.
     """
 
     def __init__(
@@ -102,8 +101,10 @@ class GroupCommitter:
         url: str,
         settings: WriterSettings,
         read_last_seq: Callable[[str], int],
+        seal_policy: SealPolicy,
     ) -> None:
         self._connection = connection
+        self._seal_policy = seal_policy
         self._url = url
         self._settings = settings
         self._read_last_seq = read_last_seq
@@ -259,6 +260,8 @@ class GroupCommitter:
                 transaction.insert_run(head)
             else:
                 transaction.update_run(stored, head)
+            # In the same transaction: the seal and the events it covers commit together.
+            seal_if_due(transaction, stored, head, self._seal_policy)
             written[run_id] = head
         return written
 

@@ -26,11 +26,13 @@ replaces when it is found dead. (SQLite's appends hold one from the store's pool
 from __future__ import annotations
 
 import math
+import os
 import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
@@ -47,8 +49,10 @@ __all__ = [
     "create_store_engine",
     "create_writer_engine",
     "display_url",
+    "hide_passwords",
     "one_line",
     "raw_connect",
+    "read_only_url",
     "statement_failed",
 ]
 
@@ -58,6 +62,14 @@ WRITE_OPTION: Final = "executus_write"
 """Execution option: a transaction begun on this connection will write (SQLite: BEGIN IMMEDIATE)."""
 
 _PASSWORD_IN_URL: Final = re.compile(r"(://[^:/@]*:)[^@]*@")
+_PASSWORD_SETTING: Final = re.compile(r"""(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;]*)""", re.IGNORECASE)
+"""libpq's ``password=secret`` (or ``password='a secret'``) in a key=value string or a query."""
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` with every database password in it masked: a URL's ``user:secret@`` and a libpq
+    ``password=secret`` setting; for messages that quote a URL or a connection string."""
+    return _PASSWORD_SETTING.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", text))
 
 
 def display_url(url: str | URL) -> str:
@@ -69,12 +81,36 @@ def display_url(url: str | URL) -> str:
     try:
         parsed = url if isinstance(url, URL) else make_url(url)
     except exc.ArgumentError:
-        return _PASSWORD_IN_URL.sub(r"\1***@", str(url))
+        return hide_passwords(str(url))
     if "password" in parsed.query:  # libpq also takes ?password=...
         parsed = parsed.update_query_dict({"password": "***"})
     elif parsed.password is None and isinstance(url, str):
         return url
     return parsed.render_as_string(hide_password=True)
+
+
+def read_only_url(url: str) -> str | None:
+    """A read-only URL for ``url`` if it names a SQLite file this process may not write.
+
+    An auditor's copy (a read-only file, in a read-only directory) cannot take the write lock,
+    switch to WAL or create the ``-shm`` file a WAL reader needs; ``mode=ro`` opens it without,
+    and ``immutable=1`` (when no ``-wal`` file holds unmerged commits) skips locking altogether.
+    """
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or parsed.query.get("mode") == "ro":
+        return None  # already a URI the user chose
+    path = Path(database)
+    if not path.exists() or (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        return None
+    wal = Path(f"{path}-wal")
+    query = {"mode": "ro", "uri": "true"} | ({} if wal.exists() else {"immutable": "1"})
+    return parsed.set(database=f"file:{path}", query=query).render_as_string(hide_password=False)
 
 
 def one_line(error: BaseException) -> str:
@@ -102,6 +138,16 @@ def _parse(url: str) -> URL:
     return parsed
 
 
+def _require_psycopg(url: str) -> None:
+    try:
+        import psycopg  # noqa: F401 - only to know whether the postgres extra is installed
+    except ImportError:
+        raise DatabaseUnavailableError(
+            f"{display_url(url)} is a PostgreSQL database, but PostgreSQL support is not installed: "
+            "pip install 'executus[postgres]'"
+        ) from None
+
+
 def create_store_engine(url: str, connect_timeout: float = POSTGRES_CONNECT_TIMEOUT_SECONDS) -> Engine:
     """An engine for ``url`` with executus's per-backend settings (see the module docstring).
 
@@ -112,21 +158,24 @@ def create_store_engine(url: str, connect_timeout: float = POSTGRES_CONNECT_TIME
         connect_timeout: seconds to wait for a PostgreSQL connection (libpq counts at least 2).
 
     Raises:
-        DatabaseUnavailableError: the URL cannot be parsed or names an unsupported backend.
+        DatabaseUnavailableError: the URL cannot be parsed or names an unsupported backend, or
+            a PostgreSQL one without the ``executus[postgres]`` extra (psycopg) installed.
     """
     parsed = _parse(url)
     if parsed.get_backend_name() == "postgresql":
+        _require_psycopg(url)
         return create_engine(
             parsed,
             pool_pre_ping=True,
             connect_args={"connect_timeout": _whole_seconds(connect_timeout), "application_name": "executus"},
         )
+    read_only = parsed.query.get("mode") == "ro"
     options: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
     if parsed.database in (None, "", ":memory:"):
         # One shared connection, or every checkout would see its own empty in-memory database.
         options = {"connect_args": {"check_same_thread": False}, "poolclass": StaticPool}
     engine = create_engine(parsed, **options)
-    event.listen(engine, "connect", _sqlite_connected)
+    event.listen(engine, "connect", _sqlite_connected_read_only if read_only else _sqlite_connected)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
 
@@ -174,6 +223,16 @@ def _sqlite_connected(dbapi_connection: Any, _record: object) -> None:
         _use_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_connected_read_only(dbapi_connection: Any, _record: object) -> None:
+    # A read-only file keeps its journal mode: switching to WAL would write.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
     finally:
         cursor.close()
 

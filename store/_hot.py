@@ -36,18 +36,20 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter, itemgetter
 from typing import Any, Final, cast
 
-from sqlalchemy import Dialect, and_, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, Dialect, Integer, String, and_, bindparam, func, insert, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 from executus import RunSummary
-from store._schema import UtcDateTime, blobs, events, runs
+from store._schema import UtcDateTime, blobs, events, ledger, runs
 
 __all__ = [
     "APPEND_LOCK_KEY",
     "EVENT_COLUMNS",
+    "LEDGER_LOCK_KEY",
     "POSTGRES_INSERT_EVENTS_ARRAYS",
     "POSTGRES_STEP_COLUMNS",
     "POSTGRES_UPDATE_STEPS_ARRAYS",
@@ -138,6 +140,23 @@ _INSERT_BLOB: Final = {
     .on_conflict_do_nothing(index_elements=[blobs.c.sha256]),
 }
 """A blob is stored once by its sha256: the first media type wins."""
+LEDGER_LOCK_KEY: Final = 0x6578_6C65_6467_6572 >> 1
+"""The PostgreSQL advisory lock a sealing append takes before it reads the next leaf index
+("exledger" in ASCII, halved). Redundant while every append holds APPEND_LOCK_KEY; it keeps
+leaf indexes unique if appends of different runs stop waiting on each other."""
+_LEDGER_LOCK: Final = select(func.pg_advisory_xact_lock(LEDGER_LOCK_KEY))
+# The next leaf index is read by the INSERT itself: no round trip, and the append lock (SQLite's
+# write lock, PostgreSQL's advisory lock) makes it the only writer of the ledger meanwhile.
+_INSERT_SEAL: Final = insert(ledger).from_select(
+    ["leaf_index", "run_id", "last_seq", "head_hash", "status"],
+    select(
+        sql_cast(func.coalesce(func.max(ledger.c.leaf_index), -1) + 1, BigInteger),
+        sql_cast(bindparam("run_id"), String),
+        sql_cast(bindparam("last_seq"), Integer),
+        sql_cast(bindparam("head_hash"), String),
+        sql_cast(bindparam("status"), String),
+    ),
+)
 
 Parameters = list[Any] | dict[str, Any]
 """A statement's parameters, converted for the driver, in the dialect's paramstyle."""
@@ -232,6 +251,8 @@ class Statements:
         self._insert_run = Statement(_INSERT_RUN, dialect)
         self.insert_blob = Statement(_INSERT_BLOB[dialect.name], dialect)
         self.append_lock = Statement(_APPEND_LOCK, dialect)
+        self.insert_seal = Statement(_INSERT_SEAL, dialect)
+        self.ledger_lock = Statement(_LEDGER_LOCK, dialect)
         self._updates: dict[tuple[str, ...], Statement] = {}
 
     def insert_run(self, summary: RunSummary) -> tuple[Statement, Parameters]:
@@ -300,3 +321,7 @@ class AppendTransaction(ABC):
     @abstractmethod
     def insert_blob(self, sha256: str, media_type: str, data: bytes) -> None:
         """Store a blob unless one with that sha256 is already stored."""
+
+    @abstractmethod
+    def insert_seal(self, summary: RunSummary) -> None:
+        """Append a seal of the run's row ``summary`` (its last seq, head hash, status) to the ledger."""

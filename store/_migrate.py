@@ -26,7 +26,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, inspect, select
 
 from executus import SchemaOutdatedError, StoreError
-from store._engine import WRITE_OPTION, connect, create_store_engine, display_url
+from store._engine import WRITE_OPTION, connect, create_store_engine, display_url, read_only_url
 from store._schema import metadata
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "current_revision",
     "ensure_schema",
     "head_revision",
+    "is_known_revision",
     "upgrade",
 ]
 
@@ -84,6 +85,10 @@ def current_revision(url: str) -> str | None:
     if engine.dialect.name == "sqlite" and not in_memory and not Path(str(database)).exists():
         engine.dispose()
         return None
+    locked = read_only_url(url)  # a file this process may not write is read as it is
+    if locked is not None:
+        engine.dispose()
+        engine = create_store_engine(locked)
     try:
         with connect(engine, url, "reading the schema version") as connection:
             return _revision(connection)
@@ -108,8 +113,13 @@ def upgrade(url: str) -> None:
         engine.dispose()
 
 
-def ensure_schema(engine: Engine, url: str) -> None:
+def ensure_schema(engine: Engine, url: str, *, create: bool = True) -> None:
     """Make sure the store can use ``engine``'s database: create a fresh one, refuse an old one.
+
+    Args:
+        engine: the store's engine.
+        url: the database, as the user gave it (for messages).
+        create: give a fresh database the schema; False (a read-only database) refuses it.
 
     Raises:
         SchemaOutdatedError: the database is behind this code's migrations.
@@ -123,6 +133,8 @@ def ensure_schema(engine: Engine, url: str) -> None:
     head = head_revision()
     if current == head:
         return
+    if fresh and not create:
+        raise StoreError(f"database {display_url(url)} is empty: it holds no executus runs")
     if fresh:
         with _migrating(engine, url) as connection:
             # Re-read under the lock: another process may have created the schema meanwhile.
@@ -164,12 +176,17 @@ def _has_any_table(connection: Connection) -> bool:
     return bool(existing & ({*metadata.tables, "alembic_version"}))
 
 
+def is_known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this code's migrations (else a newer executus made it)."""
+    return revision in {script.revision for script in _scripts().walk_revisions()}
+
+
 def _check_known(connection: Connection, url: str) -> None:
     """Refuse a database stamped with a revision this code's migrations do not contain."""
     current = _revision(connection)
     if current is None:
         return
-    if current not in {script.revision for script in _scripts().walk_revisions()}:
+    if not is_known_revision(current):
         raise StoreError(
             f"database {display_url(url)} is at schema revision {current}, which this executus "
             "does not know: it was migrated by a newer executus; upgrade executus"

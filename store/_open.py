@@ -8,11 +8,13 @@ from typing import Final
 
 import platformdirs
 
+from executus import DatabaseUnavailableError
+from store._engine import read_only_url
 from store._migrate import ensure_schema
 from store._settings import WriterSettings
 from store._sql import SqlStore
 
-__all__ = ["ENV_DB", "default_url", "open_store"]
+__all__ = ["ENV_DB", "default_url", "make_default_directory", "open_store"]
 
 ENV_DB: Final = "EXECUTUS_DB"
 
@@ -28,7 +30,26 @@ def default_url() -> str:
     return configured or f"sqlite:///{_default_sqlite_path()}"
 
 
-def open_store(url: str | None = None, settings: WriterSettings | None = None) -> SqlStore:
+def make_default_directory() -> None:
+    """Create the default database's directory if it is new.
+
+    Raises:
+        DatabaseUnavailableError: it cannot be made (HOME unwritable, or a file in the way);
+            the message names the way out, ``--db``/``EXECUTUS_DB``.
+    """
+    directory = _default_sqlite_path().parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DatabaseUnavailableError(
+            f"cannot use the default data directory {directory}: {error.strerror or error}; "
+            f"name a database with --db URL or {ENV_DB}=URL"
+        ) from None
+
+
+def open_store(
+    url: str | None = None, *, read_only: bool = False, settings: WriterSettings | None = None
+) -> SqlStore:
     """Open the event store at ``url`` (default: :func:`default_url`), ready to use.
 
     A fresh database (no tables at all) is created and migrated to the newest schema, so
@@ -37,7 +58,10 @@ def open_store(url: str | None = None, settings: WriterSettings | None = None) -
     user's back: migrating a shared PostgreSQL database is a deliberate act.
 
     Args:
-        url: the database (default: :func:`default_url`).
+        url: the database; None for :func:`default_url`.
+        read_only: the caller only reads. A SQLite file this process may not write (an
+            auditor's copy) is then opened read-only (see :func:`read_only_url`) instead of
+            failing, and nothing is created in it.
         settings: the timeouts and retry window of the store's writes (default: WriterSettings()).
 
     Returns:
@@ -45,17 +69,19 @@ def open_store(url: str | None = None, settings: WriterSettings | None = None) -
 
     Raises:
         DatabaseUnavailableError: the URL is malformed, or the database cannot be opened
-            (the message names the URL without its password).
+            (the message names the URL without its password), or the default data directory
+            cannot be made.
         SchemaOutdatedError: the database is behind; the message says to run ``executus db upgrade``.
         StoreError: the database was migrated by a newer executus.
     """
     if url is None:
         url = default_url()
         if url == f"sqlite:///{_default_sqlite_path()}":
-            _default_sqlite_path().parent.mkdir(parents=True, exist_ok=True)
-    store = SqlStore(url, settings)
+            make_default_directory()
+    locked = read_only_url(url) if read_only else None
+    store = SqlStore(locked or url, settings=settings)
     try:
-        ensure_schema(store.engine, url)
+        ensure_schema(store.engine, locked or url, create=locked is None)
     except BaseException:
         store.close()
         raise

@@ -1,4 +1,4 @@
-"""The SQL schema: events (the log), runs (a projection of it) and blobs, in SQLAlchemy Core.
+"""The SQL schema: events (the log), runs (a projection of it), blobs and the ledger, in SQLAlchemy Core.
 
 This module is the model that Alembic's ``check`` compares with the migrations under
 ``store/migrations``: change a table here and add a migration there, in the same commit.
@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["NAMING_CONVENTION", "UtcDateTime", "blobs", "events", "metadata", "runs"]
+__all__ = ["NAMING_CONVENTION", "UtcDateTime", "blobs", "events", "ledger", "metadata", "runs"]
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -133,3 +133,27 @@ blobs: Final = Table(
     Column("media_type", String(200), nullable=False),
     Column("data", LargeBinary, nullable=False),
 )
+
+LEDGER_COMMENT: Final = (
+    "The run ledger: one append-only Merkle log (RFC 9162) of seals per database. A seal is the tip "
+    "of a run's hash chain (last seq, head hash, status), appended in the transaction that wrote it."
+)
+
+ledger: Final = Table(
+    "ledger",
+    metadata,
+    Column(
+        "leaf_index",
+        BigInteger,
+        primary_key=True,
+        autoincrement=False,
+        comment="The seal's 0-based place in the Merkle log: 0, 1, 2... with no gaps.",
+    ),
+    Column("run_id", String(RUN_ID_LENGTH), nullable=False),
+    Column("last_seq", Integer, nullable=False),
+    Column("head_hash", String(HASH_LENGTH), nullable=False),
+    Column("status", String(16), nullable=False),
+    comment=LEDGER_COMMENT,
+)
+# verify and export --evidence look a run's seals up.
+Index(None, ledger.c.run_id)

@@ -120,6 +120,16 @@ class _Session(AppendTransaction):
         statement, parameters = self._statements.insert_run(summary)
         self._cursor.execute(statement.sql, parameters)
 
+    def insert_seal(self, summary: RunSummary) -> None:
+        statement = self._statements.insert_seal
+        values = {
+            "run_id": summary.run_id,
+            "last_seq": summary.last_seq,
+            "head_hash": summary.head_hash,
+            "status": summary.status,
+        }
+        self._cursor.execute(statement.sql, statement.parameters(values))
+
     def insert_blob(self, sha256: str, media_type: str, data: bytes) -> None:
         statement = self._statements.insert_blob
         self._cursor.execute(
@@ -297,6 +307,10 @@ class _PostgresSession(_Session):
         statement = self._statements.select_hash
         row = self._fetch_one(statement.sql, statement.parameters({"run_id": run_id, "seq": seq}))
         return None if row is None else bytes(row[0]).hex()
+
+    def insert_seal(self, summary: RunSummary) -> None:
+        self._cursor.execute(self._statements.ledger_lock.sql, self._statements.ledger_lock.parameters())
+        super().insert_seal(summary)
 
     def update_run(self, old: RunSummary, new: RunSummary) -> None:
         if _other_values(old) == _other_values(new):

@@ -41,7 +41,6 @@ from sqlalchemy import (
 from sqlalchemy.engine.interfaces import DBAPIModule
 
 from executus import (
-    GENESIS_HASH,
     Blob,
     BlobNotFoundError,
     Event,
@@ -49,11 +48,16 @@ from executus import (
     RunQuery,
     RunSummary,
     SchemaVersionError,
+    SealPolicy,
     UnknownEventError,
+)
+from executus.storage import (
+    GENESIS_HASH,
+    EventWriter,
+    InlineWriter,
     decode_event_body,
     event_json_from_body,
 )
-from executus._store import EventWriter, InlineWriter
 from store._batch import AppendRequest, BlobRequest, GroupCommitter, Request
 from store._engine import connect, create_store_engine, create_writer_engine, display_url, statement_failed
 from store._hot import APPEND_LOCK_KEY, SUMMARY_FIELDS, Statement
@@ -65,6 +69,7 @@ from store._writer import ThreadWriter
 __all__ = ["APPEND_LOCK_KEY", "SqlStore", "StoredEvent"]
 
 _DEFAULT_QUERY: Final = RunQuery()
+_DEFAULT_SEAL_POLICY: Final = SealPolicy()
 
 _SQLITE_AT_JSON: Final = type_coerce(events.c.at, String).concat("Z").label("at")
 """``at`` as JSON text, from SQLite's naive UTC text (``2026-01-01 00:00:00.000000``)."""
@@ -139,15 +144,25 @@ class SqlStore:
     Args:
         url: a SQLAlchemy URL, ``sqlite:///PATH`` or ``postgresql+psycopg://USER@HOST/DB``.
         settings: timeouts and the retry window of every write (the defaults if None).
+        seal_policy: when an append seals its run into the ledger besides when the run
+            finishes (every 1000 events or each hour by default).
 
     Raises:
         DatabaseUnavailableError: the URL is malformed or names an unsupported backend.
     """
 
-    def __init__(self, url: str, settings: WriterSettings | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        settings: WriterSettings | None = None,
+        seal_policy: SealPolicy = _DEFAULT_SEAL_POLICY,
+    ) -> None:
         self._url = url
         self.settings = settings or WriterSettings()
         """The timeouts and retry window of this store's writes."""
+        self.seal_policy = seal_policy
+        """When appends seal a run into the ledger besides when it finishes."""
         self.engine = create_store_engine(url, self.settings.connect_timeout)
         self._postgres = self.engine.dialect.name == "postgresql"
         self._driver_error: type[DBAPIModule.Error] = self.engine.dialect.loaded_dbapi.Error
@@ -158,7 +173,11 @@ class SqlStore:
         # pool, which for an in-memory database is its one connection.
         self._writer_engine = create_writer_engine(url, self.settings) if self._postgres else self.engine
         self._committer = GroupCommitter(
-            AppendConnection(self._writer_engine, url, self.settings), url, self.settings, self._last_seq
+            AppendConnection(self._writer_engine, url, self.settings),
+            url,
+            self.settings,
+            self._last_seq,
+            seal_policy,
         )
         self._writer: ThreadWriter | None = None
         self._closed = False

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from executus import (
     Agent,
     Event,
+    EventStore,
     Executor,
     Invocation,
     MemoryStore,
@@ -63,3 +65,15 @@ def offsets(recorded: Recorded) -> list[tuple[float, str]]:
     """Each event as (seconds since the run started, kind): the run's timeline."""
     start = recorded.events[0].at
     return [((event.at - start).total_seconds(), event.kind) for event in recorded.events]
+
+
+def store_goldens(event_store: EventStore, *names: str) -> None:
+    """Store the runs of golden cassettes ``tests/golden/<name>.jsonl`` as ``<name>-run``."""
+    from replay import load_cassette
+
+    for name in names:
+        cassette = load_cassette(Path(__file__).parent / "golden" / f"{name}.jsonl")
+        events = [event.model_copy(update={"run_id": f"{name}-run"}) for event in cassette.events]
+        for blob in cassette.blobs:
+            event_store.put_blob(blob.data, blob.media_type)
+        event_store.append(f"{name}-run", events, 0)

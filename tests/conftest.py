@@ -12,22 +12,52 @@ its user CREATE DATABASE (and the tests empty the executus tables of the databas
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from _pgserver import PostgresUnavailable, ThrowawayPostgres, postgres_url_for_tests
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from executus import EventStore, MemoryStore
-from store import SqlStore, upgrade
+from executus import EventStore, MemoryStore, SequentialIds, VirtualClock
+from executus.cli._demo import record_demo
+from store import SqlStore, open_store, upgrade
 from store._engine import create_store_engine
-from store._pgserver import PostgresUnavailable, ThrowawayPostgres, postgres_url_for_tests
+
+DEMO_START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 SQL_BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("executus")
+    group.addoption(
+        "--soak",
+        type=int,
+        default=int(os.environ.get("EXECUTUS_SOAK") or 50),
+        metavar="KILLS",
+        help="SIGKILLs per SQL backend in tests/test_sigkill_harness.py (default $EXECUTUS_SOAK or 50)",
+    )
+    group.addoption(
+        "--sigkill-seed",
+        type=int,
+        default=int(os.environ.get("EXECUTUS_SIGKILL_SEED") or secrets.randbelow(2**31)),
+        metavar="SEED",
+        help="the SIGKILL harness's seed (default $EXECUTUS_SIGKILL_SEED, else random; failures print it)",
+    )
+    group.addoption(
+        "--sigkill-cycle",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run only cycle N of the SIGKILL harness's seed (to re-run a failure the harness reported)",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +86,7 @@ def _truncate(url: str) -> None:
     engine = create_store_engine(url)
     try:
         with engine.begin() as connection:
-            connection.execute(text("TRUNCATE events, runs, blobs RESTART IDENTITY"))
+            connection.execute(text("TRUNCATE events, runs, blobs, ledger RESTART IDENTITY"))
     finally:
         engine.dispose()
 
@@ -70,6 +100,12 @@ def _empty_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path
     url: str = request.getfixturevalue("postgres_url")
     _truncate(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def empty_database() -> Callable[[str, pytest.FixtureRequest, Path], str]:
+    """``_empty_database(backend, request, directory)``, for fixtures wider than one test."""
+    return _empty_database
 
 
 @pytest.fixture(params=SQL_BACKENDS)
@@ -130,3 +166,12 @@ def own_postgres() -> Iterator[ThrowawayPostgres]:
         with contextlib.suppress(OSError):  # a test that failed while the server was frozen
             server.resume()
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file holding the seven demo runs, ids demo-0001 … demo-0007: copy it to write."""
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    with open_store(f"sqlite:///{path}") as opened:
+        record_demo(opened, VirtualClock(DEMO_START), SequentialIds("demo-"))
+    return path

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pydantic import JsonValue
 
 from executus import (
-    GENESIS_HASH,
     AgentSpec,
     ErrorInfo,
     Event,
@@ -25,10 +24,8 @@ from executus import (
     ToolFinished,
     ToolStarted,
     Usage,
-    chain_hash,
-    event_json,
-    summarize,
 )
+from executus.storage import GENESIS_HASH, chain_hash, event_json, summarize
 from store import SqlStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

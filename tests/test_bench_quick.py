@@ -47,3 +47,31 @@ def test_quick_loop_lag_case_measures_sqlite_and_says_why_postgres_is_missing(tm
     assert [row.note for row in report.rows if row.name == "PostgreSQL"] == ["PostgreSQL off (--no-postgres)"]
     assert [target.met for target in report.targets][1:] == [None, None]
     assert any(row.name.startswith("idle loop") and row.value is not None for row in report.rows)
+
+
+def test_quick_audit_case_reports_verify_and_redaction_figures(tmp_path: Path) -> None:
+    config = dataclasses.replace(
+        Config.quick_mode(tmp_path), repetitions=1, append_events=40, rebuild_runs=3, rebuild_runs_steps=2
+    )
+
+    report, failed = run_bench(config, ["audit"], postgres=False)
+
+    assert failed == []
+    names = {row.name for row in report.rows if row.value is not None and row.value > 0}
+    assert "verify: executus verify_all" in names
+    assert "append: executus RedactingStore(SqlStore).append" in names
+    assert "Redactor.redact, an event with a planted secret" in names
+    assert [target.text for target in report.targets] == ["append with redaction >= 0.9 of append without"]
+
+
+def test_quick_models_case_measures_both_adapters(tmp_path: Path) -> None:
+    config = dataclasses.replace(Config.quick_mode(tmp_path), repetitions=1)
+
+    report, failed = run_bench(config, ["models"], postgres=False)
+
+    assert failed == []
+    names = {row.name for row in report.rows if row.value is not None}
+    for provider in ("OpenAI", "Anthropic"):
+        assert f"{provider} SDK called directly" in names
+        assert f"{provider} adapter's own work, alone (no HTTP)" in names
+    assert all(target.met is not None for target in report.targets)

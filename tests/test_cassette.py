@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from test_replay_scenarios import GOLDEN, SCENARIOS, record
 
-from executus import MemoryStore, event_json
+from executus import MemoryStore
+from executus.storage import event_json
 from replay import CassetteConflictError, CassetteError, import_cassette, read_cassette, write_cassette
 
 
@@ -102,7 +103,7 @@ def _edit(cassette: str, line: int, **fields: object) -> str:
         (lambda t: _broken(t, 3, "[1, 2]"), r"line 3: expected a JSON object, got list"),
         (lambda t: _edit(t, 3, kind="model_pondered"), r"line 3: unknown event kind 'model_pondered'"),
         (lambda t: _edit(t, 3, seq=4), r"line 3: expected seq 2, got 4"),
-        (lambda t: _edit(t, 4, run_id="run-9"), r"line 4: event belongs to run run-9, not run-0001"),
+        (lambda t: _edit(t, 4, run_id="run-9"), r"line 4: event belongs to run 'run-9', not run-0001"),
         (lambda t: _edit(t, 21, output="I edited this"), r"do not match the header's head_hash"),
         (lambda t: _edit(t, 22, size=12), r"line 22: blob 6839ab87688f: size says 12 but the data has 11"),
         (lambda t: _edit(t, 22, data="bm90IHRoZSBzYW1l"), r"line 22: blob 6839ab87688f: size says 11 but"),

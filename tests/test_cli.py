@@ -52,25 +52,16 @@ def test_runs_prints_an_aligned_plain_table_newest_first(demo_url: str) -> None:
     result = invoke("--db", demo_url, "runs")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == [
-        "RUN",
-        "AGENT",
-        "STATUS",
-        "STEPS",
-        "TOKENS",
-        "STARTED",
-        "(UTC)",
-        "DURATION",
-        "END",
-        "CAUSE",
-    ]
+    assert lines[0].split() == ["RUN", "AGENT", "STATUS", "TOKENS", "STARTED", "UTC", "TOOK", "END", "CAUSE"]
+    assert max(len(line) for line in lines) <= 80
     assert [line.split()[:3] for line in lines[1:3]] == [
         ["demo-000", "poller", "error"],
         ["demo-000", "ui-reviewer", "ok"],
     ]
     killed = next(line for line in lines if " killed " in line)
     assert "6m30s" in killed
-    assert "critic_kill: the run stayed idle" in killed
+    assert "critic_kill: the" in killed  # cut with an ellipsis to fit 80 columns
+    assert killed.endswith("…")
     assert lines[0].index("STATUS") == killed.index("killed")
     assert ANSI not in result.stdout
 
@@ -217,7 +208,7 @@ def killed_events(demo_url: str) -> list[Event]:
 @pytest.mark.parametrize("as_json", [False, True])
 def test_show_follow_tails_a_live_run_until_it_finishes(killed_events: list[Event], as_json: bool) -> None:
     growing = GrowingStore(killed_events, visible=4)
-    settings = Settings(open_store=lambda url: growing, now=lambda: NOW, sleep=growing.sleep)
+    settings = Settings(open_store=lambda url, read_only=False: growing, now=lambda: NOW, sleep=growing.sleep)
     result = invoke("show", "demo-0002", "--follow", *(["--json"] if as_json else []), settings=settings)
     assert result.exit_code == 0, result.output
     assert growing.polls == 3
@@ -230,12 +221,16 @@ def test_show_follow_tails_a_live_run_until_it_finishes(killed_events: list[Even
 
 def test_show_without_follow_says_when_a_run_has_not_finished(killed_events: list[Event]) -> None:
     growing = GrowingStore(killed_events, visible=4)
-    result = invoke("show", "demo-0002", settings=Settings(open_store=lambda url: growing, now=lambda: NOW))
+    result = invoke(
+        "show",
+        "demo-0002",
+        settings=Settings(open_store=lambda url, read_only=False: growing, now=lambda: NOW),
+    )
     assert result.exit_code == 0
     assert result.stdout.rstrip().endswith(
         "No run_finished yet: the run is still going or was interrupted (use --follow)."
     )
-    runs = invoke("runs", settings=Settings(open_store=lambda url: growing, now=lambda: NOW))
+    runs = invoke("runs", settings=Settings(open_store=lambda url, read_only=False: growing, now=lambda: NOW))
     assert "running" in runs.stdout
     assert "59m50s…" in runs.stdout
 

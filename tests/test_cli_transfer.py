@@ -15,19 +15,10 @@ import store as sql_store
 from executus import Agent, Executor, Invocation, MemoryStore, SequentialIds, VirtualClock
 from executus.cli import cli
 from executus.cli._common import Settings
-from executus.cli._demo import record_demo
 from executus.testing import ScriptedModel
 from replay.cassette import write_cassette
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("transfer") / "demo.db"
-    with sql_store.open_store(f"sqlite:///{path}") as opened:
-        record_demo(opened, VirtualClock(START), SequentialIds("demo-"))
-    return path
 
 
 @pytest.fixture

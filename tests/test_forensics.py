@@ -157,7 +157,10 @@ def test_an_unfinished_log_says_what_was_in_flight(demo_store: MemoryStore) -> N
     events = demo_store.read_run("demo-0002")[:4]
     explanation = explain(events)
     assert explanation.status == "running"
-    assert explanation.headline == "Run demo-0002 (scraper) has not finished after 1.2s."
+    assert explanation.headline == (
+        "Run demo-0002 (scraper) has not finished: its log ends at seq 4 "
+        "(tool_started, 2026-03-01 09:00:11 UTC)."
+    )
     assert "without run_finished" in texts(explanation, "outcome")[1]
     assert texts(explanation, "in_flight") == [
         "Tool call fetch_page(url='https://slow.example.com/report') [call-1] started at 09:00:11 (+1.2s) "

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import _pgserver
 import pytest
+from _pgserver import ThrowawayPostgres, postgres_url_for_tests
 from sqlalchemy import create_engine, text
-
-from store import _pgserver
-from store._pgserver import ThrowawayPostgres, postgres_url_for_tests
 
 
 def _alive(pid: int) -> bool:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _support import store_goldens
 from click.testing import CliRunner, Result
 from test_replay_scenarios import GOLDEN
 
@@ -141,12 +142,7 @@ def _store_goldens(*names: str) -> None:
     import store as sql_store
 
     with sql_store.open_store() as opened:
-        for name in names:
-            cassette = load_cassette(GOLDEN / f"{name}.jsonl")
-            events = [e.model_copy(update={"run_id": f"{name}-run"}) for e in cassette.events]
-            for blob in cassette.blobs:
-                opened.put_blob(blob.data, blob.media_type)
-            opened.append(f"{name}-run", events, 0)
+        store_goldens(opened, *names)
 
 
 def test_all_replays_every_stored_run_with_a_summary(workdir: Path) -> None:
@@ -172,7 +168,7 @@ def test_all_with_a_changed_agent_exits_1_and_names_each_divergence(workdir: Pat
     [
         ([], "error: give one RUN or CASSETTE, or --all"),
         (["ok.jsonl", "--all"], "error: give one RUN or CASSETTE, or --all"),
-        (["ok.jsonl", "--status", "ok"], "error: --status, --since and --limit go with --all"),
+        (["ok.jsonl", "--status", "ok"], "error: --status, --since, --until and --limit go with --all"),
         (["--all", "--since", "someday"], "error: --since: 'someday' is neither an ISO date"),
     ],
 )

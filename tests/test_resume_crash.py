@@ -15,7 +15,6 @@ from store_children import REPORT_INPUT, report_writer
 from store_events import fold
 
 from executus import (
-    GENESIS_HASH,
     Executor,
     Invocation,
     RunQuery,
@@ -23,9 +22,9 @@ from executus import (
     SystemClock,
     ToolFinished,
     ToolStarted,
-    chain_hash,
     rebuild,
 )
+from executus.storage import GENESIS_HASH, chain_hash
 from store import SqlStore
 
 CHILDREN = Path(__file__).resolve().parent / "store_children.py"

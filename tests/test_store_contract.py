@@ -25,10 +25,10 @@ from executus import (
     SequentialIds,
     SystemClock,
     VirtualClock,
-    event_json,
     rebuild,
     tool,
 )
+from executus.storage import event_json
 from executus.testing import ScriptedModel, call, hang
 
 

@@ -30,13 +30,15 @@ from executus import (
     StoreUnavailableError,
     ToolStarted,
     UnknownEventError,
+)
+from executus._events import utc_json
+from executus.storage import (
     chain_hash,
     decode_event_body,
     event_json,
     event_json_and_body,
     event_json_from_body,
 )
-from executus._events import utc_json
 from store import SqlStore, StoredEvent, WriterSettings, open_store
 from store._schema import events as events_table
 from store._schema import runs as runs_table
@@ -534,7 +536,7 @@ def test_a_connection_lost_mid_append_twice_is_unavailable_and_writes_nothing(sq
     events = run_events("run-1")
     waiting = "pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
     quick = WriterSettings(lock_timeout=5, retry_window=3)
-    with SqlStore(sql_url, quick) as sql_store, _admin(sql_url) as admin:
+    with SqlStore(sql_url, settings=quick) as sql_store, _admin(sql_url) as admin:
         sql_store.append("run-1", events[:2], 0)
         admin.execute("SELECT pg_advisory_lock(%s)", (APPEND_LOCK_KEY,))  # appends now wait
         outcome: list[BaseException] = []

@@ -25,7 +25,7 @@ from executus import (
     StoreError,
     StoreUnavailableError,
 )
-from executus._store import EventWriter, InlineWriter
+from executus.storage import EventWriter, InlineWriter
 from store import SqlStore, WriterSettings
 from store._sql import APPEND_LOCK_KEY
 
@@ -137,7 +137,7 @@ def test_waiting_appends_of_many_runs_share_one_transaction(sql_url: str) -> Non
             tasks = await submitted(*(writer.append(run_id, run_events(run_id), 0) for run_id in runs))
         await asyncio.gather(*tasks)
 
-    with SqlStore(sql_url, QUICK) as store:
+    with SqlStore(sql_url, settings=QUICK) as store:
         asyncio.run(scenario(store))
         # The first batch may have been taken alone before the lock blocked it; the other 49
         # waited meanwhile and went in together.
@@ -162,7 +162,7 @@ def test_one_runs_conflict_or_bad_batch_leaves_the_others_in_its_group_committed
             )
         return list(await asyncio.gather(*tasks, return_exceptions=True))
 
-    with SqlStore(sql_url, QUICK) as store:
+    with SqlStore(sql_url, settings=QUICK) as store:
         for run_id, log in logs.items():
             store.append(run_id, log[:2], 0)
         before = store.write_transactions
@@ -193,7 +193,7 @@ def test_a_held_write_lock_delays_only_the_append_and_the_loop_keeps_running(sql
                 assert not append.done()
             await append  # and once the lock is free, the append goes through
 
-    with SqlStore(sql_url, QUICK) as store:
+    with SqlStore(sql_url, settings=QUICK) as store:
         asyncio.run(scenario(store))
         assert store.read_run("run-1") == events
 
@@ -211,7 +211,7 @@ def test_a_lock_held_past_the_retry_window_is_store_unavailable_and_writes_nothi
                 assert heartbeat.ticks > ticks  # the loop kept running meanwhile
         return raised.value
 
-    with SqlStore(sql_url, settings) as store:
+    with SqlStore(sql_url, settings=settings) as store:
         error = asyncio.run(scenario(store))
         assert str(error).startswith(f"gave up appending to run run-1 in {store.display_url} after ")
         assert "nothing after seq 0 was written" in str(error)
@@ -227,7 +227,7 @@ def test_a_lock_held_past_the_retry_window_is_store_unavailable_and_writes_nothi
 def test_an_unreachable_server_is_store_unavailable_naming_the_url_without_its_password() -> None:
     url = "postgresql+psycopg://otter:s3cret@127.0.0.1:9/executus"  # port 9 (discard): refused
     settings = WriterSettings(connect_timeout=2, retry_window=0.3, first_backoff=0.05)
-    with SqlStore(url, settings) as store:
+    with SqlStore(url, settings=settings) as store:
         with pytest.raises(StoreUnavailableError) as raised:
             run(lambda: store.writer().append("run-1", [started("run-1")], 0))
         message = str(raised.value)
@@ -253,7 +253,7 @@ def test_a_cancelled_append_still_commits_and_the_writer_stays_consistent(sql_ur
         # next append expects the seq after it.
         await writer.append("run-1", events[4:], 4)
 
-    with SqlStore(sql_url, QUICK) as store:
+    with SqlStore(sql_url, settings=QUICK) as store:
         asyncio.run(scenario(store))
         assert store.read_run("run-1") == events
         assert hashes_of(store, "run-1") == expected_hashes(events)
@@ -307,7 +307,7 @@ def test_a_run_another_store_moved_on_fails_alone_in_its_group(sql_url: str) -> 
             )
         return list(await asyncio.gather(*tasks, return_exceptions=True))
 
-    with SqlStore(sql_url, QUICK) as store, SqlStore(sql_url) as other:
+    with SqlStore(sql_url, settings=QUICK) as store, SqlStore(sql_url) as other:
         for run_id, log in logs.items():
             store.append(run_id, log[:2], 0)
         other.append("run-a", logs["run-a"][2:4], 2)

@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import pytest
+from _pgserver import ThrowawayPostgres
 from store_events import expected_hashes, hashes_of, run_events
 from test_store_writer import QUICK, Heartbeat, submitted, write_lock_held
 
 from executus import Event, StoreUnavailableError
 from store import SqlStore, WriterSettings
 from store._hot import AppendTransaction
-from store._pgserver import ThrowawayPostgres
 from store._session import AppendConnection, TransientFailure
 
 _Result = TypeVar("_Result")
@@ -55,7 +55,7 @@ def test_a_frozen_server_delays_only_its_appends_which_are_made_once(
                 own_postgres.resume()
             await append
 
-    with SqlStore(own_postgres.url, settings) as store:
+    with SqlStore(own_postgres.url, settings=settings) as store:
         asyncio.run(scenario(store))
         assert store.read_run(run_id) == events
         assert hashes_of(store, run_id) == expected_hashes(events)
@@ -79,7 +79,7 @@ def test_a_server_frozen_for_good_is_store_unavailable_and_nothing_is_written(
             own_postgres.resume()
         return raised.value
 
-    with SqlStore(own_postgres.url, settings) as store:
+    with SqlStore(own_postgres.url, settings=settings) as store:
         error = asyncio.run(scenario(store))
         assert (error.run_id, error.expected_seq, error.outcome_unknown) == ("frozen-for-good", 1, False)
         assert "nothing after seq 1 was written" in str(error)
@@ -107,7 +107,7 @@ def test_appends_resume_after_a_server_restart_with_no_loss_and_no_duplicate(
         await asyncio.to_thread(own_postgres.start_server)
         await asyncio.gather(*tasks)
 
-    with SqlStore(own_postgres.url, QUICK) as store:
+    with SqlStore(own_postgres.url, settings=QUICK) as store:
         asyncio.run(scenario(store))
         for run_id, log in logs.items():
             assert store.read_run(run_id) == log
@@ -167,7 +167,7 @@ def test_a_group_whose_commit_reply_was_lost_is_written_once_with_no_conflict(
             )
         await asyncio.gather(*tasks)
 
-    with SqlStore(sql_url, QUICK) as store:
+    with SqlStore(sql_url, settings=QUICK) as store:
         connection = LosesTheReplyToCommit(store._committer._connection, committed=committed)
         store._committer._connection = connection  # type: ignore[assignment]
         asyncio.run(scenario(store, connection))

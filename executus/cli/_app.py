@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import click
 
@@ -19,8 +19,18 @@ from executus._clock import VirtualClock
 from executus._events import RunFinished, encode_event
 from executus._forensics import explain, format_duration
 from executus._store import MemoryStore, RunQuery, RunSummary
-from executus.cli._common import ExecutusGroup, Settings, db_option, opened, parse_since
+from executus.cli._audit import checkpoint_command, verify_command
+from executus.cli._common import ExecutusGroup, Settings, db_option, opened
 from executus.cli._demo import DEMO_CALLER, record_demo
+from executus.cli._options import (
+    FiniteFloat,
+    limit_option,
+    parse_when,
+    select_runs,
+    status_option,
+    time_options,
+)
+from executus.cli._otel import otel_group
 from executus.cli._render import (
     RUN_COLUMNS,
     Cell,
@@ -31,13 +41,12 @@ from executus.cli._render import (
     status_cell,
 )
 from executus.cli._replay import replay_command
+from executus.cli._report import report_command
 from executus.cli._store import BrowsableStore, resolve_run_id
 from executus.cli._timeline import DEFAULT_GAP_SECONDS, timeline
 from executus.cli._transfer import db_group, export_command, import_command
 
 __all__ = ["cli", "main"]
-
-STATUSES: Final = ("ok", "error", "timeout", "cancelled", "killed", "running")
 
 
 @click.group(cls=ExecutusGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,8 +90,12 @@ def demo(settings: Settings) -> None:
     ]
     output.table(("RUN", "AGENT", "STATUS", "DURATION", "SCENARIO"), rows)
     killed = next(run.result.run_id for run in recorded if run.result.status == "killed")
+    import store as sql_store
+
     executus = _command_name() + (
-        f" --db {settings.db_url}" if settings.db_from_option and settings.db_url else ""
+        f" --db {sql_store.display_url(settings.db_url)}"
+        if settings.db_from_option and settings.db_url
+        else ""
     )
     output.line()
     output.line("Next, try:", "accent")
@@ -135,45 +148,47 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
 
 @cli.command(short_help="List recorded runs, newest first.")
 @db_option
-@click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status.")
+@status_option("Only runs with this status.")
 @click.option("--agent", metavar="NAME", help="Only runs of this agent.")
 @click.option("--caller", metavar="ID", help="Only runs for this caller.")
-@click.option(
-    "--since", metavar="WHEN", help="Only runs started since WHEN: 2026-05-01, 2026-05-01T09:30, 2h, 3d."
-)
-@click.option(
-    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many runs."
-)
+@time_options("Only runs")
+@limit_option(50, "At most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array for scripts.")
 @click.pass_obj
 def runs(
     settings: Settings,
-    status: str | None,
+    statuses: tuple[str, ...],
     agent: str | None,
     caller: str | None,
     since: str | None,
+    until: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
     """List recorded runs, newest first."""
     now = settings.now()
     query = RunQuery(
-        status=status,  # type: ignore[arg-type]
         agent=agent,
         caller_id=caller,
-        since=parse_since(since, now) if since else None,
+        since=parse_when("--since", since, now) if since else None,
+        until=parse_when("--until", until, now) if until else None,
         limit=limit,
     )
-    with opened(settings) as event_store:
-        summaries = event_store.list_runs(query)
+    with opened(settings, read_only=True) as event_store:
+        summaries, more = select_runs(event_store, query, statuses)
         where = event_store.display_url
     output = Output()
     if as_json:
         output.json([summary_json(summary) for summary in summaries])
-    elif not summaries:
+        return
+    if not summaries:
         output.line(f"No runs match in {where}. Record some with: executus demo")
-    else:
-        output.table(RUN_COLUMNS, run_table_rows(summaries, now))
+        return
+    output.table(RUN_COLUMNS, run_table_rows(summaries, now, output.width))
+    if more:
+        output.line(
+            f"(the newest {limit} shown; more runs match: raise --limit or narrow the filters)", "quiet"
+        )
 
 
 # -- show --------------------------------------------------------------------------------------
@@ -196,13 +211,13 @@ def _print_header(output: Output, summary: RunSummary) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run finishes.")
 @click.option(
     "--gap",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=DEFAULT_GAP_SECONDS,
     show_default=True,
     metavar="SECONDS",
     help="Call out idle gaps at least this long.",
 )
-@click.option("--interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True, hidden=True)
+@click.option("--interval", type=FiniteFloat(min=0.05), default=0.5, show_default=True, hidden=True)
 @click.pass_context
 def show(ctx: click.Context, run: str, as_json: bool, follow: bool, gap: float, interval: float) -> None:
     """Show a run's timeline: time since start, event kind, and what happened.
@@ -211,7 +226,7 @@ def show(ctx: click.Context, run: str, as_json: bool, follow: bool, gap: float, 
     """
     settings = ctx.ensure_object(Settings)
     output = Output()
-    with opened(settings) as event_store:
+    with opened(settings, read_only=True) as event_store:
         run_id = resolve_run_id(event_store, run)
         if not as_json:
             _print_header(output, event_store.get_run(run_id))
@@ -269,8 +284,8 @@ def why(settings: Settings, run: str, as_json: bool) -> None:
 
     RUN is a run id, or a prefix of one that no other run shares.
     """
-    with opened(settings) as event_store:
-        explanation = explain(event_store.read_run(resolve_run_id(event_store, run)))
+    with opened(settings, read_only=True) as event_store:
+        explanation = explain(event_store.read_run(resolve_run_id(event_store, run)), now=settings.now())
     output = Output()
     if as_json:
         output.json(
@@ -290,8 +305,12 @@ def why(settings: Settings, run: str, as_json: bool) -> None:
 
 
 cli.add_command(export_command)
+cli.add_command(report_command)
+cli.add_command(otel_group)
 cli.add_command(import_command)
 cli.add_command(db_group)
+cli.add_command(verify_command)
+cli.add_command(checkpoint_command)
 
 cli.add_command(replay_command)
 

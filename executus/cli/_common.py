@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import re
+import errno
+import os
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import IO, Any, Final
 
 import click
@@ -15,14 +17,16 @@ import click
 from executus._clock import SystemClock
 from executus._errors import ExecutusError
 from executus.cli._store import BrowsableStore, StoreOpener, open_sql_store
+from executus.cli._terminal import echo
 
-__all__ = ["EXIT_BAD_INPUT", "CliError", "ExecutusGroup", "Settings", "db_option", "opened", "parse_since"]
+__all__ = ["EXIT_BAD_INPUT", "CliError", "ExecutusGroup", "Settings", "db_option", "opened"]
 
 EXIT_BAD_INPUT: Final = 2
 """Bad input or an unusable database (1 is kept for "a check failed")."""
-
-_RELATIVE_TIME = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+EXIT_INTERRUPTED: Final = 130
+"""Ctrl-C (128 + SIGINT, as a shell reports it)."""
+EXIT_CLOSED_PIPE: Final = 141
+"""The reader of stdout went away (128 + SIGPIPE, as a shell reports it)."""
 
 
 def _system_now() -> datetime:
@@ -54,7 +58,14 @@ class CliError(click.ClickException):
     exit_code = EXIT_BAD_INPUT
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        print_error(self.format_message())
+
+
+def print_error(message: str) -> None:
+    """Print ``error: message`` as one line on stderr: inert, and without database passwords."""
+    from store import hide_passwords  # only when there is an error: the store is slow to import
+
+    echo(f"error: {hide_passwords(' '.join(message.split()))}", err=True)
 
 
 def one_line(error: BaseException) -> str:
@@ -70,6 +81,60 @@ class ExecutusGroup(click.Group):
             return super().invoke(ctx)
         except ExecutusError as error:
             raise CliError(one_line(error)) from None
+        except BrokenPipeError:  # the reader has all it wanted (| head): say nothing
+            _silence_stdout()
+            ctx.exit(EXIT_CLOSED_PIPE)
+
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
+        """Run the command line: every failure a user can cause ends in one line on stderr.
+
+        Bad options (click's usage errors included) exit 2; Ctrl-C exits 130; a reader that
+        closed the pipe (``| head``) ends the command quietly; output that cannot be written
+        (``> /dev/full``) is one line and exit 2.
+        """
+        if extra.pop("standalone_mode", True) is False:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+            sys.stdout.flush()  # a full disk shows here, not in a traceback at exit
+        except click.exceptions.NoArgsIsHelpError as error:
+            error.show()
+            code = error.exit_code
+        except click.ClickException as error:
+            hint = (
+                f" (see '{error.ctx.command_path} --help')"
+                if isinstance(error, click.UsageError) and error.ctx
+                else ""
+            )
+            print_error(error.format_message() + hint)
+            code = EXIT_BAD_INPUT
+        except click.Abort:
+            echo("interrupted", err=True)
+            code = EXIT_INTERRUPTED
+        except OSError as error:
+            if error.errno not in (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
+                raise
+            _silence_stdout()
+            if error.errno == errno.EPIPE:
+                code = EXIT_CLOSED_PIPE  # the reader has all it wanted: say nothing
+            else:
+                print_error(f"cannot write the output: {error.strerror or error}")
+                code = EXIT_BAD_INPUT
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of what could not be written
+    does not print a traceback of its own."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stream (tests): nothing to do
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
 
 
 def _set_db(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -99,34 +164,20 @@ def db_option(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
-def opened(settings: Settings) -> Iterator[BrowsableStore]:
+def opened(settings: Settings, *, read_only: bool = False) -> Iterator[BrowsableStore]:
     """The configured store, closed on exit.
+
+    Args:
+        settings: the command line's settings.
+        read_only: the command only reads: a SQLite file it may not write is opened read-only
+            (an auditor's copy), and nothing is created or migrated.
 
     Raises:
         DatabaseUnavailableError: the database cannot be reached or opened.
         SchemaOutdatedError: the database needs ``executus db upgrade``.
     """
-    event_store = settings.open_store(settings.db_url)
+    event_store = settings.open_store(settings.db_url, read_only=read_only)
     try:
         yield event_store
     finally:
         event_store.close()
-
-
-def parse_since(value: str, now: datetime) -> datetime:
-    """``--since``: an ISO date or time (UTC unless it says otherwise), or an age like ``2h``.
-
-    Raises:
-        click.BadParameter: neither form.
-    """
-    relative = _RELATIVE_TIME.match(value.strip())
-    if relative:
-        return now - timedelta(seconds=float(relative.group(1)) * _UNITS[relative.group(2)])
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither an ISO date or time (2026-05-01, 2026-05-01T09:30) "
-            "nor an age (90s, 15m, 2h, 3d, 1w)"
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

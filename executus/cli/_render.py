@@ -7,10 +7,9 @@ rich (a TTY, or ``FORCE_COLOR``) or prints them as plain columns that pipe clean
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 import click
@@ -20,6 +19,8 @@ from rich.text import Text
 
 from executus._forensics import SECTION_TITLES, Explanation, format_clock, format_duration
 from executus._store import RunSummary
+from executus._text import terminal_text
+from executus.cli._terminal import echo, json_text
 from executus.cli._timeline import IdleGap, TimelineEntry, relative_time
 
 __all__ = ["Cell", "Output", "format_timestamp", "run_table_rows", "short_id"]
@@ -41,8 +42,13 @@ _STATUS_TONES: Final[dict[str, str]] = {
     "cancelled": "warn",
     "running": "accent",
 }
-RUN_COLUMNS: Final = ("RUN", "AGENT", "STATUS", "STEPS", "TOKENS", "STARTED (UTC)", "DURATION", "END CAUSE")
-RIGHT_ALIGNED: Final = frozenset({"STEPS", "TOKENS", "DURATION"})
+RUN_COLUMNS: Final = ("RUN", "AGENT", "STATUS", "TOKENS", "STARTED UTC", "TOOK", "END CAUSE")
+"""Steps and the rest are in ``runs --json`` and ``show``: the table fits 80 columns."""
+PLAIN_WIDTH: Final = 80
+"""The width plain (piped) output fits in."""
+_AGENT_WIDTH: Final = 14
+_MIN_CAUSE_WIDTH: Final = 12
+RIGHT_ALIGNED: Final = frozenset({"STEPS", "TOKENS", "TOOK", "DURATION"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +74,22 @@ def status_cell(status: str) -> Cell:
     return Cell(status, _STATUS_TONES.get(status, "plain"))
 
 
-def run_table_rows(summaries: Sequence[RunSummary], now: datetime) -> list[list[Cell]]:
-    """The rows of ``executus runs`` (see :data:`RUN_COLUMNS`)."""
+def _tokens(count: int) -> str:
+    """A token count in at most six characters: 9500, 12.3k, 4.5M."""
+    if count < 10_000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1_000:.1f}k"
+    return f"{count / 1_000_000:.1f}M"
+
+
+def run_table_rows(
+    summaries: Sequence[RunSummary], now: datetime, width: int = PLAIN_WIDTH
+) -> list[list[Cell]]:
+    """The rows of ``executus runs`` (see :data:`RUN_COLUMNS`), fitted into ``width`` columns.
+
+    Agent names are cut to a fixed width and end causes to what is left, with an ellipsis.
+    """
     rows = []
     for summary in summaries:
         if summary.finished_at is not None:
@@ -79,15 +99,23 @@ def run_table_rows(summaries: Sequence[RunSummary], now: datetime) -> list[list[
         rows.append(
             [
                 Cell(short_id(summary.run_id), "accent"),
-                Cell(summary.agent),
+                Cell(terminal_text(summary.agent, _AGENT_WIDTH)),
                 status_cell(summary.status),
-                Cell(str(summary.steps)),
-                Cell(str(summary.input_tokens + summary.output_tokens)),
-                Cell(format_timestamp(summary.started_at), "quiet"),
+                Cell(_tokens(summary.input_tokens + summary.output_tokens)),
+                Cell(summary.started_at.astimezone(UTC).strftime("%m-%d %H:%M"), "quiet"),
                 Cell(duration),
                 Cell(summary.end_cause or "", "quiet"),
             ]
         )
+    if not rows:
+        return rows
+    used = sum(
+        max(len(column), *(len(row[index].text) for row in rows)) + 2
+        for index, column in enumerate(RUN_COLUMNS[:-1])
+    )
+    cause_width = max(_MIN_CAUSE_WIDTH, width - used)
+    for row in rows:
+        row[-1] = Cell(terminal_text(row[-1].text, cause_width), "quiet")
     return rows
 
 
@@ -102,12 +130,17 @@ class Output:
         self.console = Console(highlight=False, soft_wrap=False)
         self.styled = self.console.is_terminal if styled is None else styled
 
+    @property
+    def width(self) -> int:
+        """How many columns a line may take: the terminal's, or 80 when piped."""
+        return self.console.width if self.styled else PLAIN_WIDTH
+
     def line(self, text: str = "", tone: str = "plain") -> None:
         """Print one line."""
         if self.styled:
-            self.console.print(Text(text, style=_TONE_STYLES[tone]))
+            self.console.print(Text(terminal_text(text, newlines=True), style=_TONE_STYLES[tone]))
         else:
-            click.echo(text)
+            echo(text)
 
     def cells(self, cells: Sequence[Cell], separator: str = "  ") -> None:
         """Print one line made of differently toned pieces."""
@@ -116,21 +149,22 @@ class Output:
             for index, cell in enumerate(cells):
                 if index:
                     text.append(separator)
-                text.append(cell.text, style=_TONE_STYLES[cell.tone])
+                text.append(terminal_text(cell.text), style=_TONE_STYLES[cell.tone])
             self.console.print(text)
         else:
-            click.echo(separator.join(cell.text for cell in cells))
+            echo(separator.join(terminal_text(cell.text) for cell in cells))
 
     def json(self, value: object, *, indent: int | None = 2) -> None:
         """Print a JSON document (never styled)."""
-        click.echo(json.dumps(value, indent=indent, ensure_ascii=False))
+        click.echo(json_text(value, indent=indent))
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Cell]]) -> None:
         """Print rows under headed columns, aligned."""
+        rows = [[Cell(terminal_text(cell.text), cell.tone) for cell in row] for row in rows]
         if self.styled:
             table = Table(box=None, header_style="bold", pad_edge=False)
             for column in columns:
-                table.add_column(column, justify="right" if column in RIGHT_ALIGNED else "left")
+                table.add_column(column, justify="right" if column in RIGHT_ALIGNED else "left", no_wrap=True)
             for row in rows:
                 table.add_row(*(Text(cell.text, style=_TONE_STYLES[cell.tone]) for cell in row))
             self.console.print(table)
@@ -143,7 +177,7 @@ class Output:
                 text.rjust(width) if column in RIGHT_ALIGNED else text.ljust(width)
                 for text, width, column in zip(texts, widths, columns, strict=True)
             ]
-            click.echo("  ".join(padded).rstrip())
+            echo("  ".join(padded).rstrip())
 
     def timeline_item(self, item: TimelineEntry | IdleGap) -> None:
         """Print one timeline line: an event, or a highlighted idle gap."""
@@ -156,7 +190,7 @@ class Output:
             Cell(f"{event.seq:>4}", "quiet"),
             Cell(f"{relative_time(item.offset):>8}", "quiet"),
             Cell(f"{event.kind:<17}", kind_tone),
-            Cell(item.summary, item.tone),
+            Cell(terminal_text(item.summary), item.tone),
         ]
         if self.styled:
             grid = Table.grid(padding=(0, 2))
@@ -167,7 +201,7 @@ class Output:
             grid.add_row(*(Text(cell.text, style=_TONE_STYLES[cell.tone]) for cell in cells))
             self.console.print(grid)
         else:
-            click.echo("  ".join(cell.text for cell in cells).rstrip())
+            echo("  ".join(cell.text for cell in cells).rstrip())
 
     def explanation(self, explanation: Explanation) -> None:
         """Print a ``why`` explanation: the headline, then each section's cited statements."""
@@ -184,9 +218,9 @@ class Output:
                     grid = Table.grid(padding=(0, 1))
                     grid.add_column(no_wrap=True)
                     grid.add_column(overflow="fold")
-                    body = Text(statement.text)
+                    body = Text(terminal_text(statement.text))
                     body.append(f"  [{citation}]", style="dim")
                     grid.add_row(Text("  •"), body)
                     self.console.print(grid)
                 else:
-                    click.echo(f"  - {statement.text}  [{citation}]")
+                    echo(f"  - {terminal_text(statement.text)}  [{citation}]")

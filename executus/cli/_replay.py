@@ -7,18 +7,31 @@ that cannot be imported. Errors are one line on stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 
 from executus import Agent, Critic, ExecutusError, RunQuery
-from executus.cli._common import CliError, Settings, db_option, one_line, opened, parse_since
+from executus.cli._common import EXIT_INTERRUPTED, CliError, Settings, db_option, one_line, opened
+from executus.cli._options import (
+    FiniteFloat,
+    limit_option,
+    parse_when,
+    select_runs,
+    status_option,
+    time_options,
+)
+from executus.cli._render import Cell, Output, status_cell
+from executus.cli._report import divergence_view, write_report
 from executus.cli._store import resolve_run_id
+from executus.cli._terminal import echo
+from executus.report import DivergenceView
 from replay._diff import FieldDifference
 from replay._replayer import Replayer
 from replay._result import ReplayResult, WhatIfReport
@@ -26,7 +39,6 @@ from replay.cassette import load_cassette
 
 __all__ = ["replay_command"]
 
-STATUSES = ("ok", "error", "timeout", "cancelled", "killed", "running")
 
 T = TypeVar("T")
 
@@ -107,63 +119,140 @@ def result_json(result: ReplayResult) -> dict[str, Any]:
     }
 
 
+NO_CRITIC: Final = "none"
+"""``--what-if-critic none``: replay with no critic at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What each replay does: the agent to use, and the critic to try instead (if any)."""
+
+    replayer: Callable[[Any], Replayer]
+    agent: Agent | None
+    critic: Critic | None
+    no_critic: bool
+
+    @property
+    def what_if(self) -> bool:
+        return self.critic is not None or self.no_critic
+
+    def run(self, blobs: Any, events: Any) -> ReplayResult | WhatIfReport:
+        replayer = self.replayer(blobs)
+        if self.no_critic:
+            return replayer.what_if(events, None)
+        return replayer.replay_run(events, agent=self.agent, what_if_critic=self.critic)
+
+
+def _document(outcome: ReplayResult | WhatIfReport) -> dict[str, Any]:
+    """The JSON of a replay; a what-if without any critic has only its ``what_if`` part."""
+    return {"what_if": _what_if_json(outcome)} if isinstance(outcome, WhatIfReport) else result_json(outcome)
+
+
+def _report(outcome: ReplayResult | WhatIfReport) -> str:
+    return str(outcome) if isinstance(outcome, WhatIfReport) else outcome.report()
+
+
+def _verdict(outcome: ReplayResult | WhatIfReport) -> str:
+    """One cell of ``replay --all``'s table: identical, or what changed."""
+    what_if = outcome if isinstance(outcome, WhatIfReport) else outcome.what_if
+    if what_if is not None:
+        return str(what_if).splitlines()[-1].removeprefix("  => ") if what_if.changed else "identical"
+    divergence = outcome.divergence if isinstance(outcome, ReplayResult) else None
+    if divergence is None:
+        return "identical"
+    kinds = f"{divergence.expected_kind or '-'} / {divergence.actual_kind or '-'}"
+    return f"diverged at seq {divergence.seq} ({kinds})"
+
+
 def _replay(
-    settings: Settings, target: str, replayer_for: Callable[[Any], Replayer], **options: Any
-) -> ReplayResult:
+    settings: Settings, target: str, plan: _Plan, report: Path | None = None
+) -> ReplayResult | WhatIfReport:
+    """Replay one run or cassette; with ``report``, also write the recorded run's HTML report,
+    with the first divergence side by side."""
     path = Path(target)
     if path.suffix == ".jsonl" or path.is_file():
         if not path.is_file():
             raise CliError(f"no cassette file {target}")
-        return replayer_for(None).replay_run(load_cassette(path), **options)
-    with opened(settings) as event_store:
+        cassette = load_cassette(path)
+        outcome = plan.run(None, cassette)
+        if report is not None:
+            write_report(report, list(cassette.events), divergence=_divergence(outcome))
+        return outcome
+    with opened(settings, read_only=True) as event_store:
         run_id = resolve_run_id(event_store, target)
-        return replayer_for(event_store).replay_run(event_store.read_run(run_id), **options)
+        events = event_store.read_run(run_id)
+        outcome = plan.run(event_store, events)
+        if report is not None:
+            write_report(report, events, event_store=event_store, divergence=_divergence(outcome))
+        return outcome
+
+
+def _divergence(outcome: ReplayResult | WhatIfReport) -> DivergenceView | None:
+    return divergence_view(outcome) if isinstance(outcome, ReplayResult) else None
 
 
 def _replay_all(
-    settings: Settings,
-    replayer_for: Callable[[Any], Replayer],
-    query: RunQuery,
-    as_json: bool,
-    **options: Any,
-) -> bool:
-    """Replay every stored run ``query`` selects; print a summary; True if all were identical."""
-    rows: list[tuple[str, str, str, str]] = []
+    settings: Settings, plan: _Plan, query: RunQuery, statuses: tuple[str, ...], as_json: bool
+) -> int:
+    """Replay every stored run ``query`` selects and print a summary.
+
+    With ``--agent``, only that agent's runs (the others are counted as skipped). Ctrl-C stops
+    early and still prints what was replayed.
+
+    Returns:
+        The exit code: 130 if interrupted, 1 if a run diverged (and no critic was tried), else 0.
+    """
+    rows: list[list[Cell]] = []
     documents: list[dict[str, Any]] = []
-    with opened(settings) as event_store:
-        summaries = event_store.list_runs(query)
-        replayer = replayer_for(event_store)
-        with click.progressbar(
-            summaries, label="replaying", file=sys.stderr, hidden=as_json or not summaries
-        ) as progress:
-            for summary in progress:
-                try:
-                    result = replayer.replay_run(event_store.read_run(summary.run_id), **options)
-                except ExecutusError as error:
-                    rows.append((summary.run_id, summary.agent, summary.status, f"error: {one_line(error)}"))
-                    documents.append({"run_id": summary.run_id, "error": one_line(error)})
-                    continue
-                outcome = "identical"
-                if result.what_if is not None:
-                    outcome = str(result.what_if).splitlines()[-1].removeprefix("  => ")
-                    outcome = "identical" if not result.what_if.changed else outcome
-                elif result.divergence is not None:
-                    divergence = result.divergence
-                    outcome = (
-                        f"diverged at seq {divergence.seq} "
-                        f"({divergence.expected_kind or '-'} / {divergence.actual_kind or '-'})"
+    failed, interrupted = 0, False
+    with opened(settings, read_only=True) as event_store:
+        limit, query = query.limit, dataclasses.replace(query, limit=None)
+        summaries, _ = select_runs(event_store, query, statuses)
+        selected = [s for s in summaries if plan.agent is None or s.agent == plan.agent.name][:limit]
+        skipped = sum(1 for s in summaries if plan.agent is not None and s.agent != plan.agent.name)
+        try:
+            with click.progressbar(
+                selected,
+                label="replaying",
+                file=sys.stderr,
+                hidden=as_json or not selected or not sys.stderr.isatty(),
+            ) as progress:
+                for summary in progress:
+                    try:
+                        outcome = plan.run(event_store, event_store.read_run(summary.run_id))
+                    except ExecutusError as error:
+                        verdict, document = (
+                            f"error: {one_line(error)}",
+                            {"run_id": summary.run_id, "error": one_line(error)},
+                        )
+                    else:
+                        verdict, document = _verdict(outcome), _document(outcome)
+                    failed += verdict != "identical"
+                    rows.append(
+                        [
+                            Cell(summary.run_id),
+                            Cell(summary.agent),
+                            status_cell(summary.status),
+                            Cell(verdict),
+                        ]
                     )
-                rows.append((summary.run_id, summary.agent, summary.status, outcome))
-                documents.append(result_json(result))
-    failed = sum(1 for row in rows if row[3] != "identical")
+                    documents.append(document)
+        except KeyboardInterrupt:  # Ctrl-C: keep what was replayed so far
+            interrupted = True
+    output = Output()
     if as_json:
-        click.echo(json.dumps(documents, indent=2, ensure_ascii=False))
-        return failed == 0
-    widths = [max([len(header), *(len(row[i]) for row in rows)]) for i, header in enumerate(_COLUMNS)]
-    for line in (_COLUMNS, *rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
-    click.echo(f"{len(rows)} runs replayed: {len(rows) - failed} identical, {failed} not")
-    return failed == 0
+        output.json(documents)
+    else:
+        if rows:
+            output.table(_COLUMNS, rows)
+        ended = f"interrupted: {len(rows)} of {len(selected)}" if interrupted else str(len(rows))
+        summary_line = f"{ended} runs replayed: {len(rows) - failed} identical, {failed} not"
+        if skipped and plan.agent is not None:
+            summary_line += f"; skipped {skipped} runs of agents other than {plan.agent.name}"
+        output.line(summary_line)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return 1 if failed and not plan.what_if else 0
 
 
 _COLUMNS = ("RUN", "AGENT", "STATUS", "REPLAY")
@@ -173,38 +262,49 @@ _COLUMNS = ("RUN", "AGENT", "STATUS", "REPLAY")
 @db_option
 @click.argument("target", metavar="RUN|CASSETTE", required=False)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every stored run (see --status, --limit).")
-@click.option("--status", type=click.Choice(STATUSES), help="With --all: only runs that ended so.")
+@status_option("With --all: only runs that ended so.")
+@time_options("With --all: only runs")
+@limit_option(None, "With --all: at most this many runs, newest first.")
 @click.option(
-    "--since", metavar="WHEN", help="With --all: only runs started since WHEN (2026-05-01, 2h, 3d)."
+    "--agent",
+    "agent_spec",
+    metavar="MODULE:ATTR",
+    help="Replay this (current) agent definition; with --all, only the runs of an agent of its name.",
 )
-@click.option("--limit", type=click.IntRange(min=1), help="With --all: at most this many runs, newest first.")
-@click.option("--agent", "agent_spec", metavar="MODULE:ATTR", help="Replay this (current) agent definition.")
 @click.option(
     "--what-if-critic",
     "critic_spec",
-    metavar="MODULE:ATTR",
-    help="Run this critic live instead and report whether and when it would have acted.",
+    metavar="MODULE:ATTR|none",
+    help="Run this critic (or none) live instead and report whether and when it would have acted.",
 )
 @click.option(
     "--time-tolerance",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0.01,
     show_default=True,
     help="Seconds by which replayed times may differ from recorded ones.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the run's HTML report, with the first divergence side by side.",
+)
 @click.pass_context
 def replay_command(
     ctx: click.Context,
     target: str | None,
     replay_all: bool,
-    status: str | None,
+    statuses: tuple[str, ...],
     since: str | None,
+    until: str | None,
     limit: int | None,
     agent_spec: str | None,
     critic_spec: str | None,
     time_tolerance: float,
     as_json: bool,
+    report_path: Path | None,
 ) -> None:
     """Replay a recorded run (RUN id or prefix, or a CASSETTE file) and report the first divergence.
 
@@ -216,41 +316,35 @@ def replay_command(
     settings = ctx.ensure_object(Settings)
     if replay_all == (target is not None):
         raise CliError("give one RUN or CASSETTE, or --all")
-    if not replay_all and (status is not None or since is not None or limit is not None):
-        raise CliError("--status, --since and --limit go with --all")
+    if not replay_all and (statuses or since is not None or until is not None or limit is not None):
+        raise CliError("--status, --since, --until and --limit go with --all")
+    if replay_all and report_path is not None:
+        raise CliError("--report goes with one RUN or CASSETTE (for every run: executus report --all)")
+    no_critic = critic_spec is not None and critic_spec.strip().lower() == NO_CRITIC
+    if no_critic and agent_spec is not None:
+        raise CliError("--what-if-critic none replays the recorded agent: leave out --agent")
     try:
-        agent = load_object(agent_spec, Agent, "an Agent") if agent_spec else None
-        critic = load_object(critic_spec, Critic, "a Critic") if critic_spec else None
-        if replay_all:
-            try:
-                started = parse_since(since, settings.now()) if since else None
-            except click.BadParameter as error:
-                raise CliError(f"--since: {error.message}") from None
-            query = RunQuery(status=status, since=started, limit=limit)  # type: ignore[arg-type]
-            identical = _replay_all(
-                settings,
-                lambda blobs: Replayer(blobs=blobs, time_tolerance=time_tolerance),
-                query,
-                as_json,
-                agent=agent,
-                what_if_critic=critic,
-            )
-            if not identical and critic is None:
-                ctx.exit(1)
-            return
-        assert target is not None
-        result = _replay(
-            settings,
-            target,
+        plan = _Plan(
             lambda blobs: Replayer(blobs=blobs, time_tolerance=time_tolerance),
-            agent=agent,
-            what_if_critic=critic,
+            load_object(agent_spec, Agent, "an Agent") if agent_spec else None,
+            load_object(critic_spec, Critic, "a Critic") if critic_spec and not no_critic else None,
+            no_critic,
         )
+        if replay_all:
+            query = RunQuery(
+                since=parse_when("--since", since, settings.now()) if since else None,
+                until=parse_when("--until", until, settings.now()) if until else None,
+                limit=limit,
+            )
+            ctx.exit(_replay_all(settings, plan, query, statuses, as_json))
+        assert target is not None
+        outcome = _replay(settings, target, plan, report_path)
     except ExecutusError as error:
         raise CliError(one_line(error)) from None
+    output = Output()
     if as_json:
-        click.echo(json.dumps(result_json(result), indent=2, ensure_ascii=False))
+        output.json(_document(outcome))
     else:
-        click.echo(result.report())
-    if result.divergence is not None and critic is None:
+        echo(_report(outcome))
+    if isinstance(outcome, ReplayResult) and outcome.divergence is not None and not plan.what_if:
         ctx.exit(1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from executus._errors import RunNotFoundError, StoreError
@@ -32,11 +31,13 @@ class BrowsableStore(EventStore, Protocol):
         ...
 
 
-StoreOpener = Callable[[str | None], BrowsableStore]
-"""Opens the store at a URL (None: ``EXECUTUS_DB`` or the default SQLite file)."""
+class StoreOpener(Protocol):
+    """Opens the store at a URL (None: ``EXECUTUS_DB`` or the default SQLite file)."""
+
+    def __call__(self, url: str | None, *, read_only: bool = False) -> BrowsableStore: ...
 
 
-def open_sql_store(url: str | None) -> BrowsableStore:
+def open_sql_store(url: str | None, *, read_only: bool = False) -> BrowsableStore:
     """Open the SQL store (imported late, so ``executus --help`` stays fast).
 
     Raises:
@@ -45,7 +46,7 @@ def open_sql_store(url: str | None) -> BrowsableStore:
     """
     import store as sql_store
 
-    return sql_store.open_store(url)
+    return sql_store.open_store(url, read_only=read_only)
 
 
 class AmbiguousRunIdError(StoreError):

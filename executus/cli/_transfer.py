@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from executus._errors import RunNotFoundError
 from executus.cli._common import CliError, Settings, db_option, opened
 from executus.cli._render import Cell, Output
 from executus.cli._store import resolve_run_id
+from executus.cli._terminal import echo
 
 __all__ = ["db_group", "export_command", "import_command"]
 
@@ -30,21 +32,73 @@ def _reason(error: OSError) -> str:
     type=click.Path(path_type=Path, allow_dash=True),
     help="Write the cassette to this file (default: standard output).",
 )
-@click.pass_obj
-def export_command(settings: Settings, run: str, path: Path | None) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Export a run that fails verification, with the failures recorded in the cassette's header.",
+)
+@click.option(
+    "--evidence",
+    is_flag=True,
+    help="Add the run's ledger seal, its inclusion proof and a signed checkpoint (needs a signer key).",
+)
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --evidence: the signer key file (default: $EXECUTUS_CHECKPOINT_KEY_FILE or _KEY).",
+)
+@click.pass_context
+def export_command(
+    ctx: click.Context, run: str, path: Path | None, force: bool, evidence: bool, key_file: Path | None
+) -> None:
     """Export a run as a cassette: JSON Lines with a header, its events and its blobs.
 
-    RUN is a run id, or a prefix of one that no other run shares. The cassette imports into
-    any database with `executus import`, and is byte-for-byte the same each time.
+    RUN is a run id, or a prefix of one that no other run shares. The run is verified first and
+    a run that fails is refused (exit 1) unless --force. The cassette imports into any database
+    with `executus import`, and is byte-for-byte the same each time.
     """
+    from executus.cli._audit import load_signer, verify_for_export
+    from replay._evidence import Evidence
     from replay.cassette import write_cassette
 
+    settings = ctx.ensure_object(Settings)
+    signer = load_signer(key_file) if evidence else None
+    to_stdout = path is None or str(path) == "-"
+    if to_stdout and sys.stdout.isatty():
+        # A cassette is data holding untrusted text as it was recorded: not for a terminal.
+        raise CliError("a cassette is not for a terminal: write it to a file with -o FILE, or pipe it")
     buffer = io.StringIO()
-    with opened(settings) as event_store:
+    with opened(settings, read_only=True) as event_store:
         run_id = resolve_run_id(event_store, run)
-        write_cassette(event_store, run_id, buffer)
+        report = verify_for_export(event_store, run_id)
+        failures = [str(finding) for finding in report.findings] if report is not None else []
+        if failures and not force:
+            echo(f"error: refusing to export run {run_id}: {failures[0]}", err=True)
+            echo(
+                f"({len(failures)} found; `executus verify {run_id}` lists them, "
+                "--force exports the run with them recorded in the header)",
+                err=True,
+            )
+            ctx.exit(1)
+        proof = None
+        if signer is not None:
+            from store import SqlStore, run_evidence
+
+            if not isinstance(event_store, SqlStore):
+                raise CliError("--evidence needs a SQL database")
+            found = run_evidence(event_store, run_id, signer)
+            proof = Evidence(
+                leaf_index=found.seal.index,
+                last_seq=found.seal.last_seq,
+                head_hash=found.seal.head_hash,
+                status=found.seal.status,
+                inclusion=[base64.b64encode(node).decode() for node in found.inclusion],
+                checkpoint=found.checkpoint,
+            )
+        write_cassette(event_store, run_id, buffer, evidence=proof, verification_failures=failures)
     text = buffer.getvalue()
-    if path is None or str(path) == "-":
+    if path is None or to_stdout:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
@@ -53,7 +107,8 @@ def export_command(settings: Settings, run: str, path: Path | None) -> None:
     except OSError as error:
         raise CliError(f"cannot write {path}: {_reason(error)}") from None
     lines = text.count("\n")
-    click.echo(f"exported run {run_id} ({lines} lines) to {path}", err=True)
+    note = f", with {len(failures)} verification failures recorded" if failures else ""
+    echo(f"exported run {run_id} ({lines} lines{note}) to {path}", err=True)
 
 
 @click.command("import", short_help="Import a run from a cassette.")
@@ -69,12 +124,14 @@ def import_command(settings: Settings, file: Path) -> None:
     from replay.cassette import import_cassette, read_cassette
 
     try:
-        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+        # Bytes, decoded here: line ends reach read_cassette as written, as `replay` reads them.
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+        text = data.decode("utf-8")
     except OSError as error:
         raise CliError(f"cannot read {file}: {_reason(error)}") from None
     except UnicodeDecodeError as error:
         raise CliError(f"cannot read {file}: not UTF-8 text (byte {error.start})") from None
-    cassette = read_cassette(io.StringIO(text))
+    cassette = read_cassette(io.StringIO(text, newline=""))
     with opened(settings) as event_store:
         try:
             existed = event_store.get_run(cassette.run_id).run_id == cassette.run_id
@@ -83,11 +140,9 @@ def import_command(settings: Settings, file: Path) -> None:
         run_id = import_cassette(event_store, cassette)
         where = event_store.display_url
     if existed:
-        click.echo(f"run {run_id} is already in {where}, identical; nothing to do")
+        echo(f"run {run_id} is already in {where}, identical; nothing to do")
     else:
-        click.echo(
-            f"imported run {run_id} ({len(cassette.events)} events, {cassette.header.status}) into {where}"
-        )
+        echo(f"imported run {run_id} ({len(cassette.events)} events, {cassette.header.status}) into {where}")
 
 
 @click.group("db", short_help="Show or upgrade the database schema.")
@@ -119,14 +174,14 @@ def upgrade(settings: Settings) -> None:
     url = _url(settings)
     path = _sqlite_file(url)
     if path is not None and url == sql_store.default_url():
-        path.parent.mkdir(parents=True, exist_ok=True)  # the default file's directory may be new
+        sql_store.make_default_directory()  # the default file's directory may be new
     before = sql_store.current_revision(url)
     head = sql_store.head_revision()
     if before == head:
-        click.echo(f"{sql_store.display_url(url)} is already at the newest schema revision {head}")
+        echo(f"{sql_store.display_url(url)} is already at the newest schema revision {head}")
         return
     sql_store.upgrade(url)
-    click.echo(f"{sql_store.display_url(url)}: schema revision {before or 'none'} → {head}")
+    echo(f"{sql_store.display_url(url)}: schema revision {before or 'none'} → {head}")
 
 
 @db_group.command(short_help="Show the database, its file and schema revision.")
@@ -150,6 +205,10 @@ def current(settings: Settings) -> None:
         state = Cell(f"{revision} (newest)", "good")
     elif revision is None:
         state = Cell("none: a new database, created on first use", "warn")
+    elif not sql_store.is_known_revision(revision):
+        state = Cell(
+            f"{revision}, newer than this executus (which knows up to {head}): upgrade executus", "bad"
+        )
     else:
         state = Cell(f"{revision}, behind {head}: run `executus db upgrade`", "bad")
     output.cells([Cell("revision", "quiet"), state])

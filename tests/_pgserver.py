@@ -1,4 +1,7 @@
-"""Throwaway local PostgreSQL server for tests and benchmarks.
+"""Throwaway local PostgreSQL server for tests and benchmarks (a test helper: it never ships).
+
+It can `apt-get install` Debian's postgresql when run as root, which is why it lives under tests/
+and not in a package an application installs.
 
 The SQL store must be tested against a real PostgreSQL (SQLite hides dialect and locking
 differences), yet tests must not depend on a shared long-lived server. This module builds a

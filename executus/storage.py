@@ -1,0 +1,64 @@
+"""For store implementers: the contract a store is held to, and the pieces every store shares.
+
+A store keeps each run's events as an append-only, hash-chained log. Implement
+:class:`EventStore` (reads and synchronous appends; :class:`EventSink` is its write half) and
+hand the executor an :class:`EventWriter` (the async write port; :class:`InlineWriter` wraps
+any sink). The helpers keep every backend byte-for-byte compatible:
+
+- :func:`check_batch` refuses a batch that is not the run's next events, before any write;
+- :func:`event_json` is an event's canonical stored text, and :func:`chain_hash` chains it to
+  the previous event's hash (:data:`GENESIS_HASH` before the first);
+- :func:`event_json_and_body` / :func:`event_json_from_body` split that text into the envelope
+  a SQL row keeps in columns and the body it stores, and join them back;
+  :func:`decode_event_body` decodes a stored body;
+- :func:`summarize` folds each appended event into the run's :class:`RunSummary` row;
+- :func:`check_run` verifies a run from its rows as stored (:class:`StoredRow`), and
+  :func:`seal_due` says when an append must also add a :class:`Seal` to the run ledger.
+
+:class:`MemoryStore` is the reference implementation; ``tests/test_store_contract.py`` is the
+contract suite every backend passes.
+"""
+
+from executus._audit import Seal, StoredRow, check_run, seal_due
+from executus._events import canonical_json, decode_event_body
+from executus._store import (
+    GENESIS_HASH,
+    Blob,
+    EventSink,
+    EventStore,
+    EventWriter,
+    InlineWriter,
+    MemoryStore,
+    RunQuery,
+    RunSummary,
+    chain_hash,
+    check_batch,
+    event_json,
+    event_json_and_body,
+    event_json_from_body,
+    summarize,
+)
+
+__all__ = [
+    "GENESIS_HASH",
+    "Blob",
+    "EventSink",
+    "EventStore",
+    "EventWriter",
+    "InlineWriter",
+    "MemoryStore",
+    "RunQuery",
+    "RunSummary",
+    "Seal",
+    "StoredRow",
+    "canonical_json",
+    "chain_hash",
+    "check_batch",
+    "check_run",
+    "decode_event_body",
+    "event_json",
+    "event_json_and_body",
+    "event_json_from_body",
+    "seal_due",
+    "summarize",
+]
