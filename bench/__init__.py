@@ -7,5 +7,5 @@ print one table of figures and ratios (medians over interleaved repetitions, sam
 optional ``bench`` extra; a peer that is not installed is reported as such, not measured.
 
 Cases, one module each: ``case_append`` (1), ``case_steps`` (2), ``case_rebuild`` (3),
-``case_replay`` (4), ``case_concurrency`` (5), ``case_memory`` (6).
+``case_replay`` (4), ``case_concurrency`` (5), ``case_memory`` (6), ``case_loop_lag`` (7).
 """

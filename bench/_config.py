@@ -29,6 +29,9 @@ class Config:
         concurrent_steps_postgres: steps of each concurrent run on PostgreSQL.
         model_latency: seconds the fake model takes per reply in the concurrency case.
         memory_steps: steps of the run whose peak memory is measured.
+        lag_runs: runs recording at once through the writer in the loop-lag case.
+        lag_steps: steps of each of those runs.
+        lag_fault: seconds the database is locked or stalled in the loop-lag case.
     """
 
     quick: bool
@@ -47,6 +50,9 @@ class Config:
     concurrent_steps_postgres: int
     model_latency: float
     memory_steps: int
+    lag_runs: int
+    lag_steps: int
+    lag_fault: float
 
     @classmethod
     def full(cls, workdir: Path) -> Config:
@@ -68,6 +74,9 @@ class Config:
             concurrent_steps_postgres=20,
             model_latency=0.01,
             memory_steps=10_000,
+            lag_runs=100,
+            lag_steps=100,
+            lag_fault=2.0,
         )
 
     @classmethod
@@ -90,6 +99,9 @@ class Config:
             concurrent_steps_postgres=2,
             model_latency=0.01,
             memory_steps=100,
+            lag_runs=100,
+            lag_steps=5,
+            lag_fault=0.5,
         )
 
     def repetitions_for(self, steps: int) -> int:

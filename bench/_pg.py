@@ -45,6 +45,8 @@ class Postgres:
     url: str
     """SQLAlchemy URL of the server's maintenance database."""
     version: str
+    throwaway: ThrowawayPostgres | None = None
+    """The server itself when the bench started it (then it may be frozen); None for an external one."""
 
     def fresh_database(self, name: str) -> str:
         """Drop and create database ``name``; return its SQLAlchemy URL."""
@@ -94,6 +96,6 @@ def postgres_server(*, enabled: bool, may_install: bool) -> Iterator[tuple[Postg
         yield None, f"PostgreSQL unavailable: {error}"
         return
     try:
-        yield Postgres(url, _version(url)), ""
+        yield Postgres(url, _version(url), server), ""
     finally:
         server.stop()

@@ -28,7 +28,7 @@ from bench._workload import bench_agent, run_id_for
 from executus import Executor, Invocation, RunQuery
 from store import SqlStore, open_store
 
-__all__ = ["Concurrent", "record_concurrently", "run"]
+__all__ = ["Concurrent", "loop_ticker", "record_concurrently", "run"]
 
 CASE = "5 concurrency"
 _TICK = 0.001
@@ -50,7 +50,8 @@ class Concurrent:
         return self.events / self.seconds
 
 
-async def _ticker(worst: list[float]) -> None:
+async def loop_ticker(worst: list[float]) -> None:
+    """Sleep 1 ms at a time, keeping in ``worst[0]`` the longest it woke up late (seconds)."""
     while True:
         started = time.perf_counter()
         await asyncio.sleep(_TICK)
@@ -60,7 +61,7 @@ async def _ticker(worst: list[float]) -> None:
 async def _record_all(executor: Executor, config: Config, steps: int) -> tuple[float, float]:
     agent = bench_agent(steps, latency=config.model_latency)
     worst = [0.0]
-    ticker = asyncio.create_task(_ticker(worst))
+    ticker = asyncio.create_task(loop_ticker(worst))
     started = time.perf_counter()
     results = await asyncio.gather(
         *(

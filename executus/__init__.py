@@ -59,6 +59,7 @@ from executus._errors import (
     SchemaVersionError,
     ScriptExhaustedError,
     StoreError,
+    StoreUnavailableError,
     UnknownEventError,
     UnknownModelError,
 )
@@ -199,6 +200,7 @@ __all__ = [
     "SteerInjected",
     "SteerMessage",
     "StoreError",
+    "StoreUnavailableError",
     "SystemClock",
     "SystemMessage",
     "TextPart",

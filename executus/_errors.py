@@ -21,6 +21,7 @@ ExecutusError
 │   ├── RunNotFoundError      no run with that id
 │   ├── BlobNotFoundError     no blob with that sha256
 │   ├── DatabaseUnavailableError  the database cannot be reached or opened
+│   │   └── StoreUnavailableError  the store's writer kept failing and gave up
 │   └── SchemaOutdatedError   the database is behind the code's migrations
 └── RunNotResumableError      resume asked for a run that has already finished
 ```
@@ -44,6 +45,7 @@ __all__ = [
     "SchemaVersionError",
     "ScriptExhaustedError",
     "StoreError",
+    "StoreUnavailableError",
     "UnknownEventError",
     "UnknownModelError",
 ]
@@ -207,6 +209,34 @@ class BlobNotFoundError(StoreError):
 
 class DatabaseUnavailableError(StoreError):
     """The database cannot be reached or opened; the message names the URL without its password."""
+
+
+class StoreUnavailableError(DatabaseUnavailableError):
+    """The store's writer retried a transient failure (a lock it waited for too long, a refused,
+    reset or stalled connection, a server restart) for its whole retry window and gave up.
+
+    Nothing of the write is durable unless :attr:`outcome_unknown` is set: then the connection
+    was lost while committing and never came back to tell whether the commit happened.
+
+    Attributes:
+        run_id: the run appended to (None for a blob).
+        expected_seq: the seq the append expected the run's log to end at; unless the outcome is
+            unknown, it is the run's last durable seq as far as this write knew.
+        outcome_unknown: whether the batch may have been committed after all.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        run_id: str | None = None,
+        expected_seq: int | None = None,
+        *,
+        outcome_unknown: bool = False,
+    ) -> None:
+        self.run_id = run_id
+        self.expected_seq = expected_seq
+        self.outcome_unknown = outcome_unknown
+        super().__init__(message)
 
 
 class SchemaOutdatedError(StoreError):

@@ -11,6 +11,7 @@ id suggestions). The ``executus db`` commands call :func:`upgrade` and :func:`cu
 from store._engine import display_url, hide_passwords
 from store._migrate import current_revision, head_revision, is_known_revision, upgrade
 from store._open import ENV_DB, default_url, make_default_directory, open_store
+from store._settings import WriterSettings
 from store._sql import SqlStore, StoredEvent
 from store._verify import (
     RunEvidence,
@@ -26,6 +27,7 @@ __all__ = [
     "RunEvidence",
     "SqlStore",
     "StoredEvent",
+    "WriterSettings",
     "current_revision",
     "default_url",
     "display_url",

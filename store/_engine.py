@@ -18,12 +18,14 @@ SQLite (the zero-set-up default):
 
 PostgreSQL (``postgresql+psycopg://``): a pooled engine with ``pool_pre_ping`` (a long-lived
 worker survives a database restart) and a connect timeout, so an unreachable server is an
-error within seconds rather than a hang. Appends hold one connection of their own from the
-pool (:func:`raw_connect`), which ``store._hot`` replaces itself when it is found dead.
+error within seconds rather than a hang. Appends hold one connection of their own, from an
+engine of their own with no pool (:func:`create_writer_engine`), which ``store._session``
+replaces when it is found dead. (SQLite's appends hold one from the store's pool.)
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sqlite3
@@ -35,15 +37,17 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import PoolProxiedConnection, StaticPool
+from sqlalchemy.pool import NullPool, PoolProxiedConnection, StaticPool
 
 from executus import DatabaseUnavailableError, StoreError
+from store._settings import WriterSettings
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_SECONDS",
     "WRITE_OPTION",
     "connect",
     "create_store_engine",
+    "create_writer_engine",
     "display_url",
     "hide_passwords",
     "one_line",
@@ -144,10 +148,14 @@ def _require_psycopg(url: str) -> None:
         ) from None
 
 
-def create_store_engine(url: str) -> Engine:
+def create_store_engine(url: str, connect_timeout: float = POSTGRES_CONNECT_TIMEOUT_SECONDS) -> Engine:
     """An engine for ``url`` with executus's per-backend settings (see the module docstring).
 
     Creating it does not connect; connection failures surface on first use.
+
+    Args:
+        url: the database.
+        connect_timeout: seconds to wait for a PostgreSQL connection (libpq counts at least 2).
 
     Raises:
         DatabaseUnavailableError: the URL cannot be parsed or names an unsupported backend, or
@@ -159,10 +167,7 @@ def create_store_engine(url: str) -> Engine:
         return create_engine(
             parsed,
             pool_pre_ping=True,
-            connect_args={
-                "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
-                "application_name": "executus",
-            },
+            connect_args={"connect_timeout": _whole_seconds(connect_timeout), "application_name": "executus"},
         )
     read_only = parsed.query.get("mode") == "ro"
     options: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
@@ -173,6 +178,39 @@ def create_store_engine(url: str) -> Engine:
     event.listen(engine, "connect", _sqlite_connected_read_only if read_only else _sqlite_connected)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def create_writer_engine(url: str, settings: WriterSettings) -> Engine:
+    """For PostgreSQL, the engine of the store's writer: no pool (the writer holds its one
+    connection, and a pooled one could be handed over half-dead and hang its pre-ping on a
+    stalled server) and the settings' lock and statement timeouts on the connection.
+
+    Raises:
+        DatabaseUnavailableError: the URL cannot be parsed or names an unsupported backend.
+    """
+    parsed = _parse(url)
+    options = f"-c lock_timeout={_milliseconds(settings.lock_timeout)} "
+    options += f"-c statement_timeout={_milliseconds(settings.statement_timeout)}"
+    given = parsed.query.get("options")  # the URL's own options go first: ours must not drop them
+    if given:
+        options = f"{given if isinstance(given, str) else ' '.join(given)} {options}"
+    return create_engine(
+        parsed,
+        poolclass=NullPool,
+        connect_args={
+            "connect_timeout": _whole_seconds(settings.connect_timeout),
+            "application_name": "executus",
+            "options": options,
+        },
+    )
+
+
+def _whole_seconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds))
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def _sqlite_connected(dbapi_connection: Any, _record: object) -> None:

@@ -24,49 +24,42 @@ machinery:
   last_event_at and head_hash): SQLite rewrites an index's pages when a statement sets its
   column, even to the same value, and four of the row's indexed columns never change.
 
-A held connection can go stale (a PostgreSQL restart, ``pg_terminate_backend``). A lost
-connection is discarded so that the next append reconnects, and if it was lost before
-``COMMIT`` was sent, nothing of the transaction can have been kept (the server rolls back what
-a dead connection left uncommitted), so the append is retried once on a new connection.
+This module holds the statements and the interface a transaction offers the batch writer
+(``store._batch``); ``store._session`` holds the connection and how a transaction runs on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import Any, Final, cast
 
-from sqlalchemy import (
-    BigInteger,
-    Dialect,
-    Engine,
-    Integer,
-    String,
-    and_,
-    bindparam,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import BigInteger, Dialect, Integer, String, and_, bindparam, func, insert, select, update
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPIModule
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 from executus import RunSummary
-from store._engine import raw_connect, statement_failed
-from store._schema import UtcDateTime, events, ledger, runs
+from store._schema import UtcDateTime, blobs, events, ledger, runs
 
-if TYPE_CHECKING:
-    import psycopg
-
-__all__ = ["APPEND_LOCK_KEY", "SUMMARY_FIELDS", "AppendTransaction", "RaceLost", "Statement", "Writer"]
+__all__ = [
+    "APPEND_LOCK_KEY",
+    "EVENT_COLUMNS",
+    "LEDGER_LOCK_KEY",
+    "POSTGRES_INSERT_EVENTS_ARRAYS",
+    "POSTGRES_STEP_COLUMNS",
+    "POSTGRES_UPDATE_STEPS_ARRAYS",
+    "SUMMARY_FIELDS",
+    "AppendTransaction",
+    "Parameters",
+    "RaceLost",
+    "Statement",
+    "Statements",
+]
 
 APPEND_LOCK_KEY: Final = 0x6578_6563_7574_7573 >> 1
 """The PostgreSQL advisory lock every append holds ("executus" in ASCII, halved to fit a bigint)."""
@@ -74,7 +67,8 @@ APPEND_LOCK_KEY: Final = 0x6578_6563_7574_7573 >> 1
 SUMMARY_FIELDS: Final = tuple(field.name for field in dataclasses.fields(RunSummary))
 """The runs row's columns: :class:`executus.RunSummary`'s fields."""
 
-_EVENT_COLUMNS: Final = tuple(column.name for column in events.columns if column is not events.c.position)
+EVENT_COLUMNS: Final = tuple(column.name for column in events.columns if column is not events.c.position)
+"""The events row's columns an insert sets (all but the generated ``position``)."""
 _UPDATABLE: Final = tuple(name for name in SUMMARY_FIELDS if name != "run_id")
 _summary_values: Final = attrgetter(*SUMMARY_FIELDS)
 _updatable_values: Final = attrgetter(*_UPDATABLE)
@@ -83,9 +77,69 @@ _SELECT_RUN: Final = select(*(runs.c[name] for name in SUMMARY_FIELDS)).where(
     runs.c.run_id == bindparam("run_id")
 )
 # inline(): no RETURNING of the generated position, which nothing here reads.
-_INSERT_EVENTS: Final = insert(events).values({name: bindparam(name) for name in _EVENT_COLUMNS}).inline()
+_INSERT_EVENTS: Final = insert(events).values({name: bindparam(name) for name in EVENT_COLUMNS}).inline()
+_POSTGRES_ARRAY_TYPES: Final = {
+    "run_id": "varchar",
+    "seq": "integer",
+    "kind": "varchar",
+    "schema_version": "integer",
+    "at": "timestamptz",
+    "payload": "text",
+    "hash": "bytea",
+}
+POSTGRES_INSERT_EVENTS_ARRAYS: Final = (
+    f"INSERT INTO {events.name} ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"%({name})b::{_POSTGRES_ARRAY_TYPES[name]}[]" for name in EVENT_COLUMNS)
+    + ")"
+)
+"""PostgreSQL: any number of events rows in one INSERT, one array per column. Each statement in
+a pipeline costs a send and a receive of its own, so a group commit's hundreds of rows go in one
+statement rather than one per row (and its text is short enough for psycopg to cache)."""
+POSTGRES_STEP_COLUMNS: Final = (
+    "status",
+    "steps",
+    "input_tokens",
+    "output_tokens",
+    "last_seq",
+    "last_event_at",
+    "head_hash",
+)
+"""The runs-row columns an append can change before its run finishes (none of them NULL)."""
+_POSTGRES_STEP_TYPES: Final = ("varchar", "integer", "bigint", "bigint", "integer", "timestamptz", "varchar")
+POSTGRES_UPDATE_STEPS_ARRAYS: Final = (
+    f"UPDATE {runs.name} SET "
+    + ", ".join(f"{name} = v.{name}" for name in POSTGRES_STEP_COLUMNS)
+    + " FROM unnest(%(run_id)b::varchar[], %(expected_seq)b::integer[], "
+    + ", ".join(
+        f"%({name})b::{kind}[]"
+        for name, kind in zip(POSTGRES_STEP_COLUMNS, _POSTGRES_STEP_TYPES, strict=True)
+    )
+    + f") AS v(run_id, expected_seq, {', '.join(POSTGRES_STEP_COLUMNS)})"
+    + f" WHERE {runs.name}.run_id = v.run_id AND {runs.name}.last_seq = v.expected_seq"
+)
+"""PostgreSQL: the runs rows of a whole group in one UPDATE, for the appends that change only
+:data:`POSTGRES_STEP_COLUMNS` (all but a run's first and last), guarded by last_seq like
+:meth:`Statements.update_run`'s. PostgreSQL's HOT update needs only the indexed columns' values
+to stay the same, so setting unchanged ones costs nothing there (unlike on SQLite)."""
 _INSERT_RUN: Final = insert(runs).values({name: bindparam(name) for name in SUMMARY_FIELDS})
 _APPEND_LOCK: Final = select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY))
+_SELECT_HASH: Final = select(events.c.hash).where(
+    and_(events.c.run_id == bindparam("run_id"), events.c.seq == bindparam("seq"))
+)
+_BLOB_VALUES: Final[dict[str, Any]] = {
+    "sha256": bindparam("sha256"),
+    "media_type": bindparam("media_type"),
+    "data": bindparam("data"),
+}
+_INSERT_BLOB: Final = {
+    "sqlite": sqlite.insert(blobs)
+    .values(_BLOB_VALUES)
+    .on_conflict_do_nothing(index_elements=[blobs.c.sha256]),
+    "postgresql": postgresql.insert(blobs)
+    .values(_BLOB_VALUES)
+    .on_conflict_do_nothing(index_elements=[blobs.c.sha256]),
+}
+"""A blob is stored once by its sha256: the first media type wins."""
 LEDGER_LOCK_KEY: Final = 0x6578_6C65_6467_6572 >> 1
 """The PostgreSQL advisory lock a sealing append takes before it reads the next leaf index
 ("exledger" in ASCII, halved). Redundant while every append holds APPEND_LOCK_KEY; it keeps
@@ -104,7 +158,8 @@ _INSERT_SEAL: Final = insert(ledger).from_select(
     ),
 )
 
-_Result = TypeVar("_Result")
+Parameters = list[Any] | dict[str, Any]
+"""A statement's parameters, converted for the driver, in the dialect's paramstyle."""
 _Processor = Callable[[Any], Any]
 _NO_VALUES: Final[Mapping[str, Any]] = {}
 
@@ -142,7 +197,7 @@ class Statement:
                 for column in statement.selected_columns
             )
 
-    def parameters(self, values: Mapping[str, Any] = _NO_VALUES) -> list[Any] | dict[str, Any]:
+    def parameters(self, values: Mapping[str, Any] = _NO_VALUES) -> Parameters:
         """``values`` by parameter name, converted for the driver, in the dialect's paramstyle."""
         if self._fixed:
             values = {**self._fixed, **values}
@@ -185,25 +240,27 @@ def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor | No
     return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
-class _Statements:
+class Statements:
     """The append path's statements for one dialect; runs-row updates compiled per changed set."""
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
         self.select_run = Statement(_SELECT_RUN, dialect)
+        self.select_hash = Statement(_SELECT_HASH, dialect)
         self.insert_events = Statement(_INSERT_EVENTS, dialect)
         self._insert_run = Statement(_INSERT_RUN, dialect)
+        self.insert_blob = Statement(_INSERT_BLOB[dialect.name], dialect)
         self.append_lock = Statement(_APPEND_LOCK, dialect)
         self.insert_seal = Statement(_INSERT_SEAL, dialect)
         self.ledger_lock = Statement(_LEDGER_LOCK, dialect)
         self._updates: dict[tuple[str, ...], Statement] = {}
 
-    def insert_run(self, summary: RunSummary) -> tuple[Statement, list[Any] | dict[str, Any]]:
+    def insert_run(self, summary: RunSummary) -> tuple[Statement, Parameters]:
         """The INSERT of a new run's row ``summary``, with its parameters."""
         values = dict(zip(SUMMARY_FIELDS, _summary_values(summary), strict=True))
         return self._insert_run, self._insert_run.parameters(values)
 
-    def update_run(self, old: RunSummary, new: RunSummary) -> tuple[Statement, list[Any] | dict[str, Any]]:
+    def update_run(self, old: RunSummary, new: RunSummary) -> tuple[Statement, Parameters]:
         """The UPDATE that turns the stored row ``old`` into ``new``, with its parameters.
 
         It sets only the columns that change (SQLite rewrites an index's pages when a statement
@@ -235,7 +292,7 @@ class _Statements:
 
 
 class AppendTransaction(ABC):
-    """One append's statements, inside the transaction :meth:`Writer.run` runs.
+    """The statements of one transaction that :meth:`store._session.AppendConnection.attempt` runs.
 
     A statement may be sent only when the transaction ends (PostgreSQL's pipeline), so its
     failure can surface there: as the driver's error, or as :class:`RaceLost`.
@@ -258,230 +315,13 @@ class AppendTransaction(ABC):
         """Turn the stored row ``old`` into ``new``; :class:`RaceLost` if it is no longer ``old``."""
 
     @abstractmethod
-    def insert_seal(self, summary: RunSummary) -> None:
-        """Append a seal of the run's row ``summary`` (its last seq, head hash, status) to the ledger."""
-
-
-class _Session(AppendTransaction):
-    """The held connection and how one append's transaction runs on it, per backend."""
-
-    def __init__(self, held: PoolProxiedConnection, statements: _Statements) -> None:
-        assert held.dbapi_connection is not None  # a fresh checkout
-        self._held = held
-        self._statements = statements
-        self.dbapi_connection: DBAPIConnection = held.dbapi_connection
-        """The driver's connection (kept after :meth:`discard`, to tell why it failed)."""
-        self.committing = False
-        """Whether the last transaction got as far as sending COMMIT (then its outcome is unknown
-        if the connection is lost)."""
-        self._cursor: Any = None
-        """The cursor the inserts go through; each backend's session opens it."""
-
-    @property
-    def usable(self) -> bool:
-        """False once discarded or closed."""
-        return self._held.dbapi_connection is not None
+    def read_hash(self, run_id: str, seq: int) -> str | None:
+        """The hex hash of the run's event ``seq``, or None if there is none."""
 
     @abstractmethod
-    def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
-        """Run ``body`` in one transaction and commit it, or roll it back and re-raise."""
+    def insert_blob(self, sha256: str, media_type: str, data: bytes) -> None:
+        """Store a blob unless one with that sha256 is already stored."""
 
-    def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        statement = self._statements.insert_events
-        self._cursor.executemany(statement.sql, [statement.parameters(row) for row in rows])
-
-    def insert_run(self, summary: RunSummary) -> None:
-        statement, parameters = self._statements.insert_run(summary)
-        self._cursor.execute(statement.sql, parameters)
-
+    @abstractmethod
     def insert_seal(self, summary: RunSummary) -> None:
-        statement = self._statements.insert_seal
-        values = {
-            "run_id": summary.run_id,
-            "last_seq": summary.last_seq,
-            "head_hash": summary.head_hash,
-            "status": summary.status,
-        }
-        self._cursor.execute(statement.sql, statement.parameters(values))
-
-    def discard(self) -> None:
-        """Close the connection for good (a transaction still open on it is rolled back)."""
-        if self.usable:
-            self._held.invalidate()
-
-    def close(self) -> None:
-        """Give the connection back to the pool."""
-        if self.usable:
-            self._held.close()
-
-
-class _SqliteSession(_Session):
-    """``BEGIN IMMEDIATE`` (the write lock before the run's row is read: see store._engine),
-    the statements, ``COMMIT``; one cursor serves them all."""
-
-    def __init__(
-        self, held: PoolProxiedConnection, connection: sqlite3.Connection, statements: _Statements
-    ) -> None:
-        super().__init__(held, statements)
-        self._connection = connection
-        self._cursor = connection.cursor()
-
-    def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
-        self.committing = False
-        self._cursor.execute("BEGIN IMMEDIATE")
-        try:
-            result = body(self)
-            self.committing = True
-            self._cursor.execute("COMMIT")
-        except BaseException:
-            try:
-                if self._connection.in_transaction:
-                    self._cursor.execute("ROLLBACK")
-            except sqlite3.Error:
-                self.discard()
-            raise
-        return result
-
-    def read_run(self, run_id: str) -> RunSummary | None:
-        statement = self._statements.select_run
-        row = self._cursor.execute(statement.sql, statement.parameters({"run_id": run_id})).fetchone()
-        return None if row is None else RunSummary(**statement.row(row))
-
-    def update_run(self, old: RunSummary, new: RunSummary) -> None:
-        statement, parameters = self._statements.update_run(old, new)
-        if self._cursor.execute(statement.sql, parameters).rowcount != 1:
-            raise RaceLost
-
-
-class _PostgresSession(_Session):
-    """Pipeline mode: the advisory lock, the inserts and the update go in one round trip, the
-    update's row count is checked, then ``COMMIT`` goes in a second. Reading the run's row (when
-    this store has not cached it) costs one more."""
-
-    def __init__(
-        self,
-        held: PoolProxiedConnection,
-        connection: psycopg.Connection[Any],
-        statements: _Statements,
-        driver_error: type[Exception],
-    ) -> None:
-        super().__init__(held, statements)
-        self._connection = connection
-        self._driver_error = driver_error  # psycopg.Error; psycopg is imported only for PostgreSQL
-        # A cursor's result is its last statement's, so the two read from have their own.
-        self._cursor = connection.cursor()
-        self._select = connection.cursor()
-        self._update = connection.cursor()
-        self._updating = False
-        self._lock = statements.append_lock.parameters()
-        self._pipeline: psycopg.Pipeline | None = None
-
-    def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
-        self.committing = self._updating = False
-        try:
-            with self._connection.pipeline() as pipeline:
-                self._pipeline = pipeline
-                self._cursor.execute(self._statements.append_lock.sql, self._lock)
-                result = body(self)
-                pipeline.sync()
-                if self._updating and self._update.rowcount != 1:
-                    raise RaceLost
-            self.committing = True
-            self._connection.commit()
-        except BaseException:
-            try:
-                self._connection.rollback()
-            except self._driver_error:  # the connection is gone, and its transaction with it
-                self.discard()
-            raise
-        finally:
-            self._pipeline = None
-        return result
-
-    def read_run(self, run_id: str) -> RunSummary | None:
-        assert self._pipeline is not None
-        statement = self._statements.select_run
-        self._select.execute(statement.sql, statement.parameters({"run_id": run_id}))
-        self._pipeline.sync()
-        row = self._select.fetchone()
-        return None if row is None else RunSummary(**statement.row(row))
-
-    def insert_seal(self, summary: RunSummary) -> None:
-        self._cursor.execute(self._statements.ledger_lock.sql, self._statements.ledger_lock.parameters())
-        super().insert_seal(summary)
-
-    def update_run(self, old: RunSummary, new: RunSummary) -> None:
-        statement, parameters = self._statements.update_run(old, new)
-        self._update.execute(statement.sql, parameters)
-        self._updating = True
-
-
-class Writer:
-    """The store's one connection for appends, with the statements compiled for it.
-
-    Not thread-safe: the store holds its lock around :meth:`run` and :meth:`close`.
-
-    Args:
-        engine: the store's engine; the connection comes from its pool.
-        url: the database as the user gave it, for messages (its password is masked).
-    """
-
-    def __init__(self, engine: Engine, url: str) -> None:
-        self._engine = engine
-        self._url = url
-        self._dialect = engine.dialect
-        driver = self._dialect.loaded_dbapi
-        self._driver_error: type[DBAPIModule.Error] = driver.Error
-        self._integrity_error: type[DBAPIModule.Error] = driver.IntegrityError
-        self._statements = _Statements(self._dialect)
-        self._session: _Session | None = None
-
-    def run(self, doing: str, body: Callable[[AppendTransaction], _Result]) -> _Result:
-        """Run ``body`` in one transaction and commit; nothing of it is kept if anything fails.
-
-        Args:
-            doing: what is being done, e.g. "appending to run abc", for error messages.
-            body: the statements; it may raise to roll everything back.
-
-        Raises:
-            RaceLost: a unique constraint was violated, or the runs row was not as expected.
-            DatabaseUnavailableError: cannot connect, or the connection was lost (a second time,
-                or while committing, when whether the commit happened is unknown).
-            StoreError: a statement failed (one line, with the URL and ``doing``).
-        """
-        retried = False
-        while True:
-            session = self._connected()
-            try:
-                return session.transact(body)
-            except self._integrity_error as error:
-                # A writer that did not take our lock inserted the same seq or run first.
-                raise RaceLost from error
-            except self._driver_error as error:
-                if not self._dialect.is_disconnect(error, session.dbapi_connection, None):
-                    raise statement_failed(self._url, doing, error) from error
-                session.discard()
-                if session.committing or retried:
-                    raise statement_failed(self._url, doing, error, lost=True) from error
-                retried = True  # lost before COMMIT was sent: nothing was kept, so try again
-
-    def _connected(self) -> _Session:
-        """The session on the held connection, connecting first if there is none (or it was lost)."""
-        session = self._session
-        if session is None or not session.usable:
-            held = raw_connect(self._engine, self._url)
-            connection = held.dbapi_connection
-            if isinstance(connection, sqlite3.Connection):
-                session = _SqliteSession(held, connection, self._statements)
-            else:
-                session = _PostgresSession(
-                    held, cast("psycopg.Connection[Any]", connection), self._statements, self._driver_error
-                )
-            self._session = session
-        return session
-
-    def close(self) -> None:
-        """Give the held connection back to the pool (the engine's ``dispose`` then closes it)."""
-        session, self._session = self._session, None
-        if session is not None:
-            session.close()
+        """Append a seal of the run's row ``summary`` (its last seq, head hash, status) to the ledger."""

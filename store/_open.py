@@ -11,6 +11,7 @@ import platformdirs
 from executus import DatabaseUnavailableError
 from store._engine import read_only_url
 from store._migrate import ensure_schema
+from store._settings import WriterSettings
 from store._sql import SqlStore
 
 __all__ = ["ENV_DB", "default_url", "make_default_directory", "open_store"]
@@ -46,7 +47,9 @@ def make_default_directory() -> None:
         ) from None
 
 
-def open_store(url: str | None = None, *, read_only: bool = False) -> SqlStore:
+def open_store(
+    url: str | None = None, *, read_only: bool = False, settings: WriterSettings | None = None
+) -> SqlStore:
     """Open the event store at ``url`` (default: :func:`default_url`), ready to use.
 
     A fresh database (no tables at all) is created and migrated to the newest schema, so
@@ -59,6 +62,7 @@ def open_store(url: str | None = None, *, read_only: bool = False) -> SqlStore:
         read_only: the caller only reads. A SQLite file this process may not write (an
             auditor's copy) is then opened read-only (see :func:`read_only_url`) instead of
             failing, and nothing is created in it.
+        settings: the timeouts and retry window of the store's writes (default: WriterSettings()).
 
     Returns:
         A store the caller must :meth:`~SqlStore.close` (or use in a ``with`` block).
@@ -75,7 +79,7 @@ def open_store(url: str | None = None, *, read_only: bool = False) -> SqlStore:
         if url == f"sqlite:///{_default_sqlite_path()}":
             make_default_directory()
     locked = read_only_url(url) if read_only else None
-    store = SqlStore(locked or url)
+    store = SqlStore(locked or url, settings=settings)
     try:
         ensure_schema(store.engine, locked or url, create=locked is None)
     except BaseException:

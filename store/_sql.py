@@ -1,11 +1,14 @@
 """The SQL event store: the in-memory store's contract, kept in SQLite or PostgreSQL.
 
-An append is one transaction: the events, their hash chain and the run's summary row go in
-together or not at all. Appends are plain synchronous calls: the executor makes them on its
-event loop's thread, and each is one small write, which keeps other runs on the loop waiting
-no longer than that write. To keep it small, appends bypass SQLAlchemy's execution machinery
-and run SQL compiled once from the schema on one held DB-API connection (``store._hot``);
-reads and blobs go through SQLAlchemy.
+An append is all or nothing: the events, their hash chain and the run's summary row go in
+together. The executor appends through :meth:`SqlStore.writer`, a thread that commits the
+batches of every run waiting at that moment in one transaction (``store._writer``,
+``store._batch``), so a slow, locked or unreachable database delays only the runs that wait
+for it, never the event loop. :meth:`SqlStore.append` is the same commit made on the calling
+thread (for tools, imports and virtual-clock runs). Every wait is bounded and transient
+failures are retried for a while (:class:`WriterSettings`). Appends bypass SQLAlchemy's
+execution machinery and run SQL compiled once from the schema on one held DB-API connection
+(``store._hot``, ``store._session``); reads go through SQLAlchemy.
 
 An events row keeps the envelope (run id, seq, kind, schema version, time) in columns, the
 rest of the event as its body's JSON, and its hash as 32 raw bytes; the previous hash is not
@@ -17,7 +20,6 @@ from the row when it is asked for (:meth:`SqlStore.records`).
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,13 +38,11 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIModule
 
 from executus import (
     Blob,
     BlobNotFoundError,
-    ConcurrencyError,
     Event,
     RunNotFoundError,
     RunQuery,
@@ -53,23 +53,23 @@ from executus import (
 )
 from executus.storage import (
     GENESIS_HASH,
-    chain_hash,
-    check_batch,
+    EventWriter,
+    InlineWriter,
     decode_event_body,
-    event_json_and_body,
     event_json_from_body,
-    summarize,
 )
-from store._engine import WRITE_OPTION, connect, create_store_engine, display_url, statement_failed
-from store._hot import APPEND_LOCK_KEY, SUMMARY_FIELDS, AppendTransaction, RaceLost, Statement, Writer
-from store._ledger import seal_if_due
+from store._batch import AppendRequest, BlobRequest, GroupCommitter, Request
+from store._engine import connect, create_store_engine, create_writer_engine, display_url, statement_failed
+from store._hot import APPEND_LOCK_KEY, SUMMARY_FIELDS, Statement
 from store._schema import blobs, events, runs
+from store._session import AppendConnection
+from store._settings import WriterSettings
+from store._writer import ThreadWriter
 
 __all__ = ["APPEND_LOCK_KEY", "SqlStore", "StoredEvent"]
 
 _DEFAULT_QUERY: Final = RunQuery()
 _DEFAULT_SEAL_POLICY: Final = SealPolicy()
-_MAX_CACHED_HEADS: Final = 4096
 
 _SQLITE_AT_JSON: Final = type_coerce(events.c.at, String).concat("Z").label("at")
 """``at`` as JSON text, from SQLite's naive UTC text (``2026-01-01 00:00:00.000000``)."""
@@ -137,12 +137,13 @@ class SqlStore:
     position (``show --follow``, :meth:`read_after`) that had already seen 11 would skip 10
     for good. This is what eventsourcing's PostgreSQL recorder does (with a table lock); an
     advisory lock is the same serialisation without blocking readers or other tables. Each
-    append is one short transaction (a few rows), so the cost is a ceiling of some thousands
-    of appends a second per database, far above what model-bound runs produce. SQLite needs
-    no extra lock: ``BEGIN IMMEDIATE`` already makes one writer at a time.
+    transaction is short, and the writer puts the batches of every waiting run in one, so the
+    lock bounds transactions a second, not appends. SQLite needs no extra lock:
+    ``BEGIN IMMEDIATE`` already makes one writer at a time.
 
     Args:
         url: a SQLAlchemy URL, ``sqlite:///PATH`` or ``postgresql+psycopg://USER@HOST/DB``.
+        settings: timeouts and the retry window of every write (the defaults if None).
         seal_policy: when an append seals its run into the ledger besides when the run
             finishes (every 1000 events or each hour by default).
 
@@ -150,24 +151,41 @@ class SqlStore:
         DatabaseUnavailableError: the URL is malformed or names an unsupported backend.
     """
 
-    def __init__(self, url: str, *, seal_policy: SealPolicy = _DEFAULT_SEAL_POLICY) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        settings: WriterSettings | None = None,
+        seal_policy: SealPolicy = _DEFAULT_SEAL_POLICY,
+    ) -> None:
         self._url = url
+        self.settings = settings or WriterSettings()
+        """The timeouts and retry window of this store's writes."""
         self.seal_policy = seal_policy
         """When appends seal a run into the ledger besides when it finishes."""
-        self.engine = create_store_engine(url)
+        self.engine = create_store_engine(url, self.settings.connect_timeout)
         self._postgres = self.engine.dialect.name == "postgresql"
         self._driver_error: type[DBAPIModule.Error] = self.engine.dialect.loaded_dbapi.Error
         self._select_run_events = Statement(
             _select_run_events(_POSTGRES_AT_JSON if self._postgres else _SQLITE_AT_JSON), self.engine.dialect
         )
-        # Appends from several threads take turns on the one writer connection (see store._hot).
-        self._append_lock = threading.Lock()
-        self._writer = Writer(self.engine, url)
-        # The summary row this store last committed for each unfinished run: the next append
-        # to it skips the SELECT. A stale entry (another writer appended meanwhile) cannot
-        # write anything: its seq already exists, or the UPDATE guarded by last_seq matches
-        # no row, and either becomes a ConcurrencyError that also drops the entry.
-        self._heads: dict[str, RunSummary] = {}
+        # PostgreSQL's writer connects on its own (see create_writer_engine); SQLite's shares the
+        # pool, which for an in-memory database is its one connection.
+        self._writer_engine = create_writer_engine(url, self.settings) if self._postgres else self.engine
+        self._committer = GroupCommitter(
+            AppendConnection(self._writer_engine, url, self.settings),
+            url,
+            self.settings,
+            self._last_seq,
+            seal_policy,
+        )
+        self._writer: ThreadWriter | None = None
+        self._closed = False
+
+    @property
+    def write_transactions(self) -> int:
+        """How many transactions this store's writes have committed (group commit shows here)."""
+        return self._committer.transactions
 
     @property
     def display_url(self) -> str:
@@ -178,10 +196,17 @@ class SqlStore:
         return f"SqlStore({self.display_url!r})"
 
     def close(self) -> None:
-        """Close the writer connection and every pooled one; the store must not be used afterwards."""
-        with self._append_lock:
+        """Commit the writes still waiting in :meth:`writer`, then close every connection.
+
+        The store must not be used afterwards. Idempotent.
+        """
+        if self._writer is not None:
             self._writer.close()
+        if not self._closed:
+            self._closed = True
+            self._committer.close()
         self.engine.dispose()
+        self._writer_engine.dispose()
 
     def __enter__(self) -> SqlStore:
         return self
@@ -196,83 +221,43 @@ class SqlStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        """Append ``events`` after ``expected_seq`` in one transaction (see EventSink.append).
+    def writer(self) -> EventWriter:
+        """The executor's write port: commits off the event loop, many runs per transaction.
 
-        Safe to call from several threads; appends to one store take turns.
+        One per store, started on first use and stopped by :meth:`close` once what is waiting
+        is committed. See ``store._writer`` for what cancelling an ``await append`` means. An
+        in-memory SQLite database has no IO to wait for and one connection that readers share,
+        so it gets an :class:`executus.InlineWriter` instead.
+        """
+        if self.engine.url.database in (None, "", ":memory:") and not self._postgres:
+            return InlineWriter(self)
+        if self._writer is None:
+            self._writer = ThreadWriter(
+                self._committer, self.settings.max_group, f"executus writer for {self.display_url}"
+            )
+        return self._writer
+
+    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        """Append ``events`` after ``expected_seq`` in one transaction, on the calling thread.
+
+        Safe to call from several threads; appends to one store take turns. Transient failures
+        are retried as :attr:`settings` say, blocking the caller meanwhile: code on an event
+        loop should append through :meth:`writer`.
 
         Raises:
             ConcurrencyError: the run's log does not end at ``expected_seq``, or a racing writer
                 inserted the same seq first; nothing of this batch is written.
             EventOrderError: the batch is not the run's next events in order.
-            DatabaseUnavailableError: the database cannot be reached (a connection found dead
-                before anything was committed is replaced and the append retried once).
+            StoreUnavailableError: transient failures lasted the whole retry window.
+            DatabaseUnavailableError: the database cannot be opened.
             StoreError: the database refused a statement.
         """
-        try:
-            with self._append_lock:
-                head = self._heads.pop(run_id, None)
-                head = self._writer.run(
-                    f"appending to run {run_id}",
-                    lambda transaction: self._append(
-                        transaction, run_id, events, expected_seq, head, self.seal_policy
-                    ),
-                )
-                if head is not None and head.status == "running":
-                    if len(self._heads) >= _MAX_CACHED_HEADS:
-                        del self._heads[next(iter(self._heads))]  # the least recently appended run
-                    self._heads[run_id] = head
-        except RaceLost:
-            # Read the winner's last seq only now: a failed PostgreSQL transaction reads nothing.
-            raise ConcurrencyError(run_id, expected_seq, self._last_seq(run_id)) from None
+        self._commit_now(AppendRequest(run_id, tuple(events), expected_seq))
 
-    @staticmethod
-    def _append(
-        transaction: AppendTransaction,
-        run_id: str,
-        batch: Sequence[Event],
-        expected_seq: int,
-        head: RunSummary | None,
-        seal_policy: SealPolicy,
-    ) -> RunSummary | None:
-        """Write one batch; returns the run's new summary row (None if there was nothing to do)."""
-        summary = head if head is not None and head.last_seq == expected_seq else None
-        stored = summary
-        if summary is None:
-            summary = stored = transaction.read_run(run_id)
-        actual = summary.last_seq if summary is not None else 0
-        if actual != expected_seq:
-            raise ConcurrencyError(run_id, expected_seq, actual)
-        check_batch(run_id, batch, expected_seq)
-        if not batch:
-            return summary
-        prev_hash = summary.head_hash if summary is not None else GENESIS_HASH
-        rows: list[dict[str, Any]] = []
-        for event in batch:
-            # The hash covers the full text; the row keeps the body, the envelope is in columns.
-            full, body = event_json_and_body(event)
-            digest = chain_hash(prev_hash, full)
-            summary = summarize(summary, event, digest)
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "seq": event.seq,
-                    "kind": event.kind,
-                    "schema_version": event.schema_version,
-                    "at": event.at,
-                    "payload": body,
-                    "hash": bytes.fromhex(digest),
-                }
-            )
-            prev_hash = digest
-        assert summary is not None  # a non-empty batch always projects to a row
-        transaction.insert_events(rows)
-        if stored is None:
-            transaction.insert_run(summary)
-        else:
-            transaction.update_run(stored, summary)
-        seal_if_due(transaction, stored, summary, seal_policy)
-        return summary
+    def _commit_now(self, request: Request) -> None:
+        self._committer.commit([request])
+        if request.error is not None:
+            raise request.error
 
     def _last_seq(self, run_id: str) -> int:
         with self._read(f"reading run {run_id}") as connection:
@@ -282,18 +267,7 @@ class SqlStore:
     def put_blob(self, data: bytes, media_type: str) -> str:
         """Store content once by its sha256 and return the hex digest (the first media type wins)."""
         digest = hashlib.sha256(data).hexdigest()
-        dialect = postgresql if self._postgres else sqlite
-        statement = (
-            dialect.insert(blobs)
-            .values(sha256=digest, media_type=media_type, data=data)
-            .on_conflict_do_nothing(index_elements=[blobs.c.sha256])
-        )
-        # Through SQLAlchemy: blobs are rare next to events, and take no append lock (a blob has
-        # no position that readers tail by).
-        with connect(self.engine, self._url, f"storing blob {digest}") as connection:
-            connection.execution_options(**{WRITE_OPTION: True})
-            with connection.begin():
-                connection.execute(statement)
+        self._commit_now(BlobRequest(digest, media_type, data))
         return digest
 
     # -- reading -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -120,6 +121,7 @@ class ThrowawayPostgres:
         self._pg_ctl = "pg_ctl"
         self._prefix: list[str] = []
         self._url: str | None = None
+        self._port: int | None = None
         self._owner_pid = os.getpid()
 
     @property
@@ -151,7 +153,7 @@ class ThrowawayPostgres:
         try:
             if owner is not None:
                 os.chown(tmpdir, owner.pw_uid, owner.pw_gid)
-            port = self._create_and_start(initdb, tmpdir)
+            port = self._port = self._create_and_start(initdb, tmpdir)
             dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=10"
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute("CREATE DATABASE executus_test")
@@ -176,6 +178,48 @@ class ThrowawayPostgres:
             logger.warning("pg_ctl -m %s stop failed: %s", mode, _tail(proc.stdout + proc.stderr))
         shutil.rmtree(tmpdir, ignore_errors=True)
         logger.info("throwaway PostgreSQL in %s stopped and removed", tmpdir)
+
+    def processes(self) -> list[int]:
+        """The pids of the running server: the postmaster, then its children (backends and all)."""
+        if self._tmpdir is None:
+            raise RuntimeError("ThrowawayPostgres is not running: call start() first")
+        postmaster = int((self._tmpdir / "data" / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def pause(self) -> None:
+        """Freeze the whole server (SIGSTOP): connections stay open and nothing answers."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo :meth:`pause` (SIGCONT)."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGCONT)
+
+    def stop_server(self) -> None:
+        """Shut the server down (``pg_ctl stop -m fast``: connections are closed) keeping its data."""
+        if self._tmpdir is None:
+            raise RuntimeError("ThrowawayPostgres is not running: call start() first")
+        data = self._tmpdir / "data"
+        proc = self._pg(self._tmpdir, self._pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop")
+        if proc.returncode != 0:
+            raise PostgresUnavailable(f"pg_ctl stop failed: {_tail(proc.stdout + proc.stderr)}")
+
+    def start_server(self) -> None:
+        """Start again, on the same port, a server :meth:`stop_server` stopped."""
+        if self._tmpdir is None or self._port is None:
+            raise RuntimeError("ThrowawayPostgres is not running: call start() first")
+        data, log = self._tmpdir / "data", self._tmpdir / "server.log"
+        opts = ["-o", f"-p {self._port}", "-w", "-t", "30", "-l", str(log)]
+        proc = self._pg(self._tmpdir, self._pg_ctl, "-D", str(data), *opts, "start")
+        if proc.returncode != 0:
+            raise PostgresUnavailable(f"pg_ctl start failed: {_tail(proc.stdout + proc.stderr)}")
 
     def __enter__(self) -> str:
         return self.start()

@@ -11,6 +11,7 @@ its user CREATE DATABASE (and the tests empty the executus tables of the databas
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from _pgserver import postgres_url_for_tests
+from _pgserver import PostgresUnavailable, ThrowawayPostgres, postgres_url_for_tests
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -147,6 +148,24 @@ def fresh_url(sql_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
     finally:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[ThrowawayPostgres]:
+    """A throwaway PostgreSQL of this module's own, migrated, for tests that stop, freeze or
+    restart the server (never ``$EXECUTUS_TEST_PG_URL``'s: that one is not ours to stop)."""
+    server = ThrowawayPostgres()
+    try:
+        url = server.start()
+    except PostgresUnavailable as error:
+        pytest.skip(f"no PostgreSQL of our own to stop: {error}")
+    try:
+        upgrade(url)
+        yield server
+    finally:
+        with contextlib.suppress(OSError):  # a test that failed while the server was frozen
+            server.resume()
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,20 @@ def test_quick_append_case_produces_positive_figures(tmp_path: Path) -> None:
     assert report.to_json()["rows"]
 
 
+def test_quick_loop_lag_case_measures_sqlite_and_says_why_postgres_is_missing(tmp_path: Path) -> None:
+    config = dataclasses.replace(Config.quick_mode(tmp_path), lag_runs=5, lag_steps=3, lag_fault=0.2)
+
+    report, failed = run_bench(config, ["loop-lag"], postgres=False)
+
+    assert failed == []
+    sqlite = [row for row in report.rows if row.name.startswith("SQLite")]
+    assert {row.unit for row in sqlite} == {"ms", "events/s"}
+    assert all(row.value is not None and math.isfinite(row.value) for row in sqlite)
+    assert [row.note for row in report.rows if row.name == "PostgreSQL"] == ["PostgreSQL off (--no-postgres)"]
+    assert [target.met for target in report.targets][1:] == [None, None]
+    assert any(row.name.startswith("idle loop") and row.value is not None for row in report.rows)
+
+
 def test_quick_audit_case_reports_verify_and_redaction_figures(tmp_path: Path) -> None:
     config = dataclasses.replace(
         Config.quick_mode(tmp_path), repetitions=1, append_events=40, rebuild_runs=3, rebuild_runs_steps=2

@@ -27,6 +27,7 @@ from executus import (
     RunNotFoundError,
     SchemaVersionError,
     StoreError,
+    StoreUnavailableError,
     ToolStarted,
     UnknownEventError,
 )
@@ -38,7 +39,7 @@ from executus.storage import (
     event_json_and_body,
     event_json_from_body,
 )
-from store import SqlStore, StoredEvent, open_store
+from store import SqlStore, StoredEvent, WriterSettings, open_store
 from store._schema import events as events_table
 from store._schema import runs as runs_table
 from store._sql import APPEND_LOCK_KEY
@@ -530,10 +531,12 @@ def test_an_append_after_the_server_dropped_the_connection_reconnects(sql_url: s
 
 @pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
 def test_a_connection_lost_mid_append_twice_is_unavailable_and_writes_nothing(sql_url: str) -> None:
-    """Lost while waiting for the append lock: retried once on a new connection, then reported."""
+    """Lost while waiting for the append lock: retried on new connections until the retry
+    window is over (the lock is still held), then reported."""
     events = run_events("run-1")
     waiting = "pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
-    with SqlStore(sql_url) as sql_store, _admin(sql_url) as admin:
+    quick = WriterSettings(lock_timeout=5, retry_window=3)
+    with SqlStore(sql_url, settings=quick) as sql_store, _admin(sql_url) as admin:
         sql_store.append("run-1", events[:2], 0)
         admin.execute("SELECT pg_advisory_lock(%s)", (APPEND_LOCK_KEY,))  # appends now wait
         outcome: list[BaseException] = []
@@ -551,9 +554,13 @@ def test_a_connection_lost_mid_append_twice_is_unavailable_and_writes_nothing(sq
         appending.join(timeout=30)
         admin.execute("SELECT pg_advisory_unlock(%s)", (APPEND_LOCK_KEY,))
         assert len(outcome) == 1
+        assert isinstance(outcome[0], StoreUnavailableError)
         assert isinstance(outcome[0], DatabaseUnavailableError)
-        assert str(outcome[0]).startswith("lost the connection to postgresql+psycopg://")
-        assert "while appending to run run-1" in str(outcome[0])
+        assert str(outcome[0]).startswith("gave up appending to run run-1 in postgresql+psycopg://")
+        assert "nothing after seq 2 was written" in str(outcome[0])
+        assert outcome[0].run_id == "run-1"
+        assert outcome[0].expected_seq == 2
+        assert not outcome[0].outcome_unknown
         assert sql_store.read_run("run-1") == events[:2]
         sql_store.append("run-1", events[2:], 2)  # on a new connection
         assert sql_store.read_run("run-1") == events

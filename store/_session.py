@@ -1,0 +1,469 @@
+"""The append path's one held connection, and how a transaction runs on it, per backend.
+
+- SQLite: ``BEGIN IMMEDIATE`` (the write lock before any row is read: see store._engine), the
+  statements, ``COMMIT``; the connection's busy timeout is the settings' ``lock_timeout``.
+- PostgreSQL: psycopg's pipeline mode sends the advisory lock, the inserts and the runs-row
+  updates in one round trip; the updates' row counts are checked before ``COMMIT`` is sent, in
+  a second. The connection is the writer's own (not a pooled one a reader may hand back
+  half-dead) and carries the settings' ``lock_timeout`` and ``statement_timeout``.
+
+:meth:`AppendConnection.attempt` runs one transaction and sorts its failures into three kinds:
+:class:`RaceLost` (another writer got there first), :class:`TransientFailure` (may pass if
+tried again: a lock waited for too long, a connection refused, lost or stalled, a server
+shutting down) and :class:`executus.StoreError` (the database refused a statement). Retrying
+is the caller's business (``store._batch``). A connection found dead is discarded, and the next
+attempt connects again. A server that stops answering (SIGSTOP, a network cut) cannot enforce
+its own timeouts, so a watchdog thread shuts the socket of a PostgreSQL transaction that
+overran :attr:`WriterSettings.transaction_deadline`: the blocked driver call then fails as a
+lost connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import threading
+import time
+from abc import abstractmethod
+from collections.abc import Callable
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+
+from sqlalchemy import Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPIModule
+from sqlalchemy.pool import PoolProxiedConnection
+
+from executus import DatabaseUnavailableError, RunSummary
+from store._engine import one_line, raw_connect, statement_failed
+from store._hot import (
+    EVENT_COLUMNS,
+    POSTGRES_INSERT_EVENTS_ARRAYS,
+    POSTGRES_STEP_COLUMNS,
+    POSTGRES_UPDATE_STEPS_ARRAYS,
+    SUMMARY_FIELDS,
+    AppendTransaction,
+    Parameters,
+    RaceLost,
+    Statement,
+    Statements,
+)
+from store._settings import WriterSettings
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["AppendConnection", "TransientFailure"]
+
+_Result = TypeVar("_Result")
+_TRANSIENT_SQLSTATE_CLASSES: Final = ("08", "40", "53", "57")
+"""PostgreSQL errors worth retrying: connection exceptions, transaction rollbacks (serialization,
+deadlock), insufficient resources (too many connections) and operator intervention (a statement
+timeout, a server shutting down or starting up); plus 55P03, a lock timeout."""
+_WATCHDOG_POLL_SECONDS: Final = 0.05
+_FEW_ROWS: Final = 4
+"""Up to this many events rows go in one INSERT each (an executemany); more, in one of arrays."""
+_step_values: Final = attrgetter(*POSTGRES_STEP_COLUMNS)
+_other_values: Final = attrgetter(
+    *(name for name in SUMMARY_FIELDS if name not in POSTGRES_STEP_COLUMNS and name != "last_seq")
+)
+
+
+class TransientFailure(Exception):
+    """A failure that may pass if the transaction is tried again.
+
+    Attributes:
+        cause: what failed, in one line.
+        uncertain: the connection was lost after ``COMMIT`` was sent, so whether the transaction
+            was committed is unknown.
+    """
+
+    def __init__(self, cause: str, *, uncertain: bool) -> None:
+        self.cause = cause
+        self.uncertain = uncertain
+        super().__init__(cause)
+
+
+class _Session(AppendTransaction):
+    """The held connection and how one transaction runs on it, per backend."""
+
+    def __init__(self, held: PoolProxiedConnection, statements: Statements) -> None:
+        assert held.dbapi_connection is not None  # a fresh checkout
+        self._held = held
+        self._statements = statements
+        self.dbapi_connection: DBAPIConnection = held.dbapi_connection
+        """The driver's connection (kept after :meth:`discard`, to tell why it failed)."""
+        self.committing = False
+        """Whether the last transaction got as far as sending COMMIT (then its outcome is unknown
+        if the connection is lost)."""
+        self._cursor: Any = None
+        """The cursor the inserts go through; each backend's session opens it."""
+
+    @property
+    def usable(self) -> bool:
+        """False once discarded or closed."""
+        return self._held.dbapi_connection is not None
+
+    @abstractmethod
+    def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
+        """Run ``body`` in one transaction and commit it, or roll it back and re-raise."""
+
+    def abort(self) -> None:
+        """Make a driver call blocked on this connection fail (called from another thread)."""
+
+    def insert_events(self, rows: list[dict[str, Any]]) -> None:
+        statement = self._statements.insert_events
+        self._cursor.executemany(statement.sql, [statement.parameters(row) for row in rows])
+
+    def insert_run(self, summary: RunSummary) -> None:
+        statement, parameters = self._statements.insert_run(summary)
+        self._cursor.execute(statement.sql, parameters)
+
+    def insert_seal(self, summary: RunSummary) -> None:
+        statement = self._statements.insert_seal
+        values = {
+            "run_id": summary.run_id,
+            "last_seq": summary.last_seq,
+            "head_hash": summary.head_hash,
+            "status": summary.status,
+        }
+        self._cursor.execute(statement.sql, statement.parameters(values))
+
+    def insert_blob(self, sha256: str, media_type: str, data: bytes) -> None:
+        statement = self._statements.insert_blob
+        self._cursor.execute(
+            statement.sql, statement.parameters({"sha256": sha256, "media_type": media_type, "data": data})
+        )
+
+    def discard(self) -> None:
+        """Close the connection for good (a transaction still open on it is rolled back)."""
+        if self.usable:
+            self._held.invalidate()
+
+    def close(self) -> None:
+        """Give the connection back to its pool."""
+        if self.usable:
+            self._held.close()
+
+
+class _SqliteSession(_Session):
+    """``BEGIN IMMEDIATE``, the statements, ``COMMIT``; one cursor serves them all."""
+
+    def __init__(
+        self,
+        held: PoolProxiedConnection,
+        connection: sqlite3.Connection,
+        statements: Statements,
+        lock_timeout: float,
+    ) -> None:
+        super().__init__(held, statements)
+        self._connection = connection
+        self._cursor = connection.cursor()
+        self._cursor.execute(f"PRAGMA busy_timeout = {max(1, round(lock_timeout * 1000))}")
+
+    def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
+        self.committing = False
+        self._cursor.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(self)
+            self.committing = True
+            self._cursor.execute("COMMIT")
+        except BaseException:
+            try:
+                if self._connection.in_transaction:
+                    self._cursor.execute("ROLLBACK")
+            except sqlite3.Error:
+                self.discard()
+            raise
+        return result
+
+    def read_run(self, run_id: str) -> RunSummary | None:
+        statement = self._statements.select_run
+        row = self._cursor.execute(statement.sql, statement.parameters({"run_id": run_id})).fetchone()
+        return None if row is None else RunSummary(**statement.row(row))
+
+    def read_hash(self, run_id: str, seq: int) -> str | None:
+        statement = self._statements.select_hash
+        row = self._cursor.execute(
+            statement.sql, statement.parameters({"run_id": run_id, "seq": seq})
+        ).fetchone()
+        return None if row is None else bytes(row[0]).hex()
+
+    def update_run(self, old: RunSummary, new: RunSummary) -> None:
+        statement, parameters = self._statements.update_run(old, new)
+        if self._cursor.execute(statement.sql, parameters).rowcount != 1:
+            raise RaceLost
+
+
+class _PostgresSession(_Session):
+    """Pipeline mode: the advisory lock, the inserts and the updates go in one round trip, the
+    updates' row counts are checked, then ``COMMIT`` goes in a second. Reading a run's row (when
+    the store has not cached it) costs one more. Each statement in a pipeline costs a send and
+    a receive, so a group's events go in one INSERT of arrays (``POSTGRES_INSERT_EVENTS_ARRAYS``),
+    the runs rows of its ordinary steps in one UPDATE of arrays (``POSTGRES_UPDATE_STEPS_ARRAYS``),
+    and the others (a run's first or last append) in one ``executemany`` per set of changed
+    columns."""
+
+    def __init__(
+        self,
+        held: PoolProxiedConnection,
+        connection: psycopg.Connection[Any],
+        statements: Statements,
+        driver_error: type[Exception],
+    ) -> None:
+        super().__init__(held, statements)
+        self._connection = connection
+        self._driver_error = driver_error  # psycopg.Error; psycopg is imported only for PostgreSQL
+        # A cursor's result is its last statement's: reads, and each kind of update, get their own.
+        self._cursor = connection.cursor()
+        self._select = connection.cursor()
+        self._update_cursors: list[psycopg.Cursor[Any]] = []
+        self._updates: dict[Statement, list[Parameters]] = {}
+        self._steps: list[tuple[RunSummary, RunSummary]] = []
+        """Updates that change only the step columns: one statement for all of them."""
+        self._lock = statements.append_lock.parameters()
+        self._pipeline: psycopg.Pipeline | None = None
+
+    def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
+        self.committing = False
+        self._updates.clear()
+        self._steps.clear()
+        try:
+            with self._connection.pipeline() as pipeline:
+                self._pipeline = pipeline
+                self._cursor.execute(self._statements.append_lock.sql, self._lock)
+                result = body(self)
+                sent = self._send_updates()
+                pipeline.sync()
+                if any(cursor.rowcount != expected for cursor, expected in sent):
+                    raise RaceLost
+            self.committing = True
+            self._connection.commit()
+        except BaseException:
+            try:
+                self._connection.rollback()
+            except self._driver_error:  # the connection is gone, and its transaction with it
+                self.discard()
+            raise
+        finally:
+            self._pipeline = None
+        return result
+
+    def _send_updates(self) -> list[tuple[psycopg.Cursor[Any], int]]:
+        """Send the buffered updates; returns each cursor with the row count it must report."""
+        if len(self._steps) == 1:  # one run's append: its own UPDATE of what changed is cheaper
+            self._update_one(*self._steps.pop())
+        while len(self._update_cursors) < len(self._updates) + 1:
+            self._update_cursors.append(self._connection.cursor())
+        sent = []
+        for cursor, (statement, parameters) in zip(self._update_cursors, self._updates.items(), strict=False):
+            cursor.executemany(statement.sql, parameters)
+            sent.append((cursor, len(parameters)))
+        if self._steps:
+            cursor = self._update_cursors[len(self._updates)]
+            columns: dict[str, list[Any]] = {"run_id": [], "expected_seq": []}
+            columns.update((name, []) for name in POSTGRES_STEP_COLUMNS)
+            for old, new in self._steps:
+                columns["run_id"].append(old.run_id)
+                columns["expected_seq"].append(old.last_seq)
+                for name, value in zip(POSTGRES_STEP_COLUMNS, _step_values(new), strict=True):
+                    columns[name].append(value)
+            cursor.execute(POSTGRES_UPDATE_STEPS_ARRAYS, columns)
+            sent.append((cursor, len(self._steps)))
+        return sent
+
+    def insert_events(self, rows: list[dict[str, Any]]) -> None:
+        if len(rows) <= _FEW_ROWS:  # one run's append: arrays cost more than they save
+            super().insert_events(rows)
+            return
+        # Times are aware datetimes (the events' own), which psycopg sends as timestamptz: the
+        # conversion UtcDateTime would make is not needed.
+        columns = {name: [row[name] for row in rows] for name in EVENT_COLUMNS}
+        self._cursor.execute(POSTGRES_INSERT_EVENTS_ARRAYS, columns)
+
+    def abort(self) -> None:
+        # shutdown() on a duplicate of the socket ends the connection for the original too: the
+        # driver's blocked read returns at once, and fails as a lost connection.
+        try:
+            duplicate = socket.socket(fileno=os.dup(self._connection.pgconn.socket))
+        except (OSError, self._driver_error):
+            return
+        with duplicate, contextlib.suppress(OSError):
+            duplicate.shutdown(socket.SHUT_RDWR)
+
+    def _fetch_one(self, sql: str, parameters: Any) -> Any:
+        assert self._pipeline is not None
+        self._select.execute(sql, parameters)
+        self._pipeline.sync()
+        return self._select.fetchone()
+
+    def read_run(self, run_id: str) -> RunSummary | None:
+        statement = self._statements.select_run
+        row = self._fetch_one(statement.sql, statement.parameters({"run_id": run_id}))
+        return None if row is None else RunSummary(**statement.row(row))
+
+    def read_hash(self, run_id: str, seq: int) -> str | None:
+        statement = self._statements.select_hash
+        row = self._fetch_one(statement.sql, statement.parameters({"run_id": run_id, "seq": seq}))
+        return None if row is None else bytes(row[0]).hex()
+
+    def insert_seal(self, summary: RunSummary) -> None:
+        self._cursor.execute(self._statements.ledger_lock.sql, self._statements.ledger_lock.parameters())
+        super().insert_seal(summary)
+
+    def update_run(self, old: RunSummary, new: RunSummary) -> None:
+        if _other_values(old) == _other_values(new):
+            self._steps.append((old, new))
+            return
+        self._update_one(old, new)
+
+    def _update_one(self, old: RunSummary, new: RunSummary) -> None:
+        statement, parameters = self._statements.update_run(old, new)
+        self._updates.setdefault(statement, []).append(parameters)
+
+
+class _Watchdog:
+    """Aborts the connection of a transaction that overran its deadline, from its own thread.
+
+    Arming and disarming are attribute writes (no lock, no wake-up): the watchdog polls, which
+    costs nothing measurable next to a transaction, and keeps the hot path free of syscalls.
+    """
+
+    def __init__(self, abort: Callable[[int], None]) -> None:
+        self._abort = abort
+        self._armed: tuple[int, float] | None = None
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, token: int, seconds: float) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="executus-store-watchdog", daemon=True)
+            self._thread.start()
+        self._armed = (token, time.monotonic() + seconds)
+
+    def disarm(self) -> None:
+        self._armed = None
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(_WATCHDOG_POLL_SECONDS):
+            armed = self._armed
+            if armed is not None and time.monotonic() > armed[1]:
+                self._armed = None
+                self._abort(armed[0])
+
+
+class AppendConnection:
+    """The store's one connection for appends, with the statements compiled for it.
+
+    Not thread-safe: the store holds its lock around :meth:`attempt` and :meth:`close` (the
+    watchdog's abort is the one call made from another thread).
+
+    Args:
+        engine: where the connection comes from (for PostgreSQL, an engine of the writer's own).
+        url: the database as the user gave it, for messages (its password is masked).
+        settings: the lock timeout and the transaction deadline.
+    """
+
+    def __init__(self, engine: Engine, url: str, settings: WriterSettings) -> None:
+        self._engine = engine
+        self._url = url
+        self._settings = settings
+        self._dialect = engine.dialect
+        self._postgres = self._dialect.name == "postgresql"
+        driver = self._dialect.loaded_dbapi
+        self._driver_error: type[DBAPIModule.Error] = driver.Error
+        self._integrity_error: type[DBAPIModule.Error] = driver.IntegrityError
+        self._statements = Statements(self._dialect)
+        self._session: _Session | None = None
+        self._attempts = 0
+        self._watchdog = _Watchdog(self._abort) if self._postgres else None
+
+    def attempt(self, doing: Callable[[], str], body: Callable[[AppendTransaction], _Result]) -> _Result:
+        """Run ``body`` in one transaction and commit; nothing of it is kept if anything fails.
+
+        Args:
+            doing: says what is being done, e.g. "appending to run abc", for error messages
+                (called only for one).
+            body: the statements; it may raise to roll everything back.
+
+        Raises:
+            RaceLost: a unique constraint was violated, or a runs row was not as expected.
+            TransientFailure: worth trying again (see the module docstring).
+            StoreError: a statement failed (one line, with the URL and ``doing``).
+        """
+        self._attempts += 1
+        if self._watchdog is not None:
+            self._watchdog.arm(self._attempts, self._settings.transaction_deadline)
+        try:
+            return self._attempt(doing, body)
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.disarm()
+
+    def _attempt(self, doing: Callable[[], str], body: Callable[[AppendTransaction], _Result]) -> _Result:
+        try:
+            session = self._connected()
+        except DatabaseUnavailableError as error:
+            if not self._postgres:  # a SQLite file that cannot be opened stays so
+                raise
+            raise TransientFailure(str(error), uncertain=False) from error
+        try:
+            return session.transact(body)
+        except self._integrity_error as error:
+            # A writer that did not take our lock inserted the same seq or run first.
+            raise RaceLost from error
+        except self._driver_error as error:
+            lost = self._dialect.is_disconnect(error, session.dbapi_connection, None)
+            if not (lost or self._transient(error)):
+                raise statement_failed(self._url, doing(), error) from error
+            if self._postgres:
+                session.discard()  # a fresh connection costs little next to what just failed
+            what = "lost the connection" if lost else "failed"
+            raise TransientFailure(
+                f"{what} while {doing()}: {one_line(error)}", uncertain=lost and session.committing
+            ) from error
+
+    def _transient(self, error: Exception) -> bool:
+        if not self._postgres:
+            message = str(error)
+            return isinstance(error, sqlite3.OperationalError) and ("locked" in message or "busy" in message)
+        sqlstate: str | None = getattr(error, "sqlstate", None)
+        if sqlstate is None:  # raised by the client library: the connection itself failed
+            return isinstance(error, self._dialect.loaded_dbapi.OperationalError)
+        return sqlstate == "55P03" or sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES)
+
+    def _abort(self, token: int) -> None:
+        session = self._session
+        if session is not None and token == self._attempts:
+            session.abort()
+
+    def _connected(self) -> _Session:
+        """The session on the held connection, connecting first if there is none (or it was lost)."""
+        session = self._session
+        if session is None or not session.usable:
+            self._session = None
+            held = raw_connect(self._engine, self._url)
+            connection = held.dbapi_connection
+            if isinstance(connection, sqlite3.Connection):
+                session = _SqliteSession(held, connection, self._statements, self._settings.lock_timeout)
+            else:
+                session = _PostgresSession(
+                    held, cast("psycopg.Connection[Any]", connection), self._statements, self._driver_error
+                )
+            self._session = session
+        return session
+
+    def close(self) -> None:
+        """Give the held connection back (the engine's ``dispose`` then closes it)."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()

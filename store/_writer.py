@@ -1,0 +1,131 @@
+"""The SQL store's :class:`executus.EventWriter`: one thread that commits for every run.
+
+Why a thread rather than an async driver on the loop: the drivers are synchronous (sqlite3 has
+no async API at all, and psycopg's async one would still leave SQLite's busy wait on the loop),
+and the point is that nothing the database does, or fails to do, can hold up the loop. The
+thread holds the store's one append connection; the loop's side of an append is a queue push
+and a future, and the future is resolved with ``call_soon_threadsafe``.
+
+Group commit falls out of the queue: while the thread commits one group, the writes that arrive
+wait, and the next transaction takes all of them (up to ``max_group``). Under load, 100 runs
+each waiting for its append share one commit instead of paying 100; with a single run the
+writer commits each batch as soon as it arrives, adding only a thread hand-off.
+
+Cancelling a caller's ``await append(...)`` does not take its batch back: a batch handed to the
+writer is committed (or fails) exactly as if the caller were still waiting, in the order it was
+handed over. A caller that was cancelled must treat the batch as possibly committed (the next
+append expecting the seq after it succeeds if it was; reading the run tells for sure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+
+from executus import Event, StoreError
+from store._batch import AppendRequest, BlobRequest, GroupCommitter, Request
+
+__all__ = ["ThreadWriter"]
+
+_Waiter = tuple[Request, "asyncio.Future[None]"]
+
+
+class ThreadWriter:
+    """Commits appends and blobs from a dedicated thread, many runs per transaction.
+
+    Started on first use; :meth:`close` commits what is still waiting, then stops the thread.
+
+    Args:
+        committer: commits one group of writes (the store's, shared with its synchronous appends).
+        max_group: at most this many writes per transaction.
+        name: the thread's name.
+    """
+
+    def __init__(self, committer: GroupCommitter, max_group: int, name: str) -> None:
+        self._committer = committer
+        self._max_group = max_group
+        self._name = name
+        self._waiting: list[_Waiter] = []
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    async def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        """Commit ``events`` (seq ``expected_seq + 1`` onwards) atomically: all or nothing.
+
+        Raises:
+            ConcurrencyError: the run's log does not end at ``expected_seq``; nothing written.
+            EventOrderError: the batch is not the run's next events in order; nothing written.
+            StoreUnavailableError: transient failures lasted the whole retry window.
+            StoreError: the database refused the batch, or the store is closed.
+        """
+        await self._submit(AppendRequest(run_id, tuple(events), expected_seq))
+
+    async def put_blob(self, data: bytes, media_type: str) -> str:
+        """Store content once by its sha256 and return the hex digest (the first media type wins)."""
+        digest = hashlib.sha256(data).hexdigest()
+        await self._submit(BlobRequest(digest, media_type, data))
+        return digest
+
+    async def _submit(self, request: Request) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._wake:
+            if self._closed:
+                raise StoreError(f"{self._name}: the store is closed")
+            self._waiting.append((request, future))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+                self._thread.start()
+            else:
+                self._wake.notify()
+        # Not shielded: cancelling the wait leaves the batch queued (see the module docstring).
+        await future
+
+    def close(self) -> None:
+        """Commit every write still waiting, then stop the thread. Idempotent."""
+        with self._wake:
+            self._closed = True
+            thread, self._thread = self._thread, None
+            self._wake.notify()
+        if thread is not None:
+            thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while not self._waiting and not self._closed:
+                    self._wake.wait()
+                if not self._waiting:
+                    return
+                group = self._waiting[: self._max_group]
+                del self._waiting[: self._max_group]
+            try:
+                self._committer.commit([request for request, _future in group])
+            except Exception as error:  # a bug: fail the group rather than leave its callers waiting
+                for request, _future in group:
+                    request.error = StoreError(f"{self._name} failed: {type(error).__name__}: {error}")
+            _resolve(group)
+
+
+def _resolve(group: list[_Waiter]) -> None:
+    """Hand each caller its outcome on its own loop: one wake-up per loop, not per write."""
+    by_loop: defaultdict[asyncio.AbstractEventLoop, list[_Waiter]] = defaultdict(list)
+    for waiter in group:
+        by_loop[waiter[1].get_loop()].append(waiter)
+    for loop, waiters in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle, waiters)
+
+
+def _settle(waiters: list[_Waiter]) -> None:
+    for request, future in waiters:
+        if future.done():  # the caller stopped waiting (cancelled)
+            continue
+        if request.error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(request.error)
