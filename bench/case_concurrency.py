@@ -2,8 +2,9 @@
 
 ``concurrent_runs`` runs of the bench agent start together on one event loop (real clock); the
 fake model takes ``model_latency`` seconds per reply (an ``asyncio.sleep``, so other runs go on
-meanwhile). Appends are synchronous calls on the loop's thread, so every append holds up every
-other run for as long as it takes. Reported:
+meanwhile). The executor records through the store's writer (``SqlStore.writer()``: a thread
+that commits the batches of every run waiting at that moment in one transaction), awaiting each
+commit before the side effect it precedes. Reported:
 
 * total events/s: all runs' events over the wall time of the whole batch;
 * step overhead: per step of each run, the time from one ``model_requested`` to the next minus
@@ -17,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import statistics
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench._config import Config
@@ -25,10 +28,10 @@ from bench._pg import Postgres
 from bench._report import Report, Row
 from bench._stores import fresh_sqlite
 from bench._workload import bench_agent, run_id_for
-from executus import Executor, Invocation, RunQuery
+from executus import Agent, Executor, Invocation
 from store import SqlStore, open_store
 
-__all__ = ["Concurrent", "loop_ticker", "record_concurrently", "run"]
+__all__ = ["Concurrent", "Fault", "loop_ticker", "record_concurrently", "run"]
 
 CASE = "5 concurrency"
 _TICK = 0.001
@@ -43,6 +46,8 @@ class Concurrent:
     step_overheads: tuple[float, ...]
     """Seconds each step took beyond the model's latency, over every step of every run."""
     loop_stall: float
+    transactions: int
+    """Transactions the store committed for them (group commit puts many runs in one)."""
 
     @property
     def rate(self) -> float:
@@ -58,36 +63,75 @@ async def loop_ticker(worst: list[float]) -> None:
         worst[0] = max(worst[0], time.perf_counter() - started - _TICK)
 
 
-async def _record_all(executor: Executor, config: Config, steps: int) -> tuple[float, float]:
-    agent = bench_agent(steps, latency=config.model_latency)
+async def _record_all(
+    executor: Executor, agent: Agent, run_ids: Sequence[str], fault: Fault | None
+) -> tuple[float, float]:
     worst = [0.0]
     ticker = asyncio.create_task(loop_ticker(worst))
+    faulting: threading.Thread | None = None
     started = time.perf_counter()
-    results = await asyncio.gather(
-        *(
-            executor.run(agent, Invocation(run_id=run_id_for("concurrent", index)), "What is the answer?")
-            for index in range(config.concurrent_runs)
-        )
-    )
+    runs = [
+        asyncio.create_task(executor.run(agent, Invocation(run_id=run_id), "What is the answer?"))
+        for run_id in run_ids
+    ]
+    if fault is not None:
+        await asyncio.sleep(fault.after)
+        faulting = threading.Thread(target=fault.act, name="bench fault")  # its sleep is off the loop
+        faulting.start()
+    results = await asyncio.gather(*runs)
     seconds = time.perf_counter() - started
     ticker.cancel()
+    if faulting is not None:
+        faulting.join()
     failed = [result.error for result in results if result.status != "ok"]
     if failed:
         raise RuntimeError(f"{len(failed)} concurrent runs did not end ok, e.g. {failed[0]}")
     return seconds, worst[0]
 
 
-def record_concurrently(url: str, config: Config, steps: int) -> Concurrent:
-    """Record ``config.concurrent_runs`` runs of ``steps`` steps at once into the store at ``url``."""
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Something done to the database while the runs are active."""
+
+    act: Callable[[], None]
+    """Runs on a thread of its own (it may block, e.g. hold a lock and sleep); joined at the end."""
+    after: float = 0.2
+    """Seconds after the runs start that it begins (all runs are active by then)."""
+
+
+def record_concurrently(
+    url: str,
+    config: Config,
+    steps: int,
+    *,
+    runs: int | None = None,
+    label: str = "concurrent",
+    fault: Fault | None = None,
+) -> Concurrent:
+    """Record ``runs`` runs of ``steps`` steps at once through a real :class:`Executor`.
+
+    The executor (real clock) records through the store's writer, as an application's would.
+
+    Args:
+        url: the database.
+        config: the model's latency; ``runs`` defaults to ``config.concurrent_runs``.
+        steps: model calls per run.
+        runs: how many runs at once.
+        label: makes the run ids, different for each batch recorded into one database.
+        fault: done to the database while the runs are active.
+    """
+    run_ids = [run_id_for(label, index) for index in range(config.concurrent_runs if runs is None else runs)]
     store = SqlStore(url)
     try:
         store.list_runs()
-        executor = Executor(store)
-        seconds, stall = asyncio.run(_record_all(executor, config, steps))
+        before = store.write_transactions
+        agent = bench_agent(steps, latency=config.model_latency)
+        seconds, stall = asyncio.run(_record_all(Executor(store), agent, run_ids, fault))
+        transactions = store.write_transactions - before
         overheads: list[float] = []
         events = 0
-        for summary in store.list_runs(RunQuery(limit=None)):
-            log = store.read_run(summary.run_id)
+        for run_id in run_ids:
+            log = store.read_run(run_id)
             events += len(log)
             requested = [event.at for event in log if event.kind == "model_requested"]
             overheads += [
@@ -96,7 +140,7 @@ def record_concurrently(url: str, config: Config, steps: int) -> Concurrent:
             ]
     finally:
         store.close()
-    return Concurrent(events, seconds, tuple(overheads), stall)
+    return Concurrent(events, seconds, tuple(overheads), stall, transactions)
 
 
 def _rows(report: Report, backend: str, measured: Concurrent, runs: int, steps: int) -> None:
