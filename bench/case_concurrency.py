@@ -16,6 +16,7 @@ commit before the side effect it precedes. Reported:
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import statistics
 import threading
@@ -48,6 +49,12 @@ class Concurrent:
     loop_stall: float
     transactions: int
     """Transactions the store committed for them (group commit puts many runs in one)."""
+    loop_cpu: float
+    """CPU seconds of the event loop's thread: the executor's own work."""
+    other_cpu: float
+    """CPU seconds of every other thread of the process: mostly the store's writer."""
+    longest_collection: float
+    """The longest garbage collection, in any thread (it holds the GIL: the loop waits too)."""
 
     @property
     def rate(self) -> float:
@@ -61,6 +68,34 @@ async def loop_ticker(worst: list[float]) -> None:
         started = time.perf_counter()
         await asyncio.sleep(_TICK)
         worst[0] = max(worst[0], time.perf_counter() - started - _TICK)
+
+
+class _CostMeter:
+    """CPU time of the calling thread and of the process, and the garbage collector's pauses,
+    from entering to leaving (``gc.callbacks``: a collection runs in whichever thread
+    allocated, holding the GIL)."""
+
+    def __init__(self) -> None:
+        self.collections: list[float] = []
+        self.thread_cpu = 0.0
+        self.process_cpu = 0.0
+        self._collecting_since = 0.0
+
+    def _on_collection(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collecting_since = time.perf_counter()
+        else:
+            self.collections.append(time.perf_counter() - self._collecting_since)
+
+    def __enter__(self) -> _CostMeter:
+        gc.callbacks.append(self._on_collection)
+        self.thread_cpu, self.process_cpu = -time.thread_time(), -time.process_time()
+        return self
+
+    def __exit__(self, *_exception: object) -> None:
+        self.thread_cpu += time.thread_time()
+        self.process_cpu += time.process_time()
+        gc.callbacks.remove(self._on_collection)
 
 
 async def _record_all(
@@ -126,7 +161,8 @@ def record_concurrently(
         store.list_runs()
         before = store.write_transactions
         agent = bench_agent(steps, latency=config.model_latency)
-        seconds, stall = asyncio.run(_record_all(Executor(store), agent, run_ids, fault))
+        with _CostMeter() as costs:
+            seconds, stall = asyncio.run(_record_all(Executor(store), agent, run_ids, fault))
         transactions = store.write_transactions - before
         overheads: list[float] = []
         events = 0
@@ -140,7 +176,16 @@ def record_concurrently(
             ]
     finally:
         store.close()
-    return Concurrent(events, seconds, tuple(overheads), stall, transactions)
+    return Concurrent(
+        events,
+        seconds,
+        tuple(overheads),
+        stall,
+        transactions,
+        loop_cpu=costs.thread_cpu,
+        other_cpu=costs.process_cpu - costs.thread_cpu,
+        longest_collection=max(costs.collections, default=0.0),
+    )
 
 
 def _rows(report: Report, backend: str, measured: Concurrent, runs: int, steps: int) -> None:

@@ -101,10 +101,26 @@ async def _idle_lag(seconds: float) -> float:
     return worst[0]
 
 
-def _rows(report: Report, what: str, measured: Concurrent) -> None:
+def _rows(report: Report, what: str, measured: Concurrent, model_calls: int) -> None:
     overheads = sorted(measured.step_overheads)
     per = measured.events / max(1, measured.transactions)
     report.add(Row(CASE, f"{what}: worst loop lag", measured.loop_stall * 1000, "ms"))
+    report.add(
+        Row(
+            CASE,
+            f"{what}: longest garbage collection",
+            measured.longest_collection * 1000,
+            "ms",
+            note="any thread; the loop waits for it (one GIL)",
+        )
+    )
+    per_step = 1000 / model_calls
+    report.add(Row(CASE, f"{what}: CPU a step, event loop's thread", measured.loop_cpu * per_step, "ms"))
+    report.add(
+        Row(
+            CASE, f"{what}: CPU a step, other threads", measured.other_cpu * per_step, "ms", note="the writer"
+        )
+    )
     report.add(Row(CASE, f"{what}: step overhead, median", statistics.median(overheads) * 1000, "ms"))
     report.add(Row(CASE, f"{what}: step overhead, worst", overheads[-1] * 1000, "ms"))
     report.add(
@@ -132,7 +148,7 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
     )
     path, url = fresh_sqlite(config.workdir, "loop-lag")
     locked = _record(url, config, "lag-sqlite", _sqlite_lock_held(str(path), fault))
-    _rows(report, f"SQLite, {runs} runs x {steps} steps, write lock held {fault:g}s", locked)
+    _rows(report, f"SQLite, {runs} runs x {steps} steps, write lock held {fault:g}s", locked, runs * steps)
     _lag_target(report, f"worst loop lag, SQLite write lock held {fault:g}s < 20 ms (ms)", locked)
     if postgres is None:
         report.add(Row(CASE, "PostgreSQL", None, "ms", note=postgres_reason))
@@ -144,10 +160,10 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
         open_store(url).close()
         stall, how = _postgres_stalled(postgres, url, fault)
         stalled = _record(url, config, "lag-stalled", stall)
-        _rows(report, f"PostgreSQL, {runs} runs x {steps} steps, {how} {fault:g}s", stalled)
+        _rows(report, f"PostgreSQL, {runs} runs x {steps} steps, {how} {fault:g}s", stalled, runs * steps)
         _lag_target(report, f"worst loop lag, PostgreSQL stalled {fault:g}s < 20 ms (ms)", stalled)
         calm = _record(url, config, "lag-calm")
-        _rows(report, f"PostgreSQL, {runs} runs x {steps} steps, no fault", calm)
+        _rows(report, f"PostgreSQL, {runs} runs x {steps} steps, no fault", calm, runs * steps)
         _lag_target(report, "worst loop lag, PostgreSQL, no fault < 20 ms (ms)", calm)
         median = statistics.median(calm.step_overheads) * 1000
         report.target(CASE, "median step overhead, PostgreSQL < 10 ms (ms)", median, median < 10, ".2f")
