@@ -44,6 +44,10 @@ def test_quick_loop_lag_case_measures_sqlite_and_says_why_postgres_is_missing(tm
     sqlite = [row for row in report.rows if row.name.startswith("SQLite")]
     assert {row.unit for row in sqlite} == {"ms", "events/s"}
     assert all(row.value is not None and math.isfinite(row.value) for row in sqlite)
+    cpu = [row.value for row in sqlite if ": CPU a step, " in row.name]
+    assert len(cpu) == 2
+    assert all(value is not None and value > 0 for value in cpu)
+    assert any(row.name.endswith("longest garbage collection") for row in sqlite)
     assert [row.note for row in report.rows if row.name == "PostgreSQL"] == ["PostgreSQL off (--no-postgres)"]
     assert [target.met for target in report.targets][1:] == [None, None]
     assert any(row.name.startswith("idle loop") and row.value is not None for row in report.rows)
