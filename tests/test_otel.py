@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel, ConfigDict
 
-from executus import Event, MemoryStore, RunStarted
+from executus.events import Event, RunStarted
 from executus.otel import (
     CAPTURE_CONTENT_ENV,
     ContentCapture,
@@ -27,6 +27,7 @@ from executus.otel import (
     span_id_for,
     trace_id_for,
 )
+from executus.storage import MemoryStore
 from replay import Replayer
 from tests._observed_runs import demo_runs, record_family, record_resumed
 

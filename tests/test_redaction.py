@@ -18,26 +18,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from executus import (
-    Agent,
-    ConfigurationError,
-    Executor,
-    FieldRule,
-    FunctionRule,
-    Invocation,
-    MemoryStore,
-    PatternRule,
-    RedactingStore,
-    RedactingWriter,
-    Redactor,
-    SequentialIds,
-    VirtualClock,
-    tool,
-)
+from executus import Agent, ConfigurationError, Executor, Invocation, SequentialIds, VirtualClock, tool
 from executus._store import InlineWriter
 from executus.cli import cli
 from executus.cli._common import Settings
-from executus.storage import event_json
+from executus.redaction import FieldRule, FunctionRule, PatternRule, RedactingStore, RedactingWriter, Redactor
+from executus.storage import MemoryStore, event_json
 from executus.testing import ScriptedModel, call
 from replay import Replayer
 from store import SqlStore, verify_all
