@@ -7,7 +7,7 @@ hashes and keeps only the redacted events, and so does everything that reads it 
 
     executor = Executor(RedactingStore(open_store(url), Redactor(secret)))
 
-and the redesigned one (issue #11) records through an :class:`~executus.EventWriter`, which
+and the redesigned one (issue #11) records through an :class:`~executus.storage.EventWriter`, which
 :class:`RedactingWriter` wraps the same way: ``Executor(writer=RedactingWriter(writer, redactor))``.
 """
 
@@ -26,7 +26,7 @@ _ALL_DEFAULTS: Final = RunQuery()
 
 
 class RedactingStore:
-    """An :class:`~executus.EventStore` that redacts each batch, then appends it to ``store``.
+    """An :class:`~executus.storage.EventStore` that redacts each batch, then appends it to ``store``.
 
     Reads, blobs and anything else the wrapped store offers (``display_url``, ``close``...) go
     straight to it.
@@ -80,7 +80,7 @@ class RedactingStore:
 
 
 class RedactingWriter:
-    """An :class:`~executus.EventWriter` that redacts each batch, then commits it through ``writer``.
+    """An :class:`~executus.storage.EventWriter` that redacts each batch, then commits it through ``writer``.
 
     Args:
         writer: the writer to commit through.

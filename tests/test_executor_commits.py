@@ -10,12 +10,9 @@ from _support import START, record
 
 from executus import (
     Agent,
-    Event,
     Executor,
     Invocation,
-    MemoryStore,
     ModelRequest,
-    ModelResponded,
     ModelResponse,
     SequentialIds,
     Session,
@@ -25,7 +22,8 @@ from executus import (
     VirtualClock,
     tool,
 )
-from executus.storage import InlineWriter
+from executus.events import Event, ModelResponded
+from executus.storage import InlineWriter, MemoryStore
 from executus.testing import FunctionModel, ScriptedModel, call
 
 
