@@ -70,6 +70,16 @@ async def loop_ticker(worst: list[float]) -> None:
         worst[0] = max(worst[0], time.perf_counter() - started - _TICK)
 
 
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Something done to the database while the runs are active."""
+
+    act: Callable[[], None]
+    """Runs on a thread of its own (it may block, e.g. hold a lock and sleep); joined at the end."""
+    after: float = 0.2
+    """Seconds after the runs start that it begins (all runs are active by then)."""
+
+
 class _CostMeter:
     """CPU time of the calling thread and of the process, and the garbage collector's pauses,
     from entering to leaving (``gc.callbacks``: a collection runs in whichever thread
@@ -122,16 +132,6 @@ async def _record_all(
     if failed:
         raise RuntimeError(f"{len(failed)} concurrent runs did not end ok, e.g. {failed[0]}")
     return seconds, worst[0]
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """Something done to the database while the runs are active."""
-
-    act: Callable[[], None]
-    """Runs on a thread of its own (it may block, e.g. hold a lock and sleep); joined at the end."""
-    after: float = 0.2
-    """Seconds after the runs start that it begins (all runs are active by then)."""
 
 
 def record_concurrently(

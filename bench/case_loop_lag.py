@@ -114,11 +114,15 @@ def _rows(report: Report, what: str, measured: Concurrent, model_calls: int) -> 
             note="any thread; the loop waits for it (one GIL)",
         )
     )
-    per_step = 1000 / model_calls
-    report.add(Row(CASE, f"{what}: CPU a step, event loop's thread", measured.loop_cpu * per_step, "ms"))
+    ms_a_step = 1000 / model_calls
+    report.add(Row(CASE, f"{what}: CPU a step, event loop's thread", measured.loop_cpu * ms_a_step, "ms"))
     report.add(
         Row(
-            CASE, f"{what}: CPU a step, other threads", measured.other_cpu * per_step, "ms", note="the writer"
+            CASE,
+            f"{what}: CPU a step, other threads",
+            measured.other_cpu * ms_a_step,
+            "ms",
+            note="the writer",
         )
     )
     report.add(Row(CASE, f"{what}: step overhead, median", statistics.median(overheads) * 1000, "ms"))
