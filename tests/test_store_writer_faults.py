@@ -93,18 +93,26 @@ def test_appends_resume_after_a_server_restart_with_no_loss_and_no_duplicate(
     runs = [f"restart-{index}" for index in range(5)]
     logs = {run_id: run_events(run_id, steps=10, status="ok") for run_id in runs}
 
-    async def record(writer_append: Callable[[str, Sequence[Event], int], object], run_id: str) -> None:
+    async def record(
+        writer_append: Callable[[str, Sequence[Event], int], object], run_id: str, stopped: asyncio.Event
+    ) -> None:
         for event in logs[run_id]:
+            if event.seq == len(logs[run_id]) // 2:
+                # The second half is appended while the server is down, however long stopping
+                # it takes on a busy machine.
+                await stopped.wait()
             await writer_append(run_id, [event], event.seq - 1)  # type: ignore[misc]
             await asyncio.sleep(0.01)
 
     async def scenario(store: SqlStore) -> None:
         writer = store.writer()
-        tasks = [asyncio.create_task(record(writer.append, run_id)) for run_id in runs]
+        stopped = asyncio.Event()
+        tasks = [asyncio.create_task(record(writer.append, run_id, stopped)) for run_id in runs]
         await asyncio.sleep(0.1)
         await asyncio.to_thread(own_postgres.stop_server)
-        assert not any(task.done() for task in tasks)  # the runs were cut off mid-way
+        stopped.set()
         await asyncio.sleep(0.5)
+        assert not any(task.done() for task in tasks)  # the runs were cut off mid-way
         await asyncio.to_thread(own_postgres.start_server)
         await asyncio.gather(*tasks)
 
