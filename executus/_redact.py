@@ -7,7 +7,10 @@ them: :class:`PatternRule` (a regex), :class:`FieldRule` (a field path, its whol
 :class:`FunctionRule` (a callable that names the secrets in a string).
 
 A secret becomes ``[REDACTED:<rule>:<fingerprint>]``, the fingerprint being the first 16 hex
-digits of HMAC-SHA256(secret key, value). The same value under the same key always gives the
+digits of HMAC-SHA256(secret key, value). The key is the one given, else the environment's
+``EXECUTUS_REDACTION_KEY``, else :data:`DEFAULT_REDACTION_KEY`, which is public: the value is
+still hidden, but a fingerprint under it can be checked against a guess and links equal secrets
+across every deployment that left the key unset. The same value under the same key always gives the
 same placeholder, so a replay, a diff or a ``why`` still sees "the same token" where it was the
 same; without the key the value cannot be guessed back from it. The placeholder names the rule
 that fired where the value was, and that is the whole record: the value itself is never kept.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +39,8 @@ from executus._state import RunState, apply
 
 __all__ = [
     "BUILTIN_DETECTORS",
+    "DEFAULT_REDACTION_KEY",
+    "REDACTION_KEY_VARIABLE",
     "FieldRule",
     "FunctionRule",
     "PatternRule",
@@ -45,6 +51,11 @@ __all__ = [
 PLACEHOLDER: Final = re.compile(r"\[REDACTED:[a-z0-9_.-]+:[0-9a-f]{16}\]")
 """What a redacted value becomes; text that already is one is never redacted again."""
 _RULE_NAME: Final = re.compile(r"^[a-z0-9_.-]+$")
+REDACTION_KEY_VARIABLE: Final = "EXECUTUS_REDACTION_KEY"
+"""The environment variable a :class:`Redactor` given no key reads its key from (UTF-8)."""
+DEFAULT_REDACTION_KEY: Final = b"executus-public-default-redaction-key"
+"""The key when none is given or configured. It is published here, so it hides values but does
+not make fingerprints unguessable or unlinkable: set ``EXECUTUS_REDACTION_KEY`` for that."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +164,8 @@ class Redactor:
     """Replaces secrets in events with HMAC placeholders; remembers nothing but fingerprint state.
 
     Args:
-        secret: the HMAC key (at least 16 bytes). Keep it as secret as the values it hides:
+        secret: the HMAC key (at least 16 bytes); None: ``$EXECUTUS_REDACTION_KEY``, else the
+            public :data:`DEFAULT_REDACTION_KEY`. Keep it as secret as the values it hides:
             with it, a guessed value can be checked against a placeholder. Runs redacted under
             the same key give equal placeholders for equal values.
         rules: user rules, applied after the built-in detectors.
@@ -162,9 +174,14 @@ class Redactor:
         ConfigurationError: a key shorter than 16 bytes, or a rule name placeholders cannot carry.
     """
 
-    def __init__(self, secret: bytes, rules: Sequence[Rule] = ()) -> None:
+    def __init__(self, secret: bytes | None = None, rules: Sequence[Rule] = ()) -> None:
+        source = "a redaction secret"
+        if secret is None:
+            configured = os.environ.get(REDACTION_KEY_VARIABLE)
+            source = f"${REDACTION_KEY_VARIABLE}"
+            secret = DEFAULT_REDACTION_KEY if configured is None else configured.encode()
         if len(secret) < 16:
-            raise ConfigurationError("a redaction secret must be at least 16 bytes")
+            raise ConfigurationError(f"{source} must be at least 16 bytes")
         for rule in rules:
             if not _RULE_NAME.match(rule.name):
                 raise ConfigurationError(f"redaction rule name {rule.name!r}: use a-z, 0-9, _ . -")
