@@ -280,8 +280,9 @@ class RunRedaction:
 
     def __init__(self, redactor: Redactor) -> None:
         self.redactor = redactor
-        self._clean: dict[str, list[Event]] = {}
-        """Runs with nothing redacted yet: their (unchanged) events, folded only if that changes."""
+        self._clean: dict[str, list[Event] | None] = {}
+        """Runs with nothing redacted yet: their (unchanged) events, folded only if that changes;
+        None where the store can give them back (``history``), so no copy of the log is kept."""
         self._folded: dict[str, RunState] = {}
         """Runs with something redacted: the fold of their redacted events."""
         self.redactions: list[Redaction] = []
@@ -300,23 +301,22 @@ class RunRedaction:
             run_id: the run appended to.
             events: the batch, as the executor made it.
             expected_seq: the seq the run's log ends at before the batch.
-            history: the run's stored (already redacted) events, asked for when a run this
-                object has not seen is continued (a resume).
+            history: the run's stored (already redacted) events, read when the run first needs
+                a fold: its first redaction, or a run this object has not seen (a resume).
+                Without it, the events of runs with nothing redacted are kept here instead.
         """
         known = run_id in self._clean or run_id in self._folded
         if expected_seq == 0 or not known:
             self._folded.pop(run_id, None)
-            self._clean[run_id] = list(history()) if expected_seq and history is not None else []
+            self._clean[run_id] = None if history is not None else []
         redacted: list[Event] = []
         for event in events:
             safe, found = self.redactor.redact(event)
             if found:
                 self.redactions.extend(found)
                 if run_id in self._clean:
-                    self._fold(run_id, self._clean.pop(run_id))
-            if run_id in self._clean:
-                self._clean[run_id].append(safe)
-            else:
+                    self._fold(run_id, [*self._stored(run_id, expected_seq, history), *redacted])
+            if run_id not in self._clean:
                 state = self._folded.get(run_id)
                 if (
                     state is not None
@@ -326,10 +326,22 @@ class RunRedaction:
                     safe = safe.model_copy(update={"fingerprint": state.fingerprint})
                 self._folded[run_id] = apply(state, safe)
             redacted.append(safe)
+        kept = self._clean.get(run_id)
+        if kept is not None:
+            kept.extend(redacted)
         if redacted and redacted[-1].kind == "run_finished":
             self._clean.pop(run_id, None)
             self._folded.pop(run_id, None)
         return redacted
+
+    def _stored(
+        self, run_id: str, expected_seq: int, history: Callable[[], Sequence[Event]] | None
+    ) -> Sequence[Event]:
+        """A clean run's events before this batch (taking it off the clean runs)."""
+        kept = self._clean.pop(run_id)
+        if kept is not None:
+            return kept
+        return history() if expected_seq and history is not None else []
 
     def forget(self, run_id: str) -> None:
         """Drop what is kept for a run (after a failed append: its next one starts from the store)."""

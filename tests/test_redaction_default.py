@@ -9,9 +9,11 @@ nowhere, while the model and the tool saw every real value; ``redaction=None`` s
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+from test_executor_resume import _crash_when
 from test_redaction import INPUT, KEY, RESULT, RULES, SECRETS, START, agent, database_text, found_in
 
 from executus import (
@@ -26,11 +28,12 @@ from executus import (
     Redactor,
     SequentialIds,
     VirtualClock,
+    tool,
 )
 from executus._redact import DEFAULT_REDACTION_KEY, REDACTION_KEY_VARIABLE
 from executus._store import InlineWriter
 from executus.storage import event_json
-from executus.testing import ScriptedModel
+from executus.testing import ScriptedModel, call
 from replay import Replayer
 from store import SqlStore
 
@@ -138,3 +141,33 @@ def test_an_executor_redactor_and_a_redacting_store_compose_and_still_replay() -
     assert Redactor(KEY).placeholder("slack_token", SECRETS["slack_token"]) in log
     assert Redactor(other).placeholder("customer_id", SECRETS["customer_id"]) in log
     assert Replayer(blobs=store).replay_run(store.read_run(run_id)).identical
+
+
+@tool
+async def slow_lookup(query: str) -> str:
+    """Look something up, slowly.
+
+    Args:
+        query: what to look up.
+    """
+    await asyncio.sleep(30)
+    return RESULT
+
+
+def test_a_resumed_run_is_redacted_and_still_replays() -> None:
+    # The first secret comes after the resume: the new executor's redactor has not seen the
+    # run, and must fold its stored history to fingerprint the next request as a replay will.
+    crashed = _crash_when(
+        "tool_started", Agent("r", ScriptedModel([call("slow_lookup", query="x")]), tools=[slow_lookup])
+    )
+    later = VirtualClock(START.replace(hour=10))
+    model = ScriptedModel([call("slow_lookup", query=f"key {SECRETS['openai_api_key']}"), "done"])
+    result = later.run(
+        Executor(crashed, clock=later).resume("run-0001", Agent("r", model, tools=[slow_lookup]))
+    )
+    assert result.status == "ok", result.error
+    assert SECRETS["openai_api_key"] in model.requests[-1].messages[-2].model_dump_json()  # the model saw it
+    log = stored(crashed, "run-0001")
+    assert found_in(log) == []
+    assert "[REDACTED:openai_api_key:" in log
+    assert Replayer(blobs=crashed).replay_run(crashed.read_run("run-0001")).identical
