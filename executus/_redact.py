@@ -7,12 +7,12 @@ them: :class:`PatternRule` (a regex), :class:`FieldRule` (a field path, its whol
 :class:`FunctionRule` (a callable that names the secrets in a string).
 
 A secret becomes ``[REDACTED:<rule>:<fingerprint>]``, the fingerprint being the first 16 hex
-digits of HMAC-SHA256(secret key, value). The key is the one given, else the environment's
-``EXECUTUS_REDACTION_KEY``, else :data:`DEFAULT_REDACTION_KEY`, which is public: the value is
-still hidden, but a fingerprint under it can be checked against a guess and links equal secrets
-across every deployment that left the key unset. The same value under the same key always gives the
+digits of HMAC-SHA256(secret key, value). The same value under the same key always gives the
 same placeholder, so a replay, a diff or a ``why`` still sees "the same token" where it was the
-same; without the key the value cannot be guessed back from it. The placeholder names the rule
+same; without the key the value cannot be guessed back from it. The key is the one given, else
+the environment's ``EXECUTUS_REDACTION_KEY``, else :data:`DEFAULT_REDACTION_KEY`, which is
+public: values stay hidden, but anyone can check a guess against a fingerprint under it, and
+equal secrets are linkable across every deployment that left the key unset. The placeholder names the rule
 that fired where the value was, and that is the whole record: the value itself is never kept.
 
 Redacting a log that is already redacted changes nothing (placeholders are left alone), so the
