@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 import psycopg
 
-from executus import Event, RunSummary
-from executus.storage import GENESIS_HASH, chain_hash, event_json_and_body, summarize
+from executus.events import Event
+from executus.storage import GENESIS_HASH, RunSummary, chain_hash, event_json_and_body, summarize
 
 __all__ = ["RawBatch", "psycopg_append", "raw_batches", "sqlite_append"]
 

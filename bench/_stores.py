@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 
 from bench._pg import conninfo
-from executus import Event
+from executus.events import Event
 from store import SqlStore, open_store
 
 __all__ = ["database_bytes", "executus_append", "fresh_sqlite", "new_path", "reset_postgres"]

@@ -22,10 +22,8 @@ from datetime import UTC, datetime
 
 from executus import (
     Agent,
-    Event,
     Executor,
     Invocation,
-    MemoryStore,
     ModelRequest,
     ModelResponse,
     Result,
@@ -35,6 +33,8 @@ from executus import (
     VirtualClock,
     tool,
 )
+from executus.events import Event
+from executus.storage import MemoryStore
 from executus.testing import FunctionModel, reply
 
 __all__ = [

@@ -22,7 +22,9 @@ from bench._report import Report, Row
 from bench._stores import executus_append, fresh_sqlite, new_path, reset_postgres
 from bench._timing import Measured, interleave
 from bench._workload import CapturedRun, bench_agent, capture_run, renamed, run_id_for
-from executus import Event, Executor, RunQuery
+from executus import Executor
+from executus.events import Event
+from executus.storage import RunQuery
 from store import SqlStore
 
 __all__ = ["run", "transaction_note"]

@@ -24,7 +24,8 @@ from bench._stores import fresh_sqlite
 from bench._timing import Measured, interleave
 from bench._workload import capture_run, renamed, run_id_for
 from bench.case_rebuild import load_runs
-from executus import Event, RedactingStore, Redactor, RunStarted, rebuild
+from executus.events import Event, RunStarted, rebuild
+from executus.redaction import RedactingStore, Redactor
 from executus.storage import EventSink
 from store import SqlStore, verify_all
 

@@ -25,7 +25,8 @@ from bench._pg import Postgres
 from bench._report import Report, Row
 from bench._stores import fresh_sqlite
 from bench._workload import bench_agent, run_id_for
-from executus import Executor, Invocation, RunQuery
+from executus import Executor, Invocation
+from executus.storage import RunQuery
 from store import SqlStore, open_store
 
 __all__ = ["Concurrent", "loop_ticker", "record_concurrently", "run"]

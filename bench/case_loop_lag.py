@@ -38,7 +38,7 @@ from bench._report import Report, Row
 from bench._stores import fresh_sqlite
 from bench._workload import capture_run, renamed, run_id_for
 from bench.case_concurrency import Concurrent, loop_ticker
-from executus import Event
+from executus.events import Event
 from executus.storage import EventWriter
 from store import SqlStore, open_store
 from store._hot import APPEND_LOCK_KEY

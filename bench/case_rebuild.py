@@ -24,7 +24,7 @@ from bench._report import Report, Row
 from bench._stores import fresh_sqlite
 from bench._timing import Measured, interleave
 from bench._workload import capture_run, renamed, run_id_for
-from executus import Event, rebuild
+from executus.events import Event, rebuild
 from store import SqlStore
 
 __all__ = ["fold_dicts", "load_runs", "run"]

@@ -18,7 +18,7 @@ from bench._pg import Postgres
 from bench._report import Report, Row
 from bench._timing import interleave
 from bench._workload import capture_run
-from executus import Event, rebuild
+from executus.events import Event, rebuild
 
 __all__ = ["replay_rate", "run"]
 

@@ -31,7 +31,8 @@ from bench._report import Report, Row
 from bench._stores import database_bytes, fresh_sqlite
 from bench._timing import RunFigures
 from bench._workload import bench_agent
-from executus import Executor, Invocation, ModelResponded
+from executus import Executor, Invocation
+from executus.events import ModelResponded
 from store import SqlStore
 
 __all__ = ["executus_run", "run"]

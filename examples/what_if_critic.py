@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 
-from executus import Agent, Executor, IdleCritic, Ladder, MemoryStore, VirtualClock, extend, kill, nudge, tool
+from executus import Agent, Executor, IdleCritic, Ladder, VirtualClock, extend, kill, nudge, tool
+from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call
 from replay import Replayer
 

@@ -3,7 +3,7 @@
 Each run is driven by a :class:`~executus._driver.RunDriver`: a pure core
 (:mod:`executus._core`) decides, from the run's state and one input at a time, which events to
 record and what to do next; the driver performs that and reports back. Events are committed
-through an :class:`~executus.EventWriter` before any side effect they precede starts, so a
+through an :class:`~executus.storage.EventWriter` before any side effect they precede starts, so a
 process that dies mid-run leaves a log that says what was in flight, and :meth:`Executor.resume`
 can carry on from it.
 

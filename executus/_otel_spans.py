@@ -62,6 +62,22 @@ _CANCEL_ERROR_TYPES: Final[Mapping[str, str]] = {
 }
 """``error.type`` of the spans a cancel cut short, by the cancel's cause."""
 _GENERIC_TEXT_LIMIT: Final = 500
+_PROVIDER_NAMES: Final[Mapping[str, str]] = {"anthropic": "anthropic", "openai": "openai"}
+"""``gen_ai.provider.name`` (the conventions' well-known value) by the provider prefix of a
+recorded model name, as :mod:`executus.models` names its adapters (``openai:gpt-4.1-mini``)."""
+
+
+def _provider_and_model(recorded: str) -> tuple[str | None, str]:
+    """The provider (``gen_ai.provider.name``) and the model's own name (``gen_ai.request.model``)
+    a recorded model name says.
+
+    Only a known prefix is taken off: a name such as ``llama3.2:8b`` keeps its colon. A model
+    with no known provider (a test double, an adapter given its own name) has no provider:
+    the log does not say who served it, and a guess would be wrong telemetry.
+    """
+    prefix, colon, model = recorded.partition(":")
+    provider = _PROVIDER_NAMES.get(prefix) if colon and model else None
+    return (provider, model) if provider is not None else (None, recorded)
 
 
 class RunSpans:
@@ -87,18 +103,20 @@ class RunSpans:
         self.run_id = started.run_id
         self.trace_id = trace_id
         self._content = content
-        self._model = started.agent.model
+        self._provider, self._model = _provider_and_model(started.agent.model)
         self._open_chat: SpanRecord | None = None
         self._open_tools: dict[str, SpanRecord] = {}
         agent = started.agent
         attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": agent.name,
-            "gen_ai.request.model": agent.model,
+            "gen_ai.request.model": self._model,
             "executus.run.id": started.run_id,
             "executus.executor.version": started.executor_version,
             "executus.agent.max_iterations": agent.max_iterations,
         }
+        if self._provider is not None:
+            attributes["gen_ai.provider.name"] = self._provider
         if agent.max_runtime is not None:
             attributes["executus.agent.max_runtime"] = agent.max_runtime
         if started.caller_id is not None:
@@ -192,6 +210,8 @@ class RunSpans:
                 "executus.request.message_count": event.message_count,
             }
         )
+        if self._provider is not None:
+            span.attributes["gen_ai.provider.name"] = self._provider
         if self._state is not None:
             span.attributes["gen_ai.input.messages"] = messages_json(self._state.transcript, self._text)
         self._open_chat = span

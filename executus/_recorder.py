@@ -1,7 +1,7 @@
 """The run's recorder: hands each decision's events to the write port and says when they are durable.
 
 The core has folded the events into the run's state already; the recorder tells ``on_event``
-of each, then awaits the :class:`~executus.EventWriter`'s commit of the whole batch (one
+of each, then awaits the :class:`~executus.storage.EventWriter`'s commit of the whole batch (one
 transaction per decision), and only then tells ``on_step`` of a model reply. The driver
 awaits :meth:`Recorder.record` before it performs the decision's effects: an event that
 precedes a side effect (``model_requested``, ``tool_started``, ``child_run_started``) is

@@ -25,7 +25,7 @@ _ALL_DEFAULTS: Final = RunQuery()
 
 
 class RedactingStore:
-    """An :class:`~executus.EventStore` that redacts each batch, then appends it to ``store``.
+    """An :class:`~executus.storage.EventStore` that redacts each batch, then appends it to ``store``.
 
     Reads, blobs and anything else the wrapped store offers (``display_url``, ``close``...) go
     straight to it.
@@ -79,7 +79,7 @@ class RedactingStore:
 
 
 class RedactingWriter:
-    """An :class:`~executus.EventWriter` that redacts each batch, then commits it through ``writer``.
+    """An :class:`~executus.storage.EventWriter` that redacts each batch, then commits it through ``writer``.
 
     Args:
         writer: the writer to commit through.

@@ -1,6 +1,8 @@
-"""For store implementers: the contract a store is held to, and the pieces every store shares.
+"""For store implementers and auditors: the contract a store is held to, the pieces every store
+shares, and what verifying a stored log reports.
 
-A store keeps each run's events as an append-only, hash-chained log. Implement
+A store keeps each run's events as an append-only, hash-chained log (listed through
+:class:`RunQuery` as :class:`RunSummary` rows; large content as :class:`Blob` s). Implement
 :class:`EventStore` (reads and synchronous appends; :class:`EventSink` is its write half) and
 hand the executor an :class:`EventWriter` (the async write port; :class:`InlineWriter` wraps
 any sink). The helpers keep every backend byte-for-byte compatible:
@@ -12,14 +14,19 @@ any sink). The helpers keep every backend byte-for-byte compatible:
   a SQL row keeps in columns and the body it stores, and join them back;
   :func:`decode_event_body` decodes a stored body;
 - :func:`summarize` folds each appended event into the run's :class:`RunSummary` row;
-- :func:`check_run` verifies a run from its rows as stored (:class:`StoredRow`), and
-  :func:`seal_due` says when an append must also add a :class:`Seal` to the run ledger.
+- :func:`check_run` verifies a run from its rows as stored (:class:`StoredRow`); what is
+  wrong comes back as :class:`Finding` s (each names a :data:`Problem`), and a whole
+  verification as a :class:`VerifyReport`; :func:`seal_due` says when an append must also add
+  a :class:`Seal` to the run ledger, as its :class:`SealPolicy` asks;
+- a store raises :class:`ConcurrencyError` when another writer appended to the run first, and
+  :class:`BlobNotFoundError` for a sha256 it does not hold.
 
 :class:`MemoryStore` is the reference implementation; ``tests/test_store_contract.py`` is the
 contract suite every backend passes.
 """
 
-from executus._audit import Seal, StoredRow, check_run, seal_due
+from executus._audit import Finding, Problem, Seal, SealPolicy, StoredRow, VerifyReport, check_run, seal_due
+from executus._errors import BlobNotFoundError, ConcurrencyError
 from executus._events import canonical_json, decode_event_body
 from executus._store import (
     GENESIS_HASH,
@@ -42,15 +49,21 @@ from executus._store import (
 __all__ = [
     "GENESIS_HASH",
     "Blob",
+    "BlobNotFoundError",
+    "ConcurrencyError",
     "EventSink",
     "EventStore",
     "EventWriter",
+    "Finding",
     "InlineWriter",
     "MemoryStore",
+    "Problem",
     "RunQuery",
     "RunSummary",
     "Seal",
+    "SealPolicy",
     "StoredRow",
+    "VerifyReport",
     "canonical_json",
     "chain_hash",
     "check_batch",

@@ -1,7 +1,8 @@
 """Fake models for testing agents without calling a real one.
 
-:class:`ScriptedModel` serves queued replies in order; :class:`FunctionModel` lets a function
-decide each reply. Both are deterministic, so runs that use them replay identically.
+:class:`ScriptedModel` serves queued replies in order (and raises
+:class:`ScriptExhaustedError` when asked for more than its script holds); :class:`FunctionModel`
+lets a function decide each reply. Both are deterministic, so runs that use them replay identically.
 
 Example:
     >>> model = ScriptedModel([call("search", query="otters"), "Otters hold hands."])
@@ -21,7 +22,17 @@ from pydantic import JsonValue
 from executus._errors import ScriptExhaustedError
 from executus._messages import ModelRequest, ModelResponse, ToolCall, Usage
 
-__all__ = ["FunctionModel", "Hang", "ScriptItem", "ScriptedModel", "call", "estimate_usage", "hang", "reply"]
+__all__ = [
+    "FunctionModel",
+    "Hang",
+    "ScriptExhaustedError",
+    "ScriptItem",
+    "ScriptedModel",
+    "call",
+    "estimate_usage",
+    "hang",
+    "reply",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,10 @@ import base64
 import binascii
 import io
 
-from executus import Finding, VerifyReport
 from executus._checkpoint import CheckpointError
 from executus._merkle import ProofError, leaf_hash, verify_inclusion
 from executus._notekey import NoteVerifier, open_checkpoint
-from executus.storage import GENESIS_HASH, chain_hash
+from executus.storage import GENESIS_HASH, Finding, VerifyReport, chain_hash
 from replay._errors import CassetteError
 from replay._evidence import Evidence
 from replay.cassette import _read_header, read_cassette

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from executus import CriticSpec, Event, RunCancelled, RunFinished, RunStarted
+from executus.events import CriticSpec, Event, RunCancelled, RunFinished, RunStarted
 from replay._diff import FieldDifference, diff_events, diff_values, request_differences
 from replay._play import HORIZON_DETAIL
 from replay._recording import Recording

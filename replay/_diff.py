@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from pydantic import JsonValue
 
-from executus import Event, RunState, encode_event, rebuild
+from executus.events import Event, RunState, encode_event, rebuild
 
 __all__ = ["FieldDifference", "canonical_request", "diff_events", "diff_values", "request_differences"]
 

@@ -27,23 +27,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Final, NamedTuple
 
-from executus import (
-    EXECUTOR_VERSION,
-    AgentSpec,
-    Artifact,
-    Blob,
-    CriticDecided,
-    CriticDecision,
-    CriticSpec,
-    ErrorInfo,
-    Event,
-    ModelFailed,
-    ModelResponded,
-    Result,
-    RunFinished,
-    RunState,
-    rebuild,
-)
+from executus import EXECUTOR_VERSION, Artifact, CriticDecision, Result
 from executus._core import CoreState, decide
 from executus._critic import Critic
 from executus._effects import (
@@ -70,6 +54,19 @@ from executus._inputs import (
     TimerFired,
     ToolCallFinished,
 )
+from executus.events import (
+    AgentSpec,
+    CriticDecided,
+    CriticSpec,
+    ErrorInfo,
+    Event,
+    ModelFailed,
+    ModelResponded,
+    RunFinished,
+    RunState,
+    rebuild,
+)
+from executus.storage import Blob
 from replay._recording import Recording
 
 __all__ = ["HORIZON_DETAIL", "Playback", "RecordedCritic", "decision_of"]

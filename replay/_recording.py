@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from executus import (
+from executus.events import (
     ChildRunStarted,
     CriticDecided,
     Event,

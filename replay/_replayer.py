@@ -28,21 +28,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-from executus import (
-    Agent,
-    AgentSpec,
-    Blob,
-    Critic,
-    CriticDecision,
-    CriticSpec,
-    ErrorInfo,
-    EventLogError,
-    ExecutusError,
-    RunFinished,
-    RunState,
-)
-from executus import Event as _Event
+from executus import Agent, Critic, CriticDecision, ExecutusError
 from executus._state import check_order
+from executus.events import AgentSpec, CriticSpec, ErrorInfo, EventLogError, RunFinished, RunState
+from executus.events import Event as _Event
+from executus.storage import Blob
 from replay._compare import compare
 from replay._errors import ReplayError
 from replay._play import Playback, RecordedCritic

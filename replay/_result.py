@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from executus import CriticDecided, CriticSpec, Event, Result
+from executus import Result
+from executus.events import CriticDecided, CriticSpec, Event
 from replay._diff import FieldDifference
 from replay._errors import DivergenceError
 

@@ -8,7 +8,7 @@ Layout, one JSON value a line, UTF-8, ``\\n`` line ends::
     {"blob":"<sha256>","media_type":"image/png","size":123,"data":"<base64>"}     M blobs,
     ...                                                                            by sha256
 
-Each event line is the event's canonical stored text (:func:`executus.event_json`: sorted keys,
+Each event line is the event's canonical stored text (:func:`executus.storage.event_json`: sorted keys,
 no whitespace), exactly what the store's hash chain covers, so the header's ``head_hash`` (the
 chain's tip) lets :func:`read_cassette` prove the events were not edited. Blobs are the images
 attached to steer messages and the artifacts of the post-run hook that the events reference.
@@ -28,19 +28,17 @@ from typing import Final, TextIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from executus import (
+from executus import ExecutusError, RunNotFoundError
+from executus.events import Event, PostRunFinished, SteerInjected, decode_event, rebuild
+from executus.storage import (
+    GENESIS_HASH,
     Blob,
     BlobNotFoundError,
-    Event,
     EventStore,
-    ExecutusError,
-    PostRunFinished,
-    RunNotFoundError,
-    SteerInjected,
-    decode_event,
-    rebuild,
+    canonical_json,
+    chain_hash,
+    event_json,
 )
-from executus.storage import GENESIS_HASH, canonical_json, chain_hash, event_json
 from replay._errors import CassetteConflictError, CassetteError
 from replay._evidence import Evidence
 from replay._strict import MAX_NAME_LENGTH, check_run_id, first_difference, json_line, shown
@@ -115,7 +113,7 @@ class Cassette:
         return self.header.run_id
 
     def get_blob(self, sha256: str) -> Blob:
-        """A blob by hash; raises :class:`executus.BlobNotFoundError` (as the stores do)."""
+        """A blob by hash; raises :class:`executus.storage.BlobNotFoundError` (as the stores do)."""
         for blob in self.blobs:
             if blob.sha256 == sha256:
                 return blob

@@ -35,22 +35,18 @@ import pytest
 from executus import (
     Agent,
     Clock,
-    Event,
     Executor,
     Invocation,
-    MemoryStore,
     Model,
-    ModelFailed,
     ModelRegistry,
     ModelRequest,
-    ModelRequested,
     ModelResolver,
-    ModelResponded,
     ModelResponse,
     Result,
     SystemClock,
-    rebuild,
 )
+from executus.events import Event, ModelFailed, ModelRequested, ModelResponded, rebuild
+from executus.storage import MemoryStore
 from replay._diff import canonical_request
 from replay._replayer import Replayer
 from replay._result import ReplayResult

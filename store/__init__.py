@@ -2,7 +2,7 @@
 
 ``open_store()`` is the way in: it resolves the configured database, creates a fresh one and
 refuses one whose schema is behind. :class:`SqlStore` is held to the same contract as the
-core's :class:`executus.MemoryStore` and adds what the CLI needs (global tailing, raw records,
+core's :class:`executus.storage.MemoryStore` and adds what the CLI needs (global tailing, raw records,
 id suggestions). The ``executus db`` commands call :func:`upgrade` and :func:`current_revision`;
 ``executus verify`` and ``checkpoint`` call :func:`verify_run`, :func:`verify_all`,
 :func:`verify_checkpoint` and :func:`signed_checkpoint`.

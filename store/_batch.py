@@ -8,8 +8,8 @@ One run's bad write never fails another's:
 
 - *Checked before writing.* Inside the transaction, each append's expected seq is compared with
   the run's stored last seq and its batch is checked and hashed before any of its rows is
-  written; one that fails there gets its own :class:`~executus.ConcurrencyError` or
-  :class:`~executus.EventOrderError` and writes nothing, while the others go ahead. The write
+  written; one that fails there gets its own :class:`~executus.storage.ConcurrencyError` or
+  :class:`~executus.events.EventOrderError` and writes nothing, while the others go ahead. The write
   lock is held from the check to the commit, so no executus writer can slip in between.
 - *Refused while writing.* If the database refuses the group anyway (a writer that bypassed the
   lock took a seq first, a value the database will not store), nothing of it was kept, and each
@@ -31,16 +31,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from executus import (
+from executus import StoreError, StoreUnavailableError
+from executus.events import Event, EventOrderError
+from executus.storage import (
+    GENESIS_HASH,
     ConcurrencyError,
-    Event,
-    EventOrderError,
     RunSummary,
     SealPolicy,
-    StoreError,
-    StoreUnavailableError,
+    chain_hash,
+    check_batch,
+    event_json_and_body,
+    summarize,
 )
-from executus.storage import GENESIS_HASH, chain_hash, check_batch, event_json_and_body, summarize
 from store._engine import display_url
 from store._hot import AppendTransaction, RaceLost
 from store._ledger import seal_if_due

@@ -43,7 +43,7 @@ from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
-from executus import RunSummary
+from executus.storage import RunSummary
 from store._schema import UtcDateTime, blobs, events, ledger, runs
 
 __all__ = [
@@ -65,7 +65,7 @@ APPEND_LOCK_KEY: Final = 0x6578_6563_7574_7573 >> 1
 """The PostgreSQL advisory lock every append holds ("executus" in ASCII, halved to fit a bigint)."""
 
 SUMMARY_FIELDS: Final = tuple(field.name for field in dataclasses.fields(RunSummary))
-"""The runs row's columns: :class:`executus.RunSummary`'s fields."""
+"""The runs row's columns: :class:`executus.storage.RunSummary`'s fields."""
 
 EVENT_COLUMNS: Final = tuple(column.name for column in events.columns if column is not events.c.position)
 """The events row's columns an insert sets (all but the generated ``position``)."""

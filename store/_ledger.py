@@ -15,9 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from executus import RunSummary, SealPolicy
 from executus._merkle import consistency_proof, inclusion_proof, leaf_hash, root_hash
-from executus.storage import Seal, seal_due
+from executus.storage import RunSummary, Seal, SealPolicy, seal_due
 from store._hot import AppendTransaction
 from store._schema import ledger
 

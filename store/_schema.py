@@ -90,7 +90,7 @@ events: Final = Table(
     Column("kind", String(64), nullable=False),
     Column("schema_version", Integer, nullable=False),
     Column("at", UtcDateTime(), nullable=False),
-    # Only the body: the envelope is in the columns above, and executus.event_json_from_body
+    # Only the body: the envelope is in the columns above, and executus.storage.event_json_from_body
     # rebuilds the event's canonical JSON (what the hash covers) from the two. Text, not
     # JSON/JSONB: JSONB would not keep the text, and canonical text re-encodes to itself.
     Column("payload", Text, nullable=False, comment=PAYLOAD_COMMENT),

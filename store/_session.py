@@ -35,7 +35,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPIModule
 from sqlalchemy.pool import PoolProxiedConnection
 
-from executus import DatabaseUnavailableError, RunSummary
+from executus import DatabaseUnavailableError
+from executus.storage import RunSummary
 from store._engine import one_line, raw_connect, statement_failed
 from store._hot import (
     EVENT_COLUMNS,

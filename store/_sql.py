@@ -40,21 +40,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine.interfaces import DBAPIModule
 
-from executus import (
-    Blob,
-    BlobNotFoundError,
-    Event,
-    RunNotFoundError,
-    RunQuery,
-    RunSummary,
-    SchemaVersionError,
-    SealPolicy,
-    UnknownEventError,
-)
+from executus import RunNotFoundError
+from executus.events import Event, SchemaVersionError, UnknownEventError
 from executus.storage import (
     GENESIS_HASH,
+    Blob,
+    BlobNotFoundError,
     EventWriter,
     InlineWriter,
+    RunQuery,
+    RunSummary,
+    SealPolicy,
     decode_event_body,
     event_json_from_body,
 )
@@ -126,7 +122,7 @@ class StoredEvent:
 
 
 class SqlStore:
-    """An :class:`executus.EventStore` in SQLite or PostgreSQL.
+    """An :class:`executus.storage.EventStore` in SQLite or PostgreSQL.
 
     Use :func:`store.open_store` to get one for a database that may still need its schema;
     this constructor assumes the schema is there and does not connect until first used.

@@ -16,12 +16,12 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Row, select, union
 
-from executus import Finding, StoreError, VerifyReport
+from executus import StoreError
 from executus._audit import sort_findings
 from executus._checkpoint import Checkpoint
 from executus._merkle import ProofError, verify_consistency
 from executus._notekey import NoteSigner, sign_checkpoint
-from executus.storage import Seal, StoredRow, check_run
+from executus.storage import Finding, Seal, StoredRow, VerifyReport, check_run
 from store._engine import connect
 from store._ledger import LedgerView, read_ledger, read_seals
 from store._schema import events, ledger, runs

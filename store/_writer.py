@@ -1,4 +1,4 @@
-"""The SQL store's :class:`executus.EventWriter`: one thread that commits for every run.
+"""The SQL store's :class:`executus.storage.EventWriter`: one thread that commits for every run.
 
 Why a thread rather than an async driver on the loop: the drivers are synchronous (sqlite3 has
 no async API at all, and psycopg's async one would still leave SQLite's busy wait on the loop),
@@ -26,7 +26,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
-from executus import Event, StoreError
+from executus import StoreError
+from executus.events import Event
 from store._batch import AppendRequest, BlobRequest, GroupCommitter, Request
 
 __all__ = ["ThreadWriter"]

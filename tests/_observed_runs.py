@@ -14,12 +14,9 @@ from datetime import UTC, datetime, timedelta
 from executus import (
     Agent,
     Artifact,
-    ErrorInfo,
-    Event,
     Executor,
     Image,
     Invocation,
-    MemoryStore,
     Message,
     PostRun,
     SequentialIds,
@@ -30,6 +27,8 @@ from executus import (
     tool,
 )
 from executus.cli._demo import DemoRun, record_demo
+from executus.events import ErrorInfo, Event
+from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call, hang, reply
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -8,18 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executus import (
-    Agent,
-    Event,
-    EventStore,
-    Executor,
-    Invocation,
-    MemoryStore,
-    Result,
-    SequentialIds,
-    VirtualClock,
-    rebuild,
-)
+from executus import Agent, Executor, Invocation, Result, SequentialIds, VirtualClock
+from executus.events import Event, rebuild
+from executus.storage import EventStore, MemoryStore
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -25,8 +25,9 @@ from _pgserver import PostgresUnavailable, ThrowawayPostgres, postgres_url_for_t
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from executus import EventStore, MemoryStore, SequentialIds, VirtualClock
+from executus import SequentialIds, VirtualClock
 from executus.cli._demo import record_demo
+from executus.storage import EventStore, MemoryStore
 from store import SqlStore, open_store, upgrade
 from store._engine import create_store_engine
 

@@ -14,25 +14,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from executus import (
+from executus import ExecutusError
+from executus.events import (
     ChildRunStarted,
     CriticDecided,
     Event,
-    ExecutusError,
     ModelRequested,
     ModelResponded,
     PostRunFinished,
     RunCancelled,
     RunFinished,
-    RunQuery,
     RunStarted,
-    RunSummary,
     SteerInjected,
     ToolFinished,
     ToolStarted,
     rebuild,
 )
-from executus.storage import GENESIS_HASH, chain_hash, event_json, summarize
+from executus.storage import GENESIS_HASH, RunQuery, RunSummary, chain_hash, event_json, summarize
 from store import SqlStore
 
 CONTIGUOUS_SEQ: Final = "contiguous_seq"

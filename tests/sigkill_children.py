@@ -51,17 +51,14 @@ from pydantic import JsonValue
 from executus import (
     Agent,
     Artifact,
-    ErrorInfo,
     Executor,
     IdleCritic,
     Image,
     Invocation,
-    MemoryStore,
     Message,
     ModelRequest,
     ModelResponse,
     PostRun,
-    RunQuery,
     Session,
     SessionContext,
     SystemClock,
@@ -71,6 +68,8 @@ from executus import (
     VirtualClock,
     tool,
 )
+from executus.events import ErrorInfo
+from executus.storage import MemoryStore, RunQuery
 from executus.testing import FunctionModel
 from store import SqlStore
 

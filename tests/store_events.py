@@ -7,25 +7,29 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import JsonValue
 
-from executus import (
+from executus import ToolCall, Usage
+from executus.events import (
     AgentSpec,
     ErrorInfo,
     Event,
-    EventStore,
-    MemoryStore,
     ModelRequested,
     ModelResponded,
     RunCancelled,
     RunFinished,
     RunStarted,
     RunStatus,
-    RunSummary,
-    ToolCall,
     ToolFinished,
     ToolStarted,
-    Usage,
 )
-from executus.storage import GENESIS_HASH, chain_hash, event_json, summarize
+from executus.storage import (
+    GENESIS_HASH,
+    EventStore,
+    MemoryStore,
+    RunSummary,
+    chain_hash,
+    event_json,
+    summarize,
+)
 from store import SqlStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from test_replay_scenarios import GOLDEN, SCENARIOS, record
 
-from executus import MemoryStore
-from executus.storage import event_json
+from executus.storage import MemoryStore, event_json
 from replay import CassetteConflictError, CassetteError, import_cassette, read_cassette, write_cassette
 
 

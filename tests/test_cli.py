@@ -11,10 +11,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 import store as sql_store
-from executus import Event, MemoryStore, RunQuery, SequentialIds, VirtualClock, decode_event
+from executus import SequentialIds, VirtualClock
 from executus.cli import cli
 from executus.cli._common import Settings
 from executus.cli._demo import record_demo
+from executus.events import Event, decode_event
+from executus.storage import MemoryStore, RunQuery
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 NOW = START + timedelta(hours=1)

@@ -6,6 +6,7 @@ import json
 import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from click.testing import CliRunner, Result
 
 from executus.cli import cli
 from executus.cli._common import Settings
-from executus.cli._report import report_filename
+from executus.cli._report import report_filename, write_report
 from executus.otel import trace_id_for
+from executus.storage import MemoryStore
+from store import open_store
 from tests.test_cli import assert_one_line_error
 from tests.test_otel_wire import Receiver, receiver  # noqa: F401 - the OTLP receiver fixture
 
@@ -49,21 +52,73 @@ def test_report_all_writes_every_run_and_an_index(demo_template: Path, tmp_path:
         assert f'href="{report_filename(f"demo-000{n}")}"' in index
 
 
-def test_report_shows_a_tampered_log_as_failing_integrity(demo_template: Path, tmp_path: Path) -> None:
+def tampered_copy(template: Path, tmp_path: Path, statement: str) -> Path:
     tampered = tmp_path / "tampered.db"
-    shutil.copyfile(demo_template, tampered)
+    shutil.copyfile(template, tampered)
     with sqlite3.connect(tampered) as connection:
-        changed = connection.execute(
-            "UPDATE events SET payload = replace(payload, 'Everest', 'Everust') WHERE run_id = 'demo-0001'"
-        ).rowcount
-    assert changed > 0
+        assert connection.execute(statement).rowcount > 0
+    return tampered
+
+
+def test_report_shows_verify_finding_an_edited_payload(demo_template: Path, tmp_path: Path) -> None:
+    tampered = tampered_copy(
+        demo_template,
+        tmp_path,
+        "UPDATE events SET payload = replace(payload, 'Everest', 'Everust') "
+        "WHERE run_id = 'demo-0001' AND seq = 1",
+    )
 
     result = invoke(tampered, "report", "demo-0001", "-o", str(tmp_path / "r.html"))
 
     assert result.exit_code == 0, result.output
     html = (tmp_path / "r.html").read_text()
     assert "Integrity: FAILED" in html
-    assert "The events do not hash to the head recorded" in html
+    assert "executus verify found 1 problem; the first: run demo-0001 seq 1: payload changed: " in html
+    # The same finding `executus verify` prints.
+    verified = invoke(tampered, "verify", "demo-0001")
+    assert verified.exit_code == 1
+    assert escape(verified.stdout.splitlines()[0], quote=True) in html
+
+
+def test_report_shows_verify_finding_an_edited_runs_row(demo_template: Path, tmp_path: Path) -> None:
+    # The events are untouched, so their chain still ends at the recorded head: only the
+    # comparison of the runs row with the events (verify's projection check) sees this.
+    tampered = tampered_copy(demo_template, tmp_path, "UPDATE runs SET steps = 99 WHERE run_id = 'demo-0001'")
+
+    result = invoke(tampered, "report", "demo-0001", "-o", str(tmp_path / "r.html"))
+
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "r.html").read_text()
+    assert "Integrity: FAILED" in html
+    assert "the first: run demo-0001 seq " in html
+    assert "projection differs: the runs row does not match its events: runs.steps is 99" in html
+
+
+def test_report_all_verifies_each_run(demo_template: Path, tmp_path: Path) -> None:
+    tampered = tampered_copy(demo_template, tmp_path, "UPDATE runs SET steps = 99 WHERE run_id = 'demo-0003'")
+
+    result = invoke(tampered, "report", "--all", "-o", str(tmp_path / "reports"))
+
+    assert result.exit_code == 0, result.output
+    for n in range(1, 8):
+        html = (tmp_path / "reports" / report_filename(f"demo-000{n}")).read_text()
+        assert ("Integrity: FAILED" in html) == (n == 3)
+        assert ("Integrity: verified" in html) == (n != 3)
+
+
+def test_report_from_a_store_verify_cannot_run_on_says_only_the_chain_was_checked(
+    demo_template: Path, tmp_path: Path
+) -> None:
+    memory = MemoryStore()
+    with open_store(f"sqlite:///{demo_template}", read_only=True) as sql:
+        events = sql.read_run("demo-0001")
+    memory.append("demo-0001", events, expected_seq=0)
+
+    write_report(tmp_path / "r.html", events, event_store=memory)
+
+    html = (tmp_path / "r.html").read_text()
+    assert "Integrity: verified" in html
+    assert "Only the hash chain was checked: this store is not a SQL database" in html
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 import store as sql_store
-from executus import Agent, Executor, Invocation, MemoryStore, SequentialIds, VirtualClock
+from executus import Agent, Executor, Invocation, SequentialIds, VirtualClock
 from executus.cli import cli
 from executus.cli._common import Settings
+from executus.storage import MemoryStore
 from executus.testing import ScriptedModel
 from replay.cassette import write_cassette
 

@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 import store as sql_store
-from executus import Agent, Executor, Invocation, MemoryStore, SequentialIds, VirtualClock, tool
+from executus import Agent, Executor, Invocation, SequentialIds, VirtualClock, tool
 from executus._text import terminal_text
 from executus.cli import cli
 from executus.cli._common import Settings
+from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call
 from replay.cassette import dump_cassette
 

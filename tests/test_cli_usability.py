@@ -12,10 +12,12 @@ from _support import store_goldens
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import make_url
 
-from executus import Event, MemoryStore, SequentialIds, VirtualClock
+from executus import SequentialIds, VirtualClock
 from executus.cli import cli
 from executus.cli._common import Settings
 from executus.cli._demo import record_demo
+from executus.events import Event
+from executus.storage import MemoryStore
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 NOW = START + timedelta(hours=1)

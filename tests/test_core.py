@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from _support import START
 
-from executus import AgentSpec, CriticDecision, CriticSpec, ErrorInfo, RunState, ToolCall, Usage, kill
+from executus import CriticDecision, ToolCall, Usage, kill
 from executus._core import CoreState, decide
 from executus._effects import CallModel, CancelInFlight, Finish, Outcome, RunPostRun, StartTools, WakeAt
 from executus._inputs import (
@@ -17,6 +17,7 @@ from executus._inputs import (
     TimerFired,
     ToolCallFinished,
 )
+from executus.events import AgentSpec, CriticSpec, ErrorInfo, RunState
 
 SPEC = AgentSpec(name="hand", model="m", system_prompt="", max_iterations=5, max_runtime=60)
 

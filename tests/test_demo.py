@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from executus import MemoryStore, SequentialIds, VirtualClock, rebuild
+from executus import SequentialIds, VirtualClock
 from executus.cli._demo import DEMO_CALLER, DemoRun, record_demo
+from executus.events import rebuild
+from executus.storage import MemoryStore
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -11,12 +11,9 @@ from _support import START, record
 
 from executus import (
     Agent,
-    Event,
     Executor,
     Invocation,
-    MemoryStore,
     ModelRequest,
-    ModelResponded,
     ModelResponse,
     SequentialIds,
     Session,
@@ -26,7 +23,8 @@ from executus import (
     VirtualClock,
     tool,
 )
-from executus.storage import EventWriter, InlineWriter
+from executus.events import Event, ModelResponded
+from executus.storage import EventWriter, InlineWriter, MemoryStore
 from executus.testing import FunctionModel, ScriptedModel, call
 
 

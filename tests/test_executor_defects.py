@@ -17,19 +17,14 @@ from executus import (
     Agent,
     Cancellation,
     CriticDecision,
-    CriticSpec,
-    ErrorInfo,
-    Event,
     Executor,
     IdleCritic,
     Invocation,
     Ladder,
-    MemoryStore,
     Message,
     ModelRequest,
     ModelResponse,
     PostRun,
-    RunState,
     SequentialIds,
     Session,
     SessionContext,
@@ -39,6 +34,8 @@ from executus import (
     kill,
     tool,
 )
+from executus.events import CriticSpec, ErrorInfo, Event, RunState
+from executus.storage import MemoryStore
 from executus.testing import FunctionModel, ScriptedModel, call, hang
 
 

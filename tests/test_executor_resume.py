@@ -7,16 +7,9 @@ import asyncio
 import pytest
 from _support import START, new_executor
 
-from executus import (
-    Agent,
-    Executor,
-    MemoryStore,
-    RunNotResumableError,
-    SequentialIds,
-    VirtualClock,
-    rebuild,
-    tool,
-)
+from executus import Agent, Executor, RunNotResumableError, SequentialIds, VirtualClock, tool
+from executus.events import rebuild
+from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call, hang
 
 

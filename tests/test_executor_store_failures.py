@@ -17,9 +17,6 @@ from sqlalchemy import text
 
 from executus import (
     Agent,
-    ErrorInfo,
-    Event,
-    EventStore,
     Executor,
     Invocation,
     Message,
@@ -33,10 +30,10 @@ from executus import (
     ToolCall,
     Usage,
     VirtualClock,
-    rebuild,
     tool,
 )
-from executus.storage import EventWriter, InlineWriter
+from executus.events import ErrorInfo, Event, rebuild
+from executus.storage import EventStore, EventWriter, InlineWriter
 from executus.testing import ScriptedModel, call, hang, reply
 from replay import Replayer
 from store import SqlStore

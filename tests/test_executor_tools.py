@@ -11,7 +11,6 @@ from _support import START, new_executor, offsets, record
 from executus import (
     Agent,
     Artifact,
-    ErrorInfo,
     IdleCritic,
     Image,
     Invocation,
@@ -25,11 +24,11 @@ from executus import (
     ToolMessage,
     UserMessage,
     VirtualClock,
-    encode_event,
     nudge,
     raise_steps,
     tool,
 )
+from executus.events import ErrorInfo, encode_event
 from executus.testing import ScriptedModel, call, hang, reply
 
 

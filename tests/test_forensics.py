@@ -8,12 +8,10 @@ import pytest
 
 from executus import (
     Agent,
-    EventOrderError,
     Executor,
     IdleCritic,
     Invocation,
     Ladder,
-    MemoryStore,
     SequentialIds,
     VirtualClock,
     kill,
@@ -21,6 +19,8 @@ from executus import (
 )
 from executus._forensics import Explanation, explain, format_duration
 from executus.cli._demo import record_demo
+from executus.events import EventOrderError
+from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, hang
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from executus import rebuild
+from executus.events import rebuild
 from replay import Replayer, load_cassette
 from replay.cassette import write_cassette
 from store import SqlStore

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from _support import record
 
-from executus import Agent, ConcurrencyError, MemoryStore, RunQuery
-from executus.storage import GENESIS_HASH, chain_hash, event_json
+from executus import Agent
+from executus.storage import GENESIS_HASH, ConcurrencyError, MemoryStore, RunQuery, chain_hash, event_json
 from executus.testing import ScriptedModel
 
 

@@ -26,19 +26,16 @@ from _loopback import (
 
 from executus import (
     Agent,
-    AgentSpec,
     ConfigurationError,
     Executor,
     ModelRegistry,
-    ModelResponded,
     ModelSettings,
-    RunStarted,
     SystemClock,
     Usage,
-    rebuild,
     tool,
 )
 from executus._state import request_fingerprint
+from executus.events import AgentSpec, ModelResponded, RunStarted, rebuild
 from executus.models import AnthropicModel, OpenAIModel
 from executus.models._base import retry_after_seconds
 from executus.storage import event_json

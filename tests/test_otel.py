@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -17,7 +17,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel, ConfigDict
 
-from executus import Event, MemoryStore, RunStarted
+from executus import Agent, Executor, Invocation, SequentialIds, VirtualClock
+from executus.events import Event, RunStarted
+from executus.models import AnthropicModel, ChatAdapter, OpenAIModel
 from executus.otel import (
     CAPTURE_CONTENT_ENV,
     ContentCapture,
@@ -27,6 +29,8 @@ from executus.otel import (
     span_id_for,
     trace_id_for,
 )
+from executus.storage import MemoryStore
+from executus.testing import ScriptedModel
 from replay import Replayer
 from tests._observed_runs import demo_runs, record_family, record_resumed
 
@@ -429,3 +433,42 @@ def test_a_resumed_run_exports_each_span_once_with_the_interrupted_step_marked(w
         assert live == sorted(span.context.span_id for span in backfill)
     else:  # it cannot place a run it did not see start: nothing, rather than wrong ids
         assert live == []
+
+
+def spans_of_a_run_on(model_name: str) -> tuple[ReadableSpan, ReadableSpan]:
+    """The run span and the chat span of a one-step run whose agent recorded ``model_name``."""
+    store = MemoryStore()
+    executor = Executor(store, clock=VirtualClock(datetime(2026, 3, 1, tzinfo=UTC)), ids=SequentialIds("p-"))
+    agent = Agent(name="asker", model=ScriptedModel(["done"], name=model_name))
+    assert executor.run_sync(agent, Invocation(), "hello").status == "ok"
+    spans = exported(store, "p-0001")
+    root = next(span for span in spans if span.parent is None)
+    return root, next(span for span in spans if span.kind is SpanKind.CLIENT)
+
+
+@pytest.mark.parametrize(
+    ("adapter", "provider", "model"),
+    [(OpenAIModel, "openai", "gpt-4.1-mini"), (AnthropicModel, "anthropic", "claude-sonnet-4-5")],
+)
+def test_a_provider_prefixed_model_gives_the_provider_and_the_bare_model_name(
+    adapter: type[ChatAdapter], provider: str, model: str
+) -> None:
+    recorded = adapter(model, api_key="test-key").name  # what a run on this adapter records
+    root, chat = spans_of_a_run_on(recorded)
+
+    assert adapter.provider == provider
+    for span in (root, chat):
+        assert span.attributes["gen_ai.provider.name"] == provider
+        assert span.attributes["gen_ai.request.model"] == model
+    assert chat.name == f"chat {model}"
+    assert chat.attributes["gen_ai.response.model"] == model
+
+
+@pytest.mark.parametrize("recorded", ["fake-model", "llama3.2:8b", "ollama:llama3.2", "openai:"])
+def test_a_model_of_no_known_provider_gets_no_provider_name(recorded: str) -> None:
+    root, chat = spans_of_a_run_on(recorded)
+
+    for span in (root, chat):
+        assert "gen_ai.provider.name" not in span.attributes
+        assert span.attributes["gen_ai.request.model"] == recorded  # a colon of its own is kept
+    assert chat.name == f"chat {recorded}"

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
-from executus import ExecutusError, MemoryStore
+from executus import ExecutusError
 from executus.otel import (
     ContentCapture,
     OtelExporter,
@@ -26,6 +26,7 @@ from executus.otel import (
     span_id_for,
     trace_id_for,
 )
+from executus.storage import MemoryStore
 from tests._observed_runs import demo_runs, record_family
 
 

@@ -2,8 +2,9 @@
 
 A run is recorded with one planted secret per built-in detector plus three user rules, spread
 over its input, tool arguments, tool result and model text. Afterwards no secret appears in
-the raw SQLite file, in any text column of PostgreSQL, in an export, in ``show --json`` or in
-``why``; the run still verifies and replays identically.
+the raw SQLite file, in any text column of PostgreSQL, in an export, in ``show --json``, in
+``why`` or in an HTML report (``report RUN`` and ``report --all``); the run still verifies and
+replays identically.
 """
 
 from __future__ import annotations
@@ -12,32 +13,19 @@ import asyncio
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from html import unescape
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from executus import (
-    Agent,
-    ConfigurationError,
-    Executor,
-    FieldRule,
-    FunctionRule,
-    Invocation,
-    MemoryStore,
-    PatternRule,
-    RedactingStore,
-    RedactingWriter,
-    Redactor,
-    SequentialIds,
-    VirtualClock,
-    tool,
-)
+from executus import Agent, ConfigurationError, Executor, Invocation, SequentialIds, VirtualClock, tool
 from executus._store import InlineWriter
 from executus.cli import cli
 from executus.cli._common import Settings
-from executus.storage import event_json
+from executus.redaction import FieldRule, FunctionRule, PatternRule, RedactingStore, RedactingWriter, Redactor
+from executus.storage import MemoryStore, event_json
 from executus.testing import ScriptedModel, call
 from replay import Replayer
 from store import SqlStore, verify_all
@@ -209,6 +197,21 @@ def test_no_secret_is_stored_exported_or_shown(sql_url: str, tmp_path: Path) -> 
         shown = CliRunner().invoke(cli, ["--db", sql_url, *args], obj=settings)
         assert shown.exit_code == 0, shown.output
         assert found_in(shown.output) == [], args
+    reports = tmp_path / "reports"
+    for args in (
+        ["report", run_id, "-o", str(tmp_path / "run.html")],
+        ["report", "--all", "-o", str(reports)],
+    ):
+        written = CliRunner().invoke(cli, ["--db", sql_url, *args], obj=settings)
+        assert written.exit_code == 0, written.output
+    pages = [tmp_path / "run.html", reports / "index.html", *reports.glob("leak-*.html")]
+    assert len(pages) == 3
+    for page in pages:
+        assert found_in(page.read_bytes()) == [], page
+        assert found_in(unescape(page.read_text(encoding="utf-8"))) == [], page  # nor escaped
+    report = (tmp_path / "run.html").read_text(encoding="utf-8")
+    assert "Integrity: verified" in report
+    assert "[REDACTED:card:" in report  # the page does show the run, placeholders and all
 
 
 def test_a_store_wrapped_for_redaction_never_hands_out_its_bare_writer() -> None:

@@ -16,23 +16,11 @@ import pytest
 from test_executor_resume import _crash_when
 from test_redaction import INPUT, KEY, RESULT, RULES, SECRETS, START, agent, database_text, found_in
 
-from executus import (
-    BUILTIN_DETECTORS,
-    Agent,
-    ConfigurationError,
-    EventStore,
-    Executor,
-    Invocation,
-    MemoryStore,
-    RedactingStore,
-    Redactor,
-    SequentialIds,
-    VirtualClock,
-    tool,
-)
+from executus import Agent, ConfigurationError, Executor, Invocation, SequentialIds, VirtualClock, tool
 from executus._redact import DEFAULT_REDACTION_KEY, REDACTION_KEY_VARIABLE
 from executus._store import InlineWriter
-from executus.storage import event_json
+from executus.redaction import BUILTIN_DETECTORS, RedactingStore, Redactor
+from executus.storage import EventStore, MemoryStore, event_json
 from executus.testing import ScriptedModel, call
 from replay import Replayer
 from store import SqlStore

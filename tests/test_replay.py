@@ -13,11 +13,9 @@ from test_replay_scenarios import GOLDEN, PNG, SCENARIOS, START, STATUS, librari
 
 from executus import (
     Agent,
-    Event,
     Executor,
     Image,
     Invocation,
-    MemoryStore,
     SequentialIds,
     Session,
     SessionContext,
@@ -26,6 +24,8 @@ from executus import (
     VirtualClock,
     tool,
 )
+from executus.events import Event
+from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, ScriptItem, call, hang
 from replay import DivergenceError, Replayer, ReplayError, load_cassette
 

@@ -17,13 +17,11 @@ from executus import (
     Artifact,
     Cancellation,
     CriticDecision,
-    Event,
     Executor,
     IdleCritic,
     Image,
     Invocation,
     Ladder,
-    MemoryStore,
     PostRun,
     RecordingFailedError,
     SequentialIds,
@@ -39,6 +37,8 @@ from executus import (
     raise_steps,
     tool,
 )
+from executus.events import Event
+from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, ScriptItem, call, hang, reply
 from replay import Replayer
 from replay.cassette import referenced_blobs

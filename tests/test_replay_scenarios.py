@@ -23,7 +23,6 @@ from executus import (
     Image,
     Invocation,
     Ladder,
-    MemoryStore,
     PostRun,
     SequentialIds,
     Session,
@@ -35,6 +34,7 @@ from executus import (
     nudge,
     tool,
 )
+from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call, hang
 
 GOLDEN = Path(__file__).parent / "golden"

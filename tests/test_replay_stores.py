@@ -7,8 +7,9 @@ import io
 import pytest
 from test_replay_scenarios import GOLDEN, SCENARIOS
 
-from executus import EventStore, VirtualClock
+from executus import VirtualClock
 from executus.cli._demo import record_demo
+from executus.storage import EventStore
 from replay import Replayer, import_cassette, load_cassette, read_cassette, write_cassette
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from executus import (
     Agent,
-    Event,
     Executor,
     IdleCritic,
     ModelRequest,
@@ -23,6 +22,7 @@ from executus import (
     Usage,
     tool,
 )
+from executus.events import Event
 from executus.testing import FunctionModel
 from replay import Replayer
 from store import SqlStore, open_store

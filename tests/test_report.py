@@ -13,10 +13,11 @@ from html.parser import HTMLParser
 
 import pytest
 
-from executus import Blob, Event, MemoryStore
 from executus._forensics import explain
+from executus.events import Event
 from executus.report import CONTENT_SECURITY_POLICY, FieldChange, blob_hashes, render_report
 from executus.report import DivergenceView as View
+from executus.storage import Blob, MemoryStore
 from tests._observed_runs import (
     ATTRIBUTE,
     ONERROR,

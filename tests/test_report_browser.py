@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from executus import Event, MemoryStore
 from executus.cli._report import divergence_view, report_filename
+from executus.events import Event
 from executus.report import DivergenceView, Integrity, blob_hashes, render_index, render_report
+from executus.storage import MemoryStore
 from replay import Replayer
 from tests._observed_runs import (
     PLANTED_AGENT,

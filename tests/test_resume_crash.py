@@ -14,17 +14,9 @@ import pytest
 from store_children import REPORT_INPUT, report_writer
 from store_events import fold
 
-from executus import (
-    Executor,
-    Invocation,
-    RunQuery,
-    RunResumed,
-    SystemClock,
-    ToolFinished,
-    ToolStarted,
-    rebuild,
-)
-from executus.storage import GENESIS_HASH, chain_hash
+from executus import Executor, Invocation, SystemClock
+from executus.events import RunResumed, ToolFinished, ToolStarted, rebuild
+from executus.storage import GENESIS_HASH, RunQuery, chain_hash
 from store import SqlStore
 
 CHILDREN = Path(__file__).resolve().parent / "store_children.py"

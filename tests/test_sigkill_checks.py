@@ -29,16 +29,8 @@ from sigkill_checks import (
 from sqlalchemy import text
 from store_events import T0, cancelled, record, run_events, started, step
 
-from executus import (
-    CriticDecided,
-    Event,
-    ImagePart,
-    ModelRequested,
-    ModelResponded,
-    SteerInjected,
-    SteerMessage,
-    ToolCall,
-)
+from executus import ImagePart, ToolCall
+from executus.events import CriticDecided, Event, ModelRequested, ModelResponded, SteerInjected, SteerMessage
 from store import SqlStore
 
 CLEAN_MARKERS = [("model", "run-1", "1"), ("tool", "run-1", "call-1"), ("model", "run-1", "2")]

@@ -44,7 +44,7 @@ from sigkill_checks import (
 )
 from sigkill_children import cycle_caller, read_markers, run_ids
 
-from executus import RunQuery, RunSummary
+from executus.storage import RunQuery, RunSummary
 from store import SqlStore
 
 CHILDREN: Final = Path(__file__).resolve().parent / "sigkill_children.py"

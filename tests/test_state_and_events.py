@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from _support import START, record
 
-from executus import (
-    Agent,
+from executus import Agent
+from executus._messages import AssistantMessage, ToolCall, ToolMessage, trusted
+from executus.events import (
     EventOrderError,
     ModelResponded,
     SchemaVersionError,
@@ -18,7 +19,6 @@ from executus import (
     encode_event,
     rebuild,
 )
-from executus._messages import AssistantMessage, ToolCall, ToolMessage, trusted
 from executus.testing import ScriptedModel
 
 

@@ -10,25 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from store_events import T0, expected_hashes, finished, fold, hashes_of, record, run_events, started, step
 
-from executus import (
-    Agent,
+from executus import Agent, Executor, RunNotFoundError, SequentialIds, SystemClock, VirtualClock, tool
+from executus.events import Event, EventOrderError, RunStatus, rebuild
+from executus.storage import (
     BlobNotFoundError,
     ConcurrencyError,
-    Event,
-    EventOrderError,
     EventStore,
-    Executor,
     MemoryStore,
-    RunNotFoundError,
     RunQuery,
-    RunStatus,
-    SequentialIds,
-    SystemClock,
-    VirtualClock,
-    rebuild,
-    tool,
+    event_json,
 )
-from executus.storage import event_json
 from executus.testing import ScriptedModel, call, hang
 
 

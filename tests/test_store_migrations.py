@@ -18,7 +18,8 @@ from alembic.config import Config
 from sqlalchemy import bindparam, insert, inspect, text
 from store_events import T0, expected_hashes, fold, record, run_events, step, unusual_run
 
-from executus import DatabaseUnavailableError, Event, SchemaOutdatedError, StoreError
+from executus import DatabaseUnavailableError, SchemaOutdatedError, StoreError
+from executus.events import Event
 from executus.storage import GENESIS_HASH, chain_hash, event_json
 from store import current_revision, default_url, head_revision, open_store, upgrade
 from store._engine import create_store_engine

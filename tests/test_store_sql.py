@@ -19,20 +19,11 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from store_events import T0, expected_hashes, fold, record, run_events, started, unusual_run
 
-from executus import (
-    ConcurrencyError,
-    DatabaseUnavailableError,
-    Event,
-    ModelResponded,
-    RunNotFoundError,
-    SchemaVersionError,
-    StoreError,
-    StoreUnavailableError,
-    ToolStarted,
-    UnknownEventError,
-)
+from executus import DatabaseUnavailableError, RunNotFoundError, StoreError, StoreUnavailableError
 from executus._events import utc_json
+from executus.events import Event, ModelResponded, SchemaVersionError, ToolStarted, UnknownEventError
 from executus.storage import (
+    ConcurrencyError,
     chain_hash,
     decode_event_body,
     event_json,

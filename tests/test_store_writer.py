@@ -17,15 +17,9 @@ import pytest
 from sqlalchemy.engine import make_url
 from store_events import expected_hashes, hashes_of, run_events, started
 
-from executus import (
-    ConcurrencyError,
-    ConfigurationError,
-    EventOrderError,
-    RunNotFoundError,
-    StoreError,
-    StoreUnavailableError,
-)
-from executus.storage import EventWriter, InlineWriter
+from executus import ConfigurationError, RunNotFoundError, StoreError, StoreUnavailableError
+from executus.events import EventOrderError
+from executus.storage import ConcurrencyError, EventWriter, InlineWriter
 from store import SqlStore, WriterSettings
 from store._sql import APPEND_LOCK_KEY
 

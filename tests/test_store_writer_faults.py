@@ -16,7 +16,8 @@ from _pgserver import ThrowawayPostgres
 from store_events import expected_hashes, hashes_of, run_events
 from test_store_writer import QUICK, Heartbeat, submitted, write_lock_held
 
-from executus import Event, StoreUnavailableError
+from executus import StoreUnavailableError
+from executus.events import Event
 from store import SqlStore, WriterSettings
 from store._hot import AppendTransaction
 from store._session import AppendConnection, TransientFailure

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from executus import Finding, RunQuery, SequentialIds, UnknownEventError, VirtualClock, tool
+from executus import SequentialIds, VirtualClock, tool
 from executus._checkpoint import Checkpoint
 from executus._notekey import generate_key, open_checkpoint
 from executus.cli._demo import record_demo
-from executus.storage import GENESIS_HASH, chain_hash, event_json_from_body
+from executus.events import UnknownEventError
+from executus.storage import GENESIS_HASH, Finding, RunQuery, chain_hash, event_json_from_body
 from store import SqlStore, signed_checkpoint, upgrade, verify_all, verify_checkpoint, verify_run
 from store._engine import create_store_engine
 
@@ -261,7 +262,8 @@ def test_databases_0_1_0_recorded_verify_once_upgraded_and_their_finished_runs_a
 
 
 def test_long_runs_are_sealed_every_n_events_so_a_cut_tail_is_caught_before_they_finish(sql_url: str) -> None:
-    from executus import Agent, Executor, Invocation, SealPolicy
+    from executus import Agent, Executor, Invocation
+    from executus.storage import SealPolicy
     from executus.testing import ScriptedModel, call
 
     @tool
@@ -335,8 +337,8 @@ def test_runs_finishing_at_once_from_two_stores_get_one_ledger_entry_each(sql_ur
 
 
 def test_a_nested_key_named_like_an_envelope_field_is_not_a_repeat() -> None:
-    from executus import RunCancelled
     from executus._events import InFlight
+    from executus.events import RunCancelled
     from executus.storage import decode_event_body, event_json_and_body
 
     event = RunCancelled(

@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
-from executus import Agent, Critic, ExecutusError, RunQuery
+from executus import Agent, Critic, ExecutusError
 from executus.cli._common import EXIT_INTERRUPTED, CliError, Settings, db_option, one_line, opened
 from executus.cli._options import (
     FiniteFloat,
@@ -32,6 +32,7 @@ from executus.cli._report import divergence_view, write_report
 from executus.cli._store import resolve_run_id
 from executus.cli._terminal import echo
 from executus.report import DivergenceView
+from executus.storage import RunQuery
 from replay._diff import FieldDifference
 from replay._replayer import Replayer
 from replay._result import ReplayResult, WhatIfReport

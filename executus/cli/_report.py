@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from executus._audit import VerifyReport
 from executus._errors import BlobNotFoundError
 from executus._events import Event
 from executus._store import GENESIS_HASH, Blob, EventStore, RunQuery, chain_hash, event_json
@@ -66,18 +67,50 @@ def _blobs(event_store: EventStore, events: list[Event]) -> dict[str, Blob]:
 
 
 def integrity_of(event_store: EventStore, run_id: str, events: list[Event]) -> Integrity:
-    """Whether the run's events still hash to the head its summary row recorded."""
+    """The report's integrity verdict on a run.
+
+    On a SQL database it is ``verify``'s (the same checks as ``executus verify RUN``: each
+    row's hash, the runs row against the events, the ledger's seals). Any other store cannot
+    be verified so; there the page says that only the events' chain was checked against the
+    head recorded for the run.
+    """
+    from store import SqlStore, verify_run
+
+    if isinstance(event_store, SqlStore):
+        return _verdict(verify_run(event_store, run_id))
+    return _chain_only(event_store, run_id, events)
+
+
+def _verdict(report: VerifyReport) -> Integrity:
+    events = f"{report.events} event{'s' if report.events != 1 else ''}"
+    if report.ok:
+        return Integrity(
+            True,
+            f"executus verify found nothing wrong: the hash chain over its {events}, "
+            "its runs row and its ledger seals check out.",
+        )
+    findings = tuple(str(finding) for finding in report.findings)
+    count = f"{len(findings)} problem{'s' if len(findings) != 1 else ''}"
+    return Integrity(False, f"executus verify found {count}; the first: {findings[0]}", findings)
+
+
+def _chain_only(event_store: EventStore, run_id: str, events: list[Event]) -> Integrity:
+    caveat = (
+        " Only the hash chain was checked: this store is not a SQL database, so "
+        "executus verify (runs row, ledger seals) cannot run on it."
+    )
     head = GENESIS_HASH
     for event in events:
         head = chain_hash(head, event_json(event))
     recorded = event_store.get_run(run_id).head_hash
     if head == recorded:
         return Integrity(
-            True, f"The hash chain over its {len(events)} events ends at the recorded head {head[:16]}…."
+            True,
+            f"The hash chain over its {len(events)} events ends at the recorded head {head[:16]}…." + caveat,
         )
     return Integrity(
         False,
-        "The events do not hash to the head recorded for the run.",
+        "The events do not hash to the head recorded for the run." + caveat,
         (f"Recomputed head {head[:16]}…, recorded head {recorded[:16]}….",),
     )
 
@@ -114,7 +147,7 @@ def write_report(
         path: the HTML file to write.
         events: the run's log.
         event_store: where its blobs and summary are (None for a cassette: no images, no
-            integrity check).
+            integrity check); a SQL store's run is checked by ``verify``.
         divergence: a replay's first divergence to show.
         linked: the runs whose reports sit beside it (``report --all``), to link to.
     """
