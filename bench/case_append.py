@@ -70,14 +70,14 @@ def _in_tens(batches: list[tuple[Event, ...]]) -> list[tuple[Event, ...]]:
     return regrouped
 
 
-def _executor_rate(url: str, events: int) -> float:
+def _executor_rate(url: str, events: int, redacted: bool = True) -> float:
     """Events/s of whole executor runs (fake model, real SqlStore): the recording path end to end.
 
     Runs of ``TEMPLATE_STEPS`` steps (about 4 events a step), the last one shorter, until about
-    ``events`` events are recorded.
+    ``events`` events are recorded; with the executor's default redaction, or ``redaction=None``.
     """
     store = SqlStore(url)
-    executor = Executor(store)
+    executor = Executor(store) if redacted else Executor(store, redaction=None)
     try:
         store.list_runs()
         remaining = events
@@ -139,6 +139,7 @@ def _sqlite(report: Report, config: Config, batches: list[tuple[Event, ...]]) ->
         "raw events+runs": on_fresh(lambda path: sqlite_append(path, rows, with_runs=True)),
         "executus": on_fresh(lambda path: executus_append(f"sqlite:///{path}", batches)),
         "executor": on_fresh(lambda path: _executor_rate(f"sqlite:///{path}", count)),
+        "executor unredacted": on_fresh(lambda path: _executor_rate(f"sqlite:///{path}", count, False)),
         "raw tens": on_fresh(lambda path: sqlite_append(path, tens, with_runs=False)),
     }
     labels = {
@@ -146,6 +147,7 @@ def _sqlite(report: Report, config: Config, batches: list[tuple[Event, ...]]) ->
         "raw events+runs": "raw sqlite3: events rows + runs row (same rows)",
         "executus": "executus SqlStore.append (executor's batches)",
         "executor": "executus Executor.run -> SqlStore (end to end)",
+        "executor unredacted": "executus Executor.run -> SqlStore (end to end), redaction=None",
         "raw tens": "raw sqlite3: 10 events/transaction (anchor workload)",
         "eventsourcing": "eventsourcing SQLiteApplicationRecorder, synchronous=NORMAL",
         "eventsourcing defaults": "eventsourcing SQLiteApplicationRecorder, its defaults (FULL)",

@@ -5,6 +5,8 @@ a step, ~300-byte tool result) recording into a fresh SQLite database through ``
 timing covers the run only (the store is opened and its schema created before). Bytes per step
 is how much the database files grew (closed before and after), divided by the steps. LangGraph
 runs the same lengths (up to its own maximum) in the same process, measured the same way.
+The executor records with its default redaction (the built-in detectors at its write port);
+``executus redaction=None`` runs the same lengths up to 1,000 steps without it, for its cost.
 
 Two time figures per length: wall time / steps (every stall included), and the median step
 (from one step's start to the next, over every step of every repetition), which a burst of
@@ -37,11 +39,11 @@ __all__ = ["executus_run", "run"]
 
 CASE = "2 steps"
 LANGGRAPH = "LangGraph SqliteSaver"
-LANGGRAPH = "LangGraph SqliteSaver"
+UNREDACTED = "executus redaction=None"
 Runner = Callable[[int], RunFigures]
 
 
-def executus_run(config: Config, steps: int) -> RunFigures:
+def executus_run(config: Config, steps: int, redacted: bool = True) -> RunFigures:
     """One recorded run of ``steps`` steps; step marks are taken as each model reply is recorded."""
     path, url = fresh_sqlite(config.workdir, f"steps-{steps}")
     empty = database_bytes(path)  # closed, as it is measured again after the run
@@ -53,7 +55,8 @@ def executus_run(config: Config, steps: int) -> RunFigures:
     store = SqlStore(url)
     try:
         store.list_runs()
-        executor = Executor(store)  # random 32-hex run ids, as in production
+        # Random 32-hex run ids and the default redaction, as in production.
+        executor = Executor(store) if redacted else Executor(store, redaction=None)
         agent = bench_agent(steps)
         started = time.perf_counter()
         result = executor.run_sync(agent, Invocation(on_step=mark), "What is the answer?")
@@ -126,7 +129,11 @@ def _rows(report: Report, name: str, lengths: tuple[int, ...], figures: dict[str
 def run(report: Report, config: Config, postgres: Postgres | None, postgres_reason: str) -> None:
     """Measure case 2 and judge its targets."""
     runners: dict[str, tuple[Runner, tuple[int, ...]]] = {
-        "executus": (lambda steps: executus_run(config, steps), config.run_lengths)
+        "executus": (lambda steps: executus_run(config, steps), config.run_lengths),
+        UNREDACTED: (
+            lambda steps: executus_run(config, steps, redacted=False),
+            tuple(steps for steps in config.run_lengths if steps <= 1_000),
+        ),
     }
     try:
         require("langgraph", "langgraph.checkpoint.sqlite")
@@ -153,6 +160,17 @@ def _by_length(figures: dict[str, list[RunFigures]], name: str) -> dict[int, lis
 def _judge(report: Report, figures: dict[str, list[RunFigures]]) -> None:
     executus = _by_length(figures, "executus")
     langgraph = _by_length(figures, LANGGRAPH)
+    unredacted = _by_length(figures, UNREDACTED)
+    longest = max(unredacted.keys() & executus.keys(), default=None)
+    redaction = None
+    if longest is not None:
+        redaction = _median_step(executus[longest]) / _median_step(unredacted[longest])
+    report.target(
+        CASE,
+        "executus median step with default redaction <= 1.1x redaction=None, longest common run (x)",
+        redaction,
+        (redaction or 0) <= 1.1,
+    )
     growth = None
     if {10, 1_000} <= executus.keys():
         growth = _median_step(executus[1_000]) / _median_step(executus[10])

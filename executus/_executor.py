@@ -6,13 +6,19 @@ record and what to do next; the driver performs that and reports back. Events ar
 through an :class:`~executus.storage.EventWriter` before any side effect they precede starts, so a
 process that dies mid-run leaves a log that says what was in flight, and :meth:`Executor.resume`
 can carry on from it.
+
+Secrets are redacted at the write port, by default: the writer the executor records through is
+wrapped in a :class:`~executus.RedactingWriter` with the built-in detectors, so the store only
+ever receives, hashes and keeps placeholders, while the run's own state (what the model and the
+tools see) keeps the real values.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Final, Literal
 
 from executus._agent import Agent, BudgetPort, DeliveryPort, Invocation, Result
 from executus._clock import Clock, IdGenerator, RandomIds, SystemClock, VirtualClock
@@ -20,12 +26,21 @@ from executus._driver import RunDriver, Runtime
 from executus._errors import RunNotResumableError
 from executus._events import Event
 from executus._model import Model, ModelRegistry, ModelResolver
+from executus._redact import Redactor
+from executus._redacting import RedactingStore, RedactingWriter
 from executus._state import rebuild
 from executus._store import EventStore, EventWriter, InlineWriter, MemoryStore
 
 __all__ = ["EXECUTOR_VERSION", "Executor"]
 
 EXECUTOR_VERSION: Final = "0.1.0"
+
+
+class _Default(enum.Enum):
+    REDACTION = "the built-in detectors, unless the store or writer given already redacts"
+
+
+BUILT_IN_REDACTION: Final = _Default.REDACTION
 
 
 class Executor:
@@ -47,6 +62,12 @@ class Executor:
             (``store.writer()``, e.g. a SQL store's writer thread), or the store's ``append``
             called inline when the store has no writer or the clock is a :class:`VirtualClock`
             (whose runs must not depend on when another thread commits).
+        redaction: what redacts every batch before ``writer`` gets it. By default a
+            :class:`Redactor` with the built-in detectors, keyed by ``$EXECUTUS_REDACTION_KEY``
+            (else a public default key), unless ``store`` is a :class:`RedactingStore` or
+            ``writer`` a :class:`RedactingWriter`, whose redactor (its key, its rules) then does
+            it alone. A :class:`Redactor` of your own (a key, user rules) replaces the default.
+            ``None`` records values verbatim: for tests and benchmarks only.
     """
 
     version: str = EXECUTOR_VERSION
@@ -62,6 +83,7 @@ class Executor:
         delivery: DeliveryPort | None = None,
         on_event: Callable[[Event], None] | None = None,
         writer: EventWriter | None = None,
+        redaction: Redactor | Literal[_Default.REDACTION] | None = BUILT_IN_REDACTION,
     ) -> None:
         self.store: EventStore = store if store is not None else MemoryStore()
         self._resolve: ModelResolver = (
@@ -72,7 +94,13 @@ class Executor:
         self._budget = budget
         self._delivery = delivery
         self._on_event = on_event
-        self.writer: EventWriter = writer if writer is not None else self._default_writer()
+        # The default writer of a RedactingStore (its RedactingWriter, or an InlineWriter over
+        # it) redacts already, under the caller's key and rules.
+        redacts_already = isinstance(writer, RedactingWriter) or (
+            writer is None and isinstance(self.store, RedactingStore)
+        )
+        chosen = writer if writer is not None else self._default_writer()
+        self.writer: EventWriter = self._redacting(chosen, redaction, redacts_already)
         self._active: dict[str, RunDriver] = {}
 
     def _default_writer(self) -> EventWriter:
@@ -80,6 +108,20 @@ class Executor:
         if isinstance(self.clock, VirtualClock) or make_writer is None:
             return InlineWriter(self.store)
         return make_writer()
+
+    def _redacting(
+        self,
+        writer: EventWriter,
+        redaction: Redactor | Literal[_Default.REDACTION] | None,
+        redacts_already: bool,
+    ) -> EventWriter:
+        if redaction is BUILT_IN_REDACTION:
+            if redacts_already:
+                return writer  # a default-keyed pass first would fingerprint every secret
+            redaction = Redactor()
+        if redaction is None:
+            return writer
+        return RedactingWriter(writer, redaction, read_run=self.store.read_run)
 
     async def run(self, agent: Agent, invocation: Invocation | None, input: str) -> Result:
         """Run ``agent`` on ``input`` until it answers, fails, times out, is cancelled or killed.

@@ -9,7 +9,10 @@ them: :class:`PatternRule` (a regex), :class:`FieldRule` (a field path, its whol
 A secret becomes ``[REDACTED:<rule>:<fingerprint>]``, the fingerprint being the first 16 hex
 digits of HMAC-SHA256(secret key, value). The same value under the same key always gives the
 same placeholder, so a replay, a diff or a ``why`` still sees "the same token" where it was the
-same; without the key the value cannot be guessed back from it. The placeholder names the rule
+same; without the key the value cannot be guessed back from it. The key is the one given, else
+the environment's ``EXECUTUS_REDACTION_KEY``, else :data:`DEFAULT_REDACTION_KEY`, which is
+public: values stay hidden, but anyone can check a guess against a fingerprint under it, and
+equal secrets are linkable across every deployment that left the key unset. The placeholder names the rule
 that fired where the value was, and that is the whole record: the value itself is never kept.
 
 Redacting a log that is already redacted changes nothing (placeholders are left alone), so the
@@ -24,6 +27,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +39,8 @@ from executus._state import RunState, apply
 
 __all__ = [
     "BUILTIN_DETECTORS",
+    "DEFAULT_REDACTION_KEY",
+    "REDACTION_KEY_VARIABLE",
     "FieldRule",
     "FunctionRule",
     "PatternRule",
@@ -45,6 +51,11 @@ __all__ = [
 PLACEHOLDER: Final = re.compile(r"\[REDACTED:[a-z0-9_.-]+:[0-9a-f]{16}\]")
 """What a redacted value becomes; text that already is one is never redacted again."""
 _RULE_NAME: Final = re.compile(r"^[a-z0-9_.-]+$")
+REDACTION_KEY_VARIABLE: Final = "EXECUTUS_REDACTION_KEY"
+"""The environment variable a :class:`Redactor` given no key reads its key from (UTF-8)."""
+DEFAULT_REDACTION_KEY: Final = b"executus-public-default-redaction-key"
+"""The key when none is given or configured. It is published here, so it hides values but does
+not make fingerprints unguessable or unlinkable: set ``EXECUTUS_REDACTION_KEY`` for that."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +164,8 @@ class Redactor:
     """Replaces secrets in events with HMAC placeholders; remembers nothing but fingerprint state.
 
     Args:
-        secret: the HMAC key (at least 16 bytes). Keep it as secret as the values it hides:
+        secret: the HMAC key (at least 16 bytes); None: ``$EXECUTUS_REDACTION_KEY``, else the
+            public :data:`DEFAULT_REDACTION_KEY`. Keep it as secret as the values it hides:
             with it, a guessed value can be checked against a placeholder. Runs redacted under
             the same key give equal placeholders for equal values.
         rules: user rules, applied after the built-in detectors.
@@ -162,9 +174,14 @@ class Redactor:
         ConfigurationError: a key shorter than 16 bytes, or a rule name placeholders cannot carry.
     """
 
-    def __init__(self, secret: bytes, rules: Sequence[Rule] = ()) -> None:
+    def __init__(self, secret: bytes | None = None, rules: Sequence[Rule] = ()) -> None:
+        source = "a redaction secret"
+        if secret is None:
+            configured = os.environ.get(REDACTION_KEY_VARIABLE)
+            source = f"${REDACTION_KEY_VARIABLE}"
+            secret = DEFAULT_REDACTION_KEY if configured is None else configured.encode()
         if len(secret) < 16:
-            raise ConfigurationError("a redaction secret must be at least 16 bytes")
+            raise ConfigurationError(f"{source} must be at least 16 bytes")
         for rule in rules:
             if not _RULE_NAME.match(rule.name):
                 raise ConfigurationError(f"redaction rule name {rule.name!r}: use a-z, 0-9, _ . -")
@@ -263,8 +280,9 @@ class RunRedaction:
 
     def __init__(self, redactor: Redactor) -> None:
         self.redactor = redactor
-        self._clean: dict[str, list[Event]] = {}
-        """Runs with nothing redacted yet: their (unchanged) events, folded only if that changes."""
+        self._clean: dict[str, list[Event] | None] = {}
+        """Runs with nothing redacted yet: their (unchanged) events, folded only if that changes;
+        None where the store can give them back (``history``), so no copy of the log is kept."""
         self._folded: dict[str, RunState] = {}
         """Runs with something redacted: the fold of their redacted events."""
         self.redactions: list[Redaction] = []
@@ -283,23 +301,22 @@ class RunRedaction:
             run_id: the run appended to.
             events: the batch, as the executor made it.
             expected_seq: the seq the run's log ends at before the batch.
-            history: the run's stored (already redacted) events, asked for when a run this
-                object has not seen is continued (a resume).
+            history: the run's stored (already redacted) events, read when the run first needs
+                a fold: its first redaction, or a run this object has not seen (a resume).
+                Without it, the events of runs with nothing redacted are kept here instead.
         """
         known = run_id in self._clean or run_id in self._folded
         if expected_seq == 0 or not known:
             self._folded.pop(run_id, None)
-            self._clean[run_id] = list(history()) if expected_seq and history is not None else []
+            self._clean[run_id] = None if history is not None else []
         redacted: list[Event] = []
         for event in events:
             safe, found = self.redactor.redact(event)
             if found:
                 self.redactions.extend(found)
                 if run_id in self._clean:
-                    self._fold(run_id, self._clean.pop(run_id))
-            if run_id in self._clean:
-                self._clean[run_id].append(safe)
-            else:
+                    self._fold(run_id, [*self._stored(run_id, expected_seq, history), *redacted])
+            if run_id not in self._clean:
                 state = self._folded.get(run_id)
                 if (
                     state is not None
@@ -309,10 +326,22 @@ class RunRedaction:
                     safe = safe.model_copy(update={"fingerprint": state.fingerprint})
                 self._folded[run_id] = apply(state, safe)
             redacted.append(safe)
+        kept = self._clean.get(run_id)
+        if kept is not None:
+            kept.extend(redacted)
         if redacted and redacted[-1].kind == "run_finished":
             self._clean.pop(run_id, None)
             self._folded.pop(run_id, None)
         return redacted
+
+    def _stored(
+        self, run_id: str, expected_seq: int, history: Callable[[], Sequence[Event]] | None
+    ) -> Sequence[Event]:
+        """A clean run's events before this batch (taking it off the clean runs)."""
+        kept = self._clean.pop(run_id)
+        if kept is not None:
+            return kept
+        return history() if expected_seq and history is not None else []
 
     def forget(self, run_id: str) -> None:
         """Drop what is kept for a run (after a failed append: its next one starts from the store)."""

@@ -1,14 +1,13 @@
 """Redaction at the executor's write port: wrappers that redact every batch before it is stored.
 
 The executor keeps the real values in its own state (the live model and tools see them) and
-hands its batches to a store or writer; wrapped in one of these, the store receives, encodes,
-hashes and keeps only the redacted events, and so does everything that reads it (``show``,
-``why``, ``export``, replay). Today's executor takes a store::
+hands its batches to a writer; wrapped in one of these, the store receives, encodes, hashes and
+keeps only the redacted events, and so does everything that reads it (``show``, ``why``,
+``export``, replay). The executor wraps whatever writer it records through in a
+:class:`RedactingWriter` by default (``Executor(redaction=...)``); a :class:`RedactingStore`
+brings its own redactor (its key, its rules) to an executor or to any other writer of a store::
 
-    executor = Executor(RedactingStore(open_store(url), Redactor(secret)))
-
-and the redesigned one (issue #11) records through an :class:`~executus.storage.EventWriter`, which
-:class:`RedactingWriter` wraps the same way: ``Executor(writer=RedactingWriter(writer, redactor))``.
+    executor = Executor(RedactingStore(open_store(url), Redactor(secret, rules)))
 """
 
 from __future__ import annotations

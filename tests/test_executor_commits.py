@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from _support import START, record
@@ -23,7 +24,7 @@ from executus import (
     tool,
 )
 from executus.events import Event, ModelResponded
-from executus.storage import InlineWriter, MemoryStore
+from executus.storage import EventWriter, InlineWriter, MemoryStore
 from executus.testing import FunctionModel, ScriptedModel, call
 
 
@@ -181,11 +182,15 @@ class _StoreWithWriter(MemoryStore):
 
 
 def test_the_executor_records_through_the_stores_writer_except_on_a_virtual_clock() -> None:
+    # Which writer is chosen; redaction=None, as the default wraps the choice (test_redaction_default).
     store = _StoreWithWriter()
     explicit = InlineWriter(store)
 
-    assert Executor(store, clock=SystemClock()).writer is store.own_writer
-    assert isinstance(Executor(store, clock=VirtualClock(START)).writer, InlineWriter)
-    assert Executor(store, clock=VirtualClock(START)).writer is not store.own_writer
-    assert Executor(store, clock=SystemClock(), writer=explicit).writer is explicit
-    assert isinstance(Executor(MemoryStore(), clock=SystemClock()).writer, InlineWriter)
+    def writer(**kwargs: Any) -> EventWriter:
+        return Executor(store, redaction=None, **kwargs).writer
+
+    assert writer(clock=SystemClock()) is store.own_writer
+    assert isinstance(writer(clock=VirtualClock(START)), InlineWriter)
+    assert writer(clock=VirtualClock(START)) is not store.own_writer
+    assert writer(clock=SystemClock(), writer=explicit) is explicit
+    assert isinstance(Executor(MemoryStore(), clock=SystemClock(), redaction=None).writer, InlineWriter)

@@ -156,7 +156,7 @@ def test_the_redacting_writer_redacts_at_the_executors_future_write_port() -> No
     store = MemoryStore()
     writer = RedactingWriter(InlineWriter(store), Redactor(KEY, RULES), read_run=store.read_run)
     plain = MemoryStore()
-    executor = Executor(plain, clock=VirtualClock(START), ids=SequentialIds("leak-"))
+    executor = Executor(plain, clock=VirtualClock(START), ids=SequentialIds("leak-"), redaction=None)
     result = executor.run_sync(agent([]), Invocation(), INPUT)
 
     async def copy() -> None:
@@ -221,7 +221,7 @@ def test_a_store_wrapped_for_redaction_never_hands_out_its_bare_writer() -> None
 
     inner = StoreWithWriter()
     plain = MemoryStore()
-    result = Executor(plain, clock=VirtualClock(START), ids=SequentialIds("leak-")).run_sync(
+    result = Executor(plain, clock=VirtualClock(START), ids=SequentialIds("leak-"), redaction=None).run_sync(
         agent([]), Invocation(), INPUT
     )
     for store in (inner, MemoryStore()):
