@@ -374,6 +374,26 @@ def test_captured_content_always_goes_through_the_redaction_hook(demo: MemorySto
     assert "Everest" not in text
 
 
+def test_live_export_with_content_from_the_environment_never_sees_a_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A live exporter sees each event before the write port redacts it: its content capture
+    # must redact on its own, with the same built-in detectors.
+    secret = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" * 2
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "true")
+    memory = InMemorySpanExporter()
+    live = OtelExporter(processor=SimpleSpanProcessor(memory))
+    agent = Agent(name="leaky", model=ScriptedModel([f"Your key is {secret}."]))
+    executor = Executor(clock=VirtualClock(), ids=SequentialIds("leak"), on_event=live)
+    result = executor.run_sync(agent, Invocation(), f"Remember {secret}")
+    live.shutdown()
+
+    assert result.output == f"Your key is {secret}."  # the caller still gets the real reply
+    text = all_attribute_text(memory.get_finished_spans())
+    assert "Your key is [REDACTED:" in text
+    assert secret not in text
+
+
 class _FutureEvent(BaseModel):
     """An event of a kind the exporter has no handler for (the catalogue grows)."""
 
