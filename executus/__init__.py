@@ -10,7 +10,6 @@ with ``_`` are internal; ``executus.cli`` is the command line.
 """
 
 import importlib as _importlib
-import importlib.metadata as _metadata
 import warnings as _warnings
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
@@ -143,7 +142,7 @@ __all__ = [
     "tool",
 ]
 
-__version__: str = _metadata.version("executus")
+__version__: str = EXECUTOR_VERSION
 """The installed distribution's version: pyproject.toml is its one source."""
 
 if _TYPE_CHECKING:  # the deprecated names keep their types for code not yet moved over

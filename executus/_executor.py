@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib.metadata
 from collections.abc import Callable, Mapping
 from typing import Final, Literal
 
@@ -33,7 +34,9 @@ from executus._store import EventStore, EventWriter, InlineWriter, MemoryStore
 
 __all__ = ["EXECUTOR_VERSION", "Executor"]
 
-EXECUTOR_VERSION: Final = "0.1.0"
+EXECUTOR_VERSION: Final = importlib.metadata.version("executus")
+"""Recorded in ``run_started`` and ``run_resumed``; pyproject.toml is its one source (replay
+compares runs across versions, so it never counts as a difference)."""
 
 
 class _Default(enum.Enum):
