@@ -474,19 +474,7 @@ class RunDriver:
         """Build the result and call the ports (whatever happened, store failure included)."""
         state = self.core.run
         assert state is not None
-        duration = state.duration if state.duration is not None else 0.0
-        result = Result(
-            run_id=self.run_id,
-            status=outcome.status,
-            output=outcome.output,
-            error=outcome.error,
-            steps=state.steps,
-            usage=state.usage,
-            duration=duration,
-            state=state,
-            artifacts=self.artifacts,
-            metadata=dict(state.post_run_metadata),
-        )
+        result = result_of(outcome, state, self.artifacts)
         runtime = self.runtime
         if runtime.delivery is not None:
             try:
@@ -499,3 +487,19 @@ class RunDriver:
             except Exception:
                 logger.exception("run %s: budget commit failed", self.run_id)
         self.result = result
+
+
+def result_of(outcome: Outcome, state: RunState, artifacts: tuple[Artifact, ...]) -> Result:
+    """What the caller gets for a decided run; the live driver and the replayer build it alike."""
+    return Result(
+        run_id=state.run_id,
+        status=outcome.status,
+        output=outcome.output,
+        error=outcome.error,
+        steps=state.steps,
+        usage=state.usage,
+        duration=state.duration if state.duration is not None else 0.0,
+        state=state,
+        artifacts=artifacts,
+        metadata=dict(state.post_run_metadata),
+    )

@@ -30,6 +30,7 @@ from typing import Final, NamedTuple
 from executus import EXECUTOR_VERSION, Artifact, CriticDecision, Result
 from executus._core import CoreState, decide
 from executus._critic import Critic
+from executus._driver import result_of
 from executus._effects import (
     CallModel,
     CancelInFlight,
@@ -421,21 +422,10 @@ class Playback:
     def _result(self, outcome: Outcome) -> Result:
         state = self.core.run
         assert state is not None
-        last = self.events[-1]
-        return Result(
-            run_id=state.run_id,
-            status=outcome.status,
-            output=outcome.output,
-            error=outcome.error,
-            steps=state.steps,
-            usage=state.usage,
-            duration=last.duration if isinstance(last, RunFinished) else 0.0,
-            state=state,
-            artifacts=tuple(
-                Artifact(ref.name, ref.media_type, self.blobs(ref.sha256).data) for ref in state.artifacts
-            ),
-            metadata=dict(state.post_run_metadata),
+        artifacts = tuple(
+            Artifact(ref.name, ref.media_type, self.blobs(ref.sha256).data) for ref in state.artifacts
         )
+        return result_of(outcome, state, artifacts)
 
 
 def _replied(reply: ModelResponded) -> ModelReplied:
