@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +13,18 @@ from executus.events import Event, rebuild
 from executus.storage import EventStore, MemoryStore
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+class CountingStore(MemoryStore):
+    """A memory store that remembers the kinds of each appended batch (one per transaction)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        super().append(run_id, events, expected_seq)
+        self.batches.append([event.kind for event in events])
 
 
 @dataclass

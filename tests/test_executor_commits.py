@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from _support import START, record
+from _support import START, CountingStore, record
 
 from executus import (
     Agent,
@@ -26,18 +25,6 @@ from executus import (
 from executus.events import Event, ModelResponded
 from executus.storage import EventWriter, InlineWriter, MemoryStore
 from executus.testing import FunctionModel, ScriptedModel, call
-
-
-class CountingStore(MemoryStore):
-    """A memory store that remembers the kinds of each appended batch (one per transaction)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[list[str]] = []
-
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        super().append(run_id, events, expected_seq)
-        self.batches.append([event.kind for event in events])
 
 
 def counting_executor(**kwargs: object) -> tuple[Executor, CountingStore]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
-from _support import START, record
+from _support import START, CountingStore, record
 
 from executus import (
     Agent,
@@ -34,21 +34,8 @@ from executus import (
     kill,
     tool,
 )
-from executus.events import CriticSpec, ErrorInfo, Event, RunState
-from executus.storage import MemoryStore
+from executus.events import CriticSpec, ErrorInfo, RunState
 from executus.testing import FunctionModel, ScriptedModel, call, hang
-
-
-class BatchStore(MemoryStore):
-    """A memory store that remembers each appended batch (one per transaction)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[list[str]] = []
-
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        super().append(run_id, events, expected_seq)
-        self.batches.append([event.kind for event in events])
 
 
 @tool
@@ -91,7 +78,7 @@ def test_a_kill_due_at_the_instant_of_the_final_reply_never_leaves_an_ok_run_wit
 
 
 def test_a_kill_and_its_run_cancelled_are_one_commit() -> None:
-    store = BatchStore()
+    store = CountingStore()
     critic = IdleCritic(idle_after=2, check_interval=1, policy=Ladder([kill("stuck")]))
     agent = Agent("stuck", ScriptedModel([hang(60), "done"]), critic=critic)
 
