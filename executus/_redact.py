@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from executus._errors import ConfigurationError
 from executus._events import ENVELOPE_KEYS, Event, ModelRequested, decode_event, encode_event
-from executus._state import RunState, apply
+from executus._state import RunState, apply, rebuild
 
 __all__ = [
     "BUILTIN_DETECTORS",
@@ -349,8 +349,5 @@ class RunRedaction:
         self._folded.pop(run_id, None)
 
     def _fold(self, run_id: str, log: Sequence[Event]) -> None:
-        state: RunState | None = None
-        for event in log:
-            state = apply(state, event)
-        if state is not None:
-            self._folded[run_id] = state
+        if log:
+            self._folded[run_id] = rebuild(log)
