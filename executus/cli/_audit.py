@@ -20,7 +20,7 @@ from executus._audit import Finding, VerifyReport
 from executus._checkpoint import CheckpointError
 from executus._errors import RunNotFoundError
 from executus._text import terminal_text
-from executus.cli._common import CliError, Settings, db_option, opened
+from executus.cli._common import CliError, Settings, db_option, opened, write_atomically
 from executus.cli._options import parse_when
 from executus.cli._render import Output
 from executus.cli._store import BrowsableStore, resolve_run_id
@@ -316,10 +316,7 @@ def checkpoint_command(
     if path is None or str(path) == "-":
         click.echo(note, nl=False)
         return
-    try:
-        path.write_text(note, encoding="utf-8", newline="\n")
-    except OSError as error:
-        raise CliError(f"cannot write {path}: {error.strerror or type(error).__name__}") from None
+    write_atomically(path, note)
     size = note.split("\n")[1]
     click.echo(f"wrote a checkpoint of {size} seals signed by {signer.name} to {path}", err=True)
 

@@ -6,10 +6,12 @@ import contextlib
 import errno
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any, Final
 
 import click
@@ -59,6 +61,30 @@ class CliError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         print_error(self.format_message())
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it: a full disk or a dead
+    process never leaves a half-written file, and the file gets the mode a plain write would.
+
+    Raises:
+        CliError: the file cannot be written.
+    """
+    temporary: Path | None = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", newline="\n", dir=path.parent, prefix=f".{path.name}.", delete=False
+        ) as file:
+            temporary = Path(file.name)
+            file.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        temporary.chmod(0o666 & ~umask)
+        os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        raise CliError(f"cannot write {path}: {error.strerror or type(error).__name__}") from None
 
 
 def print_error(message: str) -> None:

@@ -6,9 +6,7 @@ Also what ``replay --report`` writes: the recorded run's report with the first d
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import click
@@ -17,7 +15,7 @@ from executus._audit import VerifyReport
 from executus._errors import BlobNotFoundError
 from executus._events import Event
 from executus._store import GENESIS_HASH, Blob, EventStore, RunQuery, chain_hash, event_json
-from executus.cli._common import CliError, Settings, db_option, opened
+from executus.cli._common import CliError, Settings, db_option, opened, write_atomically
 from executus.cli._options import limit_option, parse_when, select_runs, status_option, time_options
 from executus.cli._store import resolve_run_id
 from executus.cli._terminal import echo
@@ -36,24 +34,6 @@ def report_filename(run_id: str) -> str:
     if safe != run_id:  # two ids that sanitise alike must not share a file
         safe += "-" + hashlib.sha256(run_id.encode()).hexdigest()[:8]
     return f"{safe}.html"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file: never a half-written report.
-
-    Raises:
-        CliError: the file cannot be written.
-    """
-    try:
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as file:
-            file.write(text)
-        os.replace(file.name, path)
-    except OSError as error:
-        if "file" in locals():
-            Path(file.name).unlink(missing_ok=True)
-        raise CliError(f"cannot write {path}: {error.strerror or type(error).__name__}") from None
 
 
 def _blobs(event_store: EventStore, events: list[Event]) -> dict[str, Blob]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from executus._errors import RunNotFoundError
-from executus.cli._common import CliError, Settings, db_option, opened
+from executus.cli._common import CliError, Settings, db_option, opened, write_atomically
 from executus.cli._render import Cell, Output
 from executus.cli._store import resolve_run_id
 from executus.cli._terminal import echo
@@ -102,10 +102,7 @@ def export_command(
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    try:
-        path.write_text(text, encoding="utf-8", newline="\n")
-    except OSError as error:
-        raise CliError(f"cannot write {path}: {_reason(error)}") from None
+    write_atomically(path, text)
     lines = text.count("\n")
     note = f", with {len(failures)} verification failures recorded" if failures else ""
     echo(f"exported run {run_id} ({lines} lines{note}) to {path}", err=True)
