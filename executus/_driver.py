@@ -58,6 +58,7 @@ from executus._inputs import (
     ChildRunRequested,
     Input,
     ModelCallFailed,
+    ModelChunksArrived,
     PostRunDone,
     RunRequested,
     RunResumeRequested,
@@ -74,6 +75,7 @@ from executus._recorder import Recorder
 from executus._state import RunState
 from executus._storable import clean_json, clean_text
 from executus._store import EventStore, EventWriter
+from executus._streaming import ChunkBatcher, stream_reply, streaming_model
 from executus._timers import WatchdogTimer
 from executus._toolcalls import error_info, invoke, requested_cancellation
 from executus._tools import Tool
@@ -150,6 +152,8 @@ class RunDriver:
         self.model: Model | None = None
         self.session: Session | None = None
         self.model_task: asyncio.Task[None] | None = None
+        self.batcher: ChunkBatcher | None = None
+        """The streamed reply's deltas not yet handed to the core (streaming only)."""
         self.tool_tasks: set[asyncio.Task[None]] = set()
         self.child_waiters: dict[tuple[str, str], asyncio.Future[bool]] = {}
         self.result: Result | None = None
@@ -264,11 +268,20 @@ class RunDriver:
         try:
             while self.result is None:
                 item = await self.inbox.get()
+                if self.batcher is not None and not isinstance(item, ModelChunksArrived):
+                    await self._feed_streamed()
                 input = await self._store_attached(item) if isinstance(item, _Attached) else item
                 if input is not None:
                     await self._feed(input)
         finally:
             await self._stop_everything()
+
+    async def _feed_streamed(self) -> None:
+        """Record what arrived of a streamed reply before any other input reaches the core."""
+        assert self.batcher is not None
+        batch = self.batcher.take()
+        if batch is not None:
+            await self._feed(batch)
 
     async def _feed(self, input: Input) -> None:
         decision = decide(self.core, input)
@@ -341,7 +354,12 @@ class RunDriver:
     async def _request(self, model: Model, request: ModelRequest) -> None:
         started = self.clock.now()
         try:
-            response = await model.request(request)
+            streaming = streaming_model(model, request.settings)
+            if streaming is None:
+                response = await model.request(request)
+            else:
+                self.batcher = ChunkBatcher(request.step, self.clock, self._put)
+                response = await stream_reply(streaming, request, self.batcher)
             now = self.clock.now()
             self._put(reply_input(response, request.step, now, (now - started).total_seconds()))
         except asyncio.CancelledError as cancelled:

@@ -29,6 +29,7 @@ from executus._events import (
     ErrorInfo,
     Event,
     InFlight,
+    ModelChunk,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -85,6 +86,8 @@ class PendingModelCall:
 
     step: int
     started_at: datetime
+    streamed_text: list[str] = field(default_factory=list)
+    """The text of the reply's ``model_chunk`` events so far, in order (streaming only)."""
 
 
 @dataclass(slots=True)
@@ -269,6 +272,11 @@ def _model_requested(state: RunState, event: ModelRequested) -> None:
     state.pending_model = PendingModelCall(step=event.step, started_at=event.at)
 
 
+def _model_chunk(state: RunState, event: ModelChunk) -> None:
+    if state.pending_model is not None and event.text:
+        state.pending_model.streamed_text.append(event.text)
+
+
 def _model_responded(state: RunState, event: ModelResponded) -> None:
     state.pending_model = None
     state.usage = state.usage + event.usage
@@ -356,6 +364,7 @@ def _run_finished(state: RunState, event: RunFinished) -> None:
 _APPLIERS: Final[dict[str, Callable[[RunState, Any], None]]] = {
     "child_run_started": _child_run_started,
     "model_requested": _model_requested,
+    "model_chunk": _model_chunk,
     "model_responded": _model_responded,
     "model_failed": _model_failed,
     "tool_started": _tool_started,

@@ -46,6 +46,7 @@ from executus._inputs import (
     ChildRunRequested,
     Input,
     ModelCallFailed,
+    ModelChunksArrived,
     ModelReplied,
     PostRunDone,
     RunRequested,
@@ -342,6 +343,11 @@ class Playback:
 
     def _answer_model(self, step: int) -> None:
         key = (self.segment, step)
+        for chunk in self.recording.chunks.get(key, ()):
+            streamed = ModelChunksArrived(
+                at=chunk.at, step=step, text=chunk.text, tool_calls=chunk.tool_calls
+            )
+            self._schedule(chunk.at, chunk.seq, streamed, in_flight=True)
         reply = self.recording.replies.get(key)
         if reply is None:
             if key not in self.recording.requests:

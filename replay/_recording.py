@@ -16,6 +16,7 @@ from executus.events import (
     ChildRunStarted,
     CriticDecided,
     Event,
+    ModelChunk,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -41,6 +42,8 @@ class Recording:
     """``model_requested`` by (segment, step)."""
     replies: dict[tuple[int, int], ModelResponded | ModelFailed] = field(default_factory=dict)
     """The model's reply or failure by (segment, step)."""
+    chunks: dict[tuple[int, int], list[ModelChunk]] = field(default_factory=dict)
+    """What arrived of a streamed reply, by (segment, step), in order."""
     resumes: list[RunResumed] = field(default_factory=list)
     tool_starts: dict[str, ToolStarted] = field(default_factory=dict)
     tool_ends: dict[tuple[int, str], ToolFinished] = field(default_factory=dict)
@@ -71,6 +74,8 @@ class Recording:
             segment = len(recording.resumes)
             if event.kind == "model_requested":
                 recording.requests[segment, event.step] = event
+            elif event.kind == "model_chunk":
+                recording.chunks.setdefault((segment, event.step), []).append(event)
             elif event.kind == "model_responded" or event.kind == "model_failed":
                 recording.replies[segment, event.step] = event
             elif event.kind == "tool_started":
