@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -28,9 +27,12 @@ from _loopback import (
     Reply,
     Scripted,
     anthropic_stream,
+    executus_command,
     openai_stream,
+    provider_environment,
     serving_in_thread,
     sse_reply,
+    write_agent_module,
 )
 
 from executus import (
@@ -46,7 +48,8 @@ from executus import (
     tool,
 )
 from executus.events import Event, ModelChunk
-from executus.models import AnthropicModel, ChatAdapter, ModelChunk as Chunk, OpenAIModel, TextDelta
+from executus.models import AnthropicModel, ChatAdapter, OpenAIModel, TextDelta
+from executus.models import ModelChunk as Chunk
 from replay import Replayer
 from replay.cassette import load_cassette, save_cassette
 from store import SqlStore
@@ -70,7 +73,10 @@ def mul(x: int, y: int) -> int:
 
 PROVIDERS: dict[str, tuple[Callable[[str], ChatAdapter], Callable[[Scripted], list[str]]]] = {
     "openai": (lambda url: OpenAIModel("gpt-4.1-mini", api_key=KEY, base_url=url + "/v1"), openai_stream),
-    "anthropic": (lambda url: AnthropicModel("claude-sonnet-4-5", api_key=KEY, base_url=url), anthropic_stream),
+    "anthropic": (
+        lambda url: AnthropicModel("claude-sonnet-4-5", api_key=KEY, base_url=url),
+        anthropic_stream,
+    ),
 }
 
 
@@ -182,7 +188,10 @@ def test_a_streamed_parallel_tool_call_is_recorded_as_fragments(provider: str, d
     first_step = [chunk for chunk in chunks(events) if chunk.step == 1]
     assert len(first_step) == 1
     fragments = first_step[0].tool_calls
-    assert {(f.index, f.id, f.name) for f in fragments if f.id} == {(0, "call_a", "add"), (1, "call_m", "mul")}
+    assert {(f.index, f.id, f.name) for f in fragments if f.id} == {
+        (0, "call_a", "add"),
+        (1, "call_m", "mul"),
+    }
     for index, call in enumerate(calls):
         arguments = "".join(f.arguments for f in fragments if f.index == index)
         assert json.loads(arguments) == call.arguments
@@ -242,9 +251,7 @@ def test_a_cancel_mid_stream_keeps_what_arrived_and_closes_the_connection(
     assert [item.kind for item in cancelled.in_flight] == ["model"]
 
 
-def test_a_streamed_run_replays_after_the_server_is_gone(
-    provider: str, db: SqlStore, tmp_path: Path
-) -> None:
+def test_a_streamed_run_replays_after_the_server_is_gone(provider: str, db: SqlStore, tmp_path: Path) -> None:
     calls = (Call("call_a", "add", {"a": 1, "b": 2}), Call("call_m", "mul", {"x": 3, "y": 4}))
     replies = [stream(provider, Scripted(calls=calls)), stream(provider, Scripted(text=LONG))]
     result, _ = run_streamed(provider, db, replies)  # the server stops when this returns
@@ -256,10 +263,14 @@ def test_a_streamed_run_replays_after_the_server_is_gone(
 
     for replayed in (from_sqlite, from_cassette):
         assert replayed.divergence is None, replayed.divergence
-        assert [e.kind for e in replayed.replayed].count("model_chunk") == len(chunks(db.read_run(result.run_id)))
+        assert [e.kind for e in replayed.replayed].count("model_chunk") == len(
+            chunks(db.read_run(result.run_id))
+        )
 
 
-def test_a_replay_with_streaming_turned_off_diverges_at_the_first_request(provider: str, db: SqlStore) -> None:
+def test_a_replay_with_streaming_turned_off_diverges_at_the_first_request(
+    provider: str, db: SqlStore
+) -> None:
     result, _ = run_streamed(provider, db, [stream(provider, Scripted(text="It is 3."))])
     changed = Agent(
         name="calc", model=result.state.agent.model, system_prompt="You add and multiply.", tools=[add, mul]
@@ -276,46 +287,11 @@ def test_a_replay_with_streaming_turned_off_diverges_at_the_first_request(provid
 
 # -- a SIGKILL mid-stream, then resume -------------------------------------------------------------
 
-AGENT_MODULE = """
-from executus import Agent, ModelSettings, tool
-
-@tool
-def add(a: int, b: int) -> int:
-    '''Add two numbers.'''
-    return a + b
-
-agent = Agent(
-    name="calc",
-    model="{model}",
-    system_prompt="You add.",
-    tools=[add],
-    model_settings=ModelSettings(stream=True),
-)
-"""
-
-
-def write_agent(directory: Path, provider: str) -> None:
-    model = "openai:gpt-4.1-mini" if provider == "openai" else "anthropic:claude-sonnet-4-5"
-    (directory / "calc_agent.py").write_text(AGENT_MODULE.format(model=model))
-
-
-def provider_environment(provider: str, url: str) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    if provider == "openai":
-        environment.update(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=url + "/v1")
-    else:
-        environment.update(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=url)
-    return environment
-
-
-def executus_command() -> list[str]:
-    return [sys.executable, "-m", "executus.cli"]
-
 
 def test_a_sigkill_mid_stream_leaves_the_committed_chunks_and_the_run_resumes(
     provider: str, tmp_path: Path, sqlite_template: Path
 ) -> None:
-    write_agent(tmp_path, provider)
+    write_agent_module(tmp_path, provider)
     shutil.copyfile(sqlite_template, tmp_path / "runs.db")
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     partial = PROVIDERS[provider][1](Scripted(text="Working it out: one plus two is three."))
@@ -324,7 +300,7 @@ def test_a_sigkill_mid_stream_leaves_the_committed_chunks_and_the_run_resumes(
         child = subprocess.Popen(
             [*executus_command(), "run", "calc_agent:agent", "1+2?", "--db", url],
             cwd=tmp_path,
-            env=provider_environment(provider, server.url),
+            env=provider_environment(provider, server.url, KEY),
             stdout=subprocess.DEVNULL,
             stderr=errors,
         )

@@ -15,13 +15,17 @@ still prints how it ended and the run id; a second Ctrl-C stops waiting for the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import click
+from pydantic import JsonValue
 
 from executus import Agent, Cancellation, Executor, ExecutusError, Invocation, Result, SystemClock
 from executus._model import Model, ModelRegistry
@@ -29,7 +33,6 @@ from executus._text import terminal_text
 from executus.cli._common import CliError, Settings, db_option, one_line, opened
 from executus.cli._render import Cell, Output, status_cell
 from executus.cli._replay import load_object
-from executus.cli._terminal import json_text
 from executus.events import (
     Event,
     ModelChunk,
@@ -78,10 +81,17 @@ def run_command(settings: Settings, agent_spec: str, input: str, caller: str | N
             on_event=None if live is None else live.on_event,
         )
         run_id = executor.ids.new_run_id()
-        if live is not None:
-            where = event_store.display_url
-            output.line(f"run {run_id}: {agent.name} on {agent.model_name}, recorded in {where}", "accent")
-        result = asyncio.run(_run(executor, agent, model, run_id, caller, input))
+        where = event_store.display_url
+
+        def announce() -> None:
+            if live is not None:
+                output.line(
+                    f"run {run_id}: {agent.name} on {agent.model_name}, recorded in {where}", "accent"
+                )
+
+        result = asyncio.run(
+            _run(executor, agent, model, Invocation(run_id=run_id, caller_id=caller), input, announce)
+        )
     if live is not None:
         live.end()
         _print_result(output, result)
@@ -102,12 +112,19 @@ def _model(agent: Agent) -> Model:
 
 
 async def _run(
-    executor: Executor, agent: Agent, model: Model, run_id: str, caller: str | None, input: str
+    executor: Executor,
+    agent: Agent,
+    model: Model,
+    invocation: Invocation,
+    input: str,
+    announce: Callable[[], None],
 ) -> Result:
+    """Check the model's server, then run (Ctrl-C cancels the run), then close the model."""
     try:
         await _check_reachable(model)
+        announce()
         cancellation = Cancellation()
-        invocation = Invocation(run_id=run_id, caller_id=caller, cancellation=cancellation)
+        invocation = dataclasses.replace(invocation, cancellation=cancellation)
         loop = asyncio.get_running_loop()
 
         def interrupted() -> None:
@@ -169,7 +186,7 @@ class LiveView:
                 if event.text and event.step not in self.streamed_steps:
                     self._line("  " + event.text)
                 for call in event.tool_calls:
-                    self._line(f"  → {call.name}({json_text(call.arguments, indent=None)[1:-1]}) [{call.id}]")
+                    self._line(f"  → {call.name}({_arguments(call.arguments)}) [{call.id}]")
             case ModelFailed():
                 self._line(f"  model failed: {event.error}", "bad")
             case ToolStarted():
@@ -191,12 +208,18 @@ class LiveView:
             click.echo()
             self.mid_line = False
         self.output.line(text, tone)
+        sys.stdout.flush()  # live, also into a pipe
 
     def end(self) -> None:
         """End a line of streamed text left open."""
         if self.mid_line:
             click.echo()
             self.mid_line = False
+
+
+def _arguments(arguments: dict[str, JsonValue]) -> str:
+    shown = ", ".join(f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in arguments.items())
+    return terminal_text(shown, 200)
 
 
 def _print_result(output: Output, result: Result) -> None:
