@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
 from typing import Final
 
 from executus._chunks import ModelChunk, ReplyAssembler, TextDelta, ToolCallDelta
@@ -90,17 +89,20 @@ class ChunkBatcher:
         self._text: list[str] = []
         self._calls: list[_Fragment] = []
         self._size = 0
-        self._last_at: datetime | None = None
+        self._reply = ReplyAssembler()
+        """The whole reply, fed a batch at a time (a delta at a time would cost every delta)."""
         self._timer: asyncio.Task[None] | None = None
 
     def add(self, chunk: ModelChunk) -> None:
         """Take one chunk (``StreamFinished`` carries nothing to record: the reply has it)."""
-        if isinstance(chunk, TextDelta):
-            if not chunk.text:
+        # By kind, not isinstance (an ABC check on pydantic classes): this runs for every delta.
+        if chunk.kind == "text":
+            text = chunk.text
+            if not text:
                 return
-            self._text.append(chunk.text)
-            self._size += len(chunk.text)
-        elif isinstance(chunk, ToolCallDelta):
+            self._text.append(text)
+            self._size += len(text)
+        elif chunk.kind == "tool_call":
             last = self._calls[-1] if self._calls else None
             if last is not None and last.index == chunk.index and chunk.id is None and chunk.name is None:
                 last.arguments.append(chunk.arguments)
@@ -108,8 +110,8 @@ class ChunkBatcher:
                 self._calls.append(_Fragment(chunk))
             self._size += len(chunk.arguments) + len(chunk.name or "")
         else:
+            self._reply.add(chunk)
             return
-        self._last_at = self._clock.now()
         if self._size >= self._characters:
             self.flush()
         elif self._timer is None:
@@ -118,16 +120,23 @@ class ChunkBatcher:
             )
 
     def take(self) -> ModelChunksArrived | None:
-        """The batch gathered so far as one input (None if empty); the batcher starts afresh."""
+        """The batch gathered so far as one input, at the time it is taken (None if empty); the
+        batcher starts afresh."""
         timer, self._timer = self._timer, None
         if timer is not None and timer is not asyncio.current_task():
             timer.cancel()
-        if self._last_at is None:
+        if not self._text and not self._calls:
             return None
+        text = "".join(self._text)
+        if text:
+            self._reply.add(TextDelta(text=text))
+        for call in self._calls:
+            arguments = "".join(call.arguments)
+            self._reply.add(ToolCallDelta(index=call.index, id=call.id, name=call.name, arguments=arguments))
         batch = ModelChunksArrived(
-            at=self._last_at,
+            at=self._clock.now(),
             step=self.step,
-            text=clean_text("".join(self._text)),
+            text=clean_text(text),
             tool_calls=tuple(
                 trusted(
                     ToolCallFragment,
@@ -139,8 +148,17 @@ class ChunkBatcher:
                 for call in self._calls
             ),
         )
-        self._text, self._calls, self._size, self._last_at = [], [], 0, None
+        self._text, self._calls, self._size = [], [], 0
         return batch
+
+    def response(self) -> ModelResponse:
+        """The reply the batches handed over make (once the stream finished and was flushed).
+
+        Raises:
+            ValueError: the stream has not finished, or a tool call's arguments are not a JSON
+                object.
+        """
+        return self._reply.response()
 
     def flush(self) -> None:
         """Hand the batch gathered so far to ``put`` (nothing if it is empty)."""
@@ -161,15 +179,14 @@ async def stream_reply(model: StreamingModel, request: ModelRequest, batcher: Ch
         ModelCallError: the reply's tool-call arguments are not a JSON object.
         Exception: whatever the model's stream raised (what arrived before stays recorded).
     """
-    assembler = ReplyAssembler()
+    add = batcher.add
     try:
         async for chunk in model.stream(request):
-            assembler.add(chunk)
-            batcher.add(chunk)
+            add(chunk)
     finally:
         batcher.flush()
     try:
-        return assembler.response()
+        return batcher.response()
     except ValueError as error:
         provider, _, name = model.name.rpartition(":")
         raise ModelCallError(provider or "model", name, str(error), error_type="malformed_response") from None

@@ -54,8 +54,8 @@ def test_a_slow_stream_is_recorded_every_flush_interval_on_the_run_clock() -> No
     assert (
         [(offset(c), c.text) for c in recorded]
         == [
-            (0.45, FORTY[:16]),  # flushed at 0.5 s: the time of its last delta is recorded
-            (1.05, FORTY[16:32]),  # 0.6 s + 0.5 s
+            (0.5, FORTY[:16]),  # the deltas of 0 to 0.45 s, recorded 0.5 s after the first
+            (1.1, FORTY[16:32]),  # 0.6 s + 0.5 s
             (1.35, FORTY[32:]),  # the stream ended
         ]
     )
