@@ -11,6 +11,7 @@ from executus import Agent, Executor, Invocation, ModelSettings, SequentialIds, 
 from executus._core import CoreState, decide
 from executus._inputs import ModelChunksArrived
 from executus.events import ModelChunk, rebuild
+from executus.forensics import explain
 from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call
 from replay import Replayer
@@ -149,3 +150,17 @@ def test_the_core_records_no_chunk_for_a_step_nobody_waits_for() -> None:
     assert core.run is not None
     assert core.run.pending_model is not None
     assert core.run.pending_model.streamed_text == ["on time"]
+
+
+def test_why_says_what_had_streamed_when_the_run_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("executus._streaming.FLUSH_SECONDS", 3600.0)
+    store, run_id = record(ScriptedModel([FORTY], chunk_delay=0.15), max_runtime=0.5)
+
+    explanation = explain(store.read_run(run_id), now=START)
+
+    (statement,) = explanation.section("in_flight")
+    assert statement.text.endswith(
+        f"never answered: it had been waiting 0.5s when the run stopped, after 16 characters of text "
+        f"had streamed, ending “{FORTY[:16]}”."
+    )
+    assert statement.seqs == (2, 3, 4)  # requested, the chunk, the cancel
