@@ -13,6 +13,7 @@ from executus._errors import ConfigurationError
 from executus._events import ErrorInfo, ModelResponded, RunStatus
 from executus._messages import Image, Message, ModelSettings, Usage
 from executus._model import Model
+from executus._retry import RetryPolicy
 from executus._state import RunState
 from executus._tools import ContextParameter, Tool
 
@@ -49,6 +50,8 @@ class Agent:
             still recorded in call order).
         model_settings: sampling, length and reasoning settings sent with every model request
             and recorded with the run (None: the model's defaults).
+        retry: how failed model calls are retried (attempts, back-off on the run's clock,
+            which failures), recorded with the run; None: never retry.
     """
 
     name: str
@@ -60,6 +63,7 @@ class Agent:
     critic: Critic | None = None
     parallel_tool_calls: bool = True
     model_settings: ModelSettings | None = None
+    retry: RetryPolicy | None = RetryPolicy()
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1:
