@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from typing import Final, Protocol, TypeAlias
 
 from pydantic import JsonValue
 
@@ -18,6 +18,7 @@ from executus._state import RunState
 from executus._tools import ContextParameter, Tool
 
 __all__ = [
+    "DEFAULT_RETRY",
     "Agent",
     "Artifact",
     "BudgetPort",
@@ -31,6 +32,11 @@ __all__ = [
     "SessionFactory",
     "ToolContext",
 ]
+
+
+DEFAULT_RETRY: Final = RetryPolicy()
+"""An agent's retry policy unless it names one: three attempts per step, 0.5 s then 1 s of
+back-off, at least the server's retry-after (the policy the SDKs apply when left to retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +69,7 @@ class Agent:
     critic: Critic | None = None
     parallel_tool_calls: bool = True
     model_settings: ModelSettings | None = None
-    retry: RetryPolicy | None = RetryPolicy()
+    retry: RetryPolicy | None = DEFAULT_RETRY
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1:
