@@ -1,4 +1,4 @@
-"""Failed model attempts in words: ``3 × 429 (rate limited)``, for ``why``, ``show`` and reports.
+"""Failed model attempts in words: ``3 x 429 (rate limited)``, for ``why``, ``show`` and reports.
 
 Pure functions of recorded errors (:class:`~executus.events.ErrorInfo`); the text they return
 holds only numbers and fixed words, or the recorded error code made inert by the caller.
@@ -52,10 +52,10 @@ def failure_label(error: ErrorInfo) -> str:
 
 
 def attempts_summary(errors: Sequence[ErrorInfo]) -> str:
-    """Failed attempts in order, runs of the same failure counted: ``2 × 503 (service
-    unavailable), 1 × connection failed``."""
+    """Failed attempts in order, runs of the same failure counted: ``2 x 503 (service
+    unavailable), 1 x connection failed``."""
     labels = [failure_label(error) for error in errors]
-    return ", ".join(f"{len(list(run))} × {label}" for label, run in itertools.groupby(labels))
+    return ", ".join(f"{len(list(run))} x {label}" for label, run in itertools.groupby(labels))
 
 
 _ENDINGS: Final = {
@@ -73,7 +73,7 @@ def retry_statements(
 
     A step whose attempts failed and that then answered is a recovery; a step that gave up
     says how many attempts it made; a run stopped while a step was retrying says so after its
-    outcome: ``step 1: 3 × 429 (rate limited), then the critic killed the run``.
+    outcome: ``step 1: 3 x 429 (rate limited), then the critic killed the run``.
     """
     failures: dict[int, list[ModelAttemptFailed]] = {}
     statements: list[tuple[Literal["outcome", "failure", "recoveries"], str, tuple[int, ...]]] = []
@@ -83,8 +83,9 @@ def retry_statements(
             failures.setdefault(event.step, []).append(event)
         elif isinstance(event, ModelResponded) and event.step in failures:
             failed = failures.pop(event.step)
+            summary = attempts_summary([f.error for f in failed])
             text = (
-                f"The model call of step {event.step} was retried after {attempts_summary([f.error for f in failed])}; "
+                f"The model call of step {event.step} was retried after {summary}; "
                 f"attempt {len(failed) + 1} answered at {since_start(event.at)}."
             )
             statements.append(("recoveries", text, (*(f.seq for f in failed), event.seq)))

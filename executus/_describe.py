@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from pydantic import JsonValue
 
+from executus._attempts import failure_label
 from executus._events import (
     ChildRunStarted,
     CriticDecided,
@@ -29,7 +30,6 @@ from executus._events import (
     ToolFinished,
     ToolStarted,
 )
-from executus._attempts import failure_label
 from executus._forensics import format_clock, format_duration, quote
 from executus._text import terminal_text
 

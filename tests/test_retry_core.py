@@ -326,7 +326,7 @@ def test_the_critic_kills_during_a_back_off_and_why_tells_the_story() -> None:
     assert recorded.kinds[-4:] == ["model_attempt_failed", "critic_decided", "run_cancelled", "run_finished"]
     outcome = [statement.text for statement in explain(recorded.events).section("outcome")]
     assert outcome[-1] == (
-        "Step 1: 4 × 429 (rate limited), then the critic killed the run while it waited to retry."
+        "Step 1: 4 x 429 (rate limited), then the critic killed the run while it waited to retry."
     )
     replayed = Replayer().replay_run(recorded.events)
     assert replayed.identical, replayed.report()
@@ -337,10 +337,10 @@ def test_why_says_when_the_policy_gave_up_and_when_a_retry_recovered() -> None:
     recovered = record(Agent("a", ScriptedModel([_failure(None), _failure(429), "done"])))
 
     failure = [statement.text for statement in explain(gave_up.events).section("failure")]
-    assert failure[-1] == "The retry policy gave up after 5 attempts: 5 × 503 (service unavailable)."
+    assert failure[-1] == "The retry policy gave up after 5 attempts: 5 x 503 (service unavailable)."
     (along,) = explain(recovered.events).section("recoveries")
     assert along.text.startswith(
-        "The model call of step 1 was retried after 1 × connection failed, 1 × 429 (rate limited); "
+        "The model call of step 1 was retried after 1 x connection failed, 1 x 429 (rate limited); "
         "attempt 3 answered at +"
     )
     assert along.seqs == (3, 4, 5)
@@ -348,7 +348,9 @@ def test_why_says_when_the_policy_gave_up_and_when_a_retry_recovered() -> None:
 
 def test_a_cancel_during_a_back_off_is_recorded_with_the_model_in_flight() -> None:
     cancellation = Cancellation()
-    agent = Agent("a", ScriptedModel([_failure(503), "never"]), retry=RetryPolicy(base_delay=50, max_delay=50, jitter=0))
+    agent = Agent(
+        "a", ScriptedModel([_failure(503), "never"]), retry=RetryPolicy(base_delay=50, max_delay=50, jitter=0)
+    )
 
     async def cancel_soon(run: Coroutine[Any, Any, Result]) -> Result:
         asyncio.get_running_loop().call_later(10, cancellation.cancel, "enough")
@@ -367,7 +369,7 @@ def test_a_cancel_during_a_back_off_is_recorded_with_the_model_in_flight() -> No
     assert [item.kind for item in recorded.of_kind("run_cancelled")[0].in_flight] == ["model"]
     outcome = explain(recorded.events).section("outcome")[-1].text
     assert outcome == (
-        "Step 1: 1 × 503 (service unavailable), then the caller cancelled the run while it waited to retry."
+        "Step 1: 1 x 503 (service unavailable), then the caller cancelled the run while it waited to retry."
     )
     replayed = Replayer().replay_run(recorded.events)
     assert replayed.identical, replayed.report()
@@ -384,5 +386,5 @@ def test_show_describes_an_attempt_in_one_line() -> None:
     )
     assert failure_label(_error(None)) == "connection failed"
     assert attempts_summary([_error(429), _error(429), _error(503), _error(429)]) == (
-        "2 × 429 (rate limited), 1 × 503 (service unavailable), 1 × 429 (rate limited)"
+        "2 x 429 (rate limited), 1 x 503 (service unavailable), 1 x 429 (rate limited)"
     )
