@@ -61,6 +61,7 @@ def run_on_virtual_clock(
     replies: list[Reply],
     *,
     during: During | None = None,
+    on_event: Callable[[Event, Cancellation], None] | None = None,
     **agent_options: Any,
 ) -> tuple[Result, LoopbackServer]:
     """Run an agent against a loopback server on the same virtual-time event loop."""
@@ -73,7 +74,8 @@ def run_on_virtual_clock(
                 agent_options.setdefault("retry", POLICY)
                 agent = Agent(name="calc", model=model, system_prompt="You add.", **agent_options)
                 cancellation = Cancellation()
-                executor = Executor(store, clock=clock, ids=SequentialIds())
+                listener = (lambda event: on_event(event, cancellation)) if on_event else None
+                executor = Executor(store, clock=clock, ids=SequentialIds(), on_event=listener)
                 run = asyncio.ensure_future(
                     executor.run(agent, Invocation(cancellation=cancellation), "1+2?")
                 )
@@ -211,14 +213,12 @@ def test_the_critic_kills_a_run_backing_off(provider: Provider, db: SqlStore, tm
 def test_a_cancel_during_a_back_off_sends_nothing_more(
     provider: Provider, db: SqlStore, tmp_path: Path
 ) -> None:
-    async def cancel_once_the_attempt_failed(server: LoopbackServer, cancellation: Cancellation) -> None:
-        await server.requested.wait()
-        while not attempts(list(db.read_run("run-0001"))):
-            await asyncio.sleep(1)  # virtual: the back-off is 30 s
-        cancellation.cancel("the user pressed stop")
+    def cancel_once_the_attempt_failed(event: Event, cancellation: Cancellation) -> None:
+        if event.kind == "model_attempt_failed":
+            cancellation.cancel("the user pressed stop")
 
     result, server = run_on_virtual_clock(
-        provider, db, [rate_limited(provider, "30"), ok(provider)], during=cancel_once_the_attempt_failed
+        provider, db, [rate_limited(provider, "30"), ok(provider)], on_event=cancel_once_the_attempt_failed
     )
 
     assert result.status == "cancelled"
@@ -232,8 +232,10 @@ def test_a_cancel_during_a_retried_request_closes_its_connection(
     provider: Provider, db: SqlStore, tmp_path: Path
 ) -> None:
     async def cancel_the_second_request(server: LoopbackServer, cancellation: Cancellation) -> None:
-        while len(server.received) < 2:
-            await asyncio.sleep(0.5)
+        await server.requested.wait()
+        server.requested.clear()
+        await server.requested.wait()
+        assert len(server.received) == 2
         cancellation.cancel("the user pressed stop")
         await server.disconnected.wait()
 
