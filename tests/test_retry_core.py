@@ -388,3 +388,20 @@ def test_show_describes_an_attempt_in_one_line() -> None:
     assert attempts_summary([_error(429), _error(429), _error(503), _error(429)]) == (
         "2 x 429 (rate limited), 1 x 503 (service unavailable), 1 x 429 (rate limited)"
     )
+
+
+def test_a_changed_retry_policy_shows_as_the_first_divergence() -> None:
+    model = ScriptedModel([_failure(503), _failure(503), "done"])
+    recorded = record(Agent("a", model, retry=RetryPolicy(attempts=3, jitter=0)))
+    stricter = Agent("a", ScriptedModel([]), retry=RetryPolicy(attempts=2, jitter=0))
+    slower = Agent("a", ScriptedModel([]), retry=RetryPolicy(attempts=3, base_delay=5, jitter=0))
+
+    gave_up = Replayer().replay_run(recorded.events, agent=stricter)
+    waited = Replayer().replay_run(recorded.events, agent=slower)
+
+    assert [(c.path, c.expected, c.actual) for c in gave_up.agent_changes] == [("agent.retry.attempts", 3, 2)]
+    assert gave_up.divergence is not None
+    assert (gave_up.divergence.seq, gave_up.divergence.actual.kind) == (4, "model_failed")  # type: ignore[union-attr]
+    assert waited.divergence is not None
+    assert waited.divergence.seq == 3
+    assert [d.path for d in waited.divergence.differences] == ["next_attempt_at"]
