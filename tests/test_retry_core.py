@@ -17,22 +17,40 @@ from pydantic import ValidationError
 from executus import (
     Agent,
     Cancellation,
+    Executor,
     IdleCritic,
     Invocation,
     Ladder,
     ModelCallError,
     Result,
     RetryPolicy,
+    VirtualClock,
     kill,
 )
 from executus._attempts import attempts_summary, failure_label
 from executus._core import CoreState, decide
 from executus._describe import describe_event
 from executus._effects import CallModel, CancelInFlight, WaitToRetry
-from executus._inputs import CallerCancelled, ModelCallFailed, RetryDue, RunRequested, TimerFired
+from executus._inputs import (
+    CallerCancelled,
+    ModelCallFailed,
+    RetryDue,
+    RunRequested,
+    RunResumeRequested,
+    TimerFired,
+)
 from executus._retry import retry_delay
-from executus.events import AgentSpec, ErrorInfo, ModelAttemptFailed, RunStarted, decode_event, encode_event
+from executus.events import (
+    AgentSpec,
+    ErrorInfo,
+    ModelAttemptFailed,
+    RunStarted,
+    decode_event,
+    encode_event,
+    rebuild,
+)
 from executus.forensics import explain
+from executus.storage import MemoryStore
 from executus.testing import ScriptedModel
 from replay import Replayer
 
@@ -405,3 +423,54 @@ def test_a_changed_retry_policy_shows_as_the_first_divergence() -> None:
     assert waited.divergence is not None
     assert waited.divergence.seq == 3
     assert [d.path for d in waited.divergence.differences] == ["next_attempt_at"]
+
+
+def test_a_resume_during_a_back_off_asks_for_the_step_again_with_a_fresh_budget() -> None:
+    core = CoreState("r1")
+    requested = RunRequested(
+        at=START,
+        spec=SPEC,
+        input="go",
+        caller_id=None,
+        parent_run_id=None,
+        parent_call_id=None,
+        executor_version="t",
+    )
+    log = [*decide(core, requested).events]
+    log += decide(core, ModelCallFailed(at=_at(1), step=1, error=_error(503))).events
+    assert core.run is not None
+    assert core.run.pending_model is not None
+    assert (core.run.pending_model.attempt, core.run.pending_model.retry_at) == (2, _at(2))
+    survivor = CoreState("r1", run=rebuild(log))  # the process died during the back-off
+
+    resumed = decide(survivor, RunResumeRequested(at=_at(100), executor_version="t"))
+
+    assert [event.kind for event in resumed.events] == ["run_resumed", "model_requested"]
+    assert any(isinstance(effect, CallModel) and effect.step == 1 for effect in resumed.effects)
+    assert survivor.run is not None
+    assert survivor.run.pending_model is not None
+    assert survivor.run.pending_model.attempt == 1
+
+
+def test_a_run_whose_process_died_during_a_back_off_resumes_and_replays_identically() -> None:
+    first = record(Agent("a", ScriptedModel([_failure(503), "never"]), retry=POLICY))
+    died = first.events[:3]  # run_started, model_requested, model_attempt_failed
+    store = MemoryStore()
+    store.append(died[0].run_id, died, 0)
+    executor = Executor(store, clock=VirtualClock(START + timedelta(minutes=5)))
+
+    resumed = executor.clock.run(
+        executor.resume(died[0].run_id, Agent("a", ScriptedModel(["done"]), retry=POLICY))
+    )
+
+    assert resumed.status == "ok"
+    events = store.read_run(died[0].run_id)
+    assert [event.kind for event in events][2:] == [
+        "model_attempt_failed",
+        "run_resumed",
+        "model_requested",
+        "model_responded",
+        "run_finished",
+    ]
+    replayed = Replayer().replay_run(events)
+    assert replayed.identical, replayed.report()
