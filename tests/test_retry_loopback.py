@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _loopback import LoopbackServer, Reply, Scripted, hang, json_reply
+from _loopback import LoopbackServer, Reply, Scripted, hang, json_reply, sse_reply
 from test_models_loopback import ANTHROPIC, OPENAI, Provider
 
 from executus import (
@@ -23,6 +23,7 @@ from executus import (
     IdleCritic,
     Invocation,
     Ladder,
+    ModelSettings,
     Result,
     RetryPolicy,
     SequentialIds,
@@ -249,4 +250,26 @@ def test_a_cancel_during_a_retried_request_closes_its_connection(
     assert [event.kind for event in events][2:] == ["model_attempt_failed", "run_cancelled", "run_finished"]
     outcome = explain(events).section("outcome")[-1].text
     assert outcome == "Step 1: 1 x 429 (rate limited), then the caller cancelled the run during attempt 2."
+    replays_identically(db, result.run_id, tmp_path)
+
+
+def test_a_stream_cut_off_mid_reply_is_retried_and_the_next_attempt_answers(
+    provider: Provider, db: SqlStore, tmp_path: Path
+) -> None:
+    events = provider.stream(Scripted(text="It is 3."))
+    cut, whole = sse_reply(events, cut_after=4), sse_reply(events)
+
+    result, server = run_on_virtual_clock(
+        provider, db, [cut, whole], model_settings=ModelSettings(stream=True)
+    )
+
+    assert result.status == "ok", result.error
+    assert result.output == "It is 3."
+    (failed,) = attempts(db.read_run(result.run_id))
+    assert (failed.error.status, failed.error.code, failed.error.retryable) == (
+        None,
+        "stream_interrupted",
+        True,
+    )
+    assert len(server.received) == 2
     replays_identically(db, result.run_id, tmp_path)
