@@ -76,6 +76,8 @@ class Agent:
             raise ConfigurationError(f"agent {self.name}: max_iterations must be at least 1")
         if self.max_runtime is not None and self.max_runtime <= 0:
             raise ConfigurationError(f"agent {self.name}: max_runtime must be positive seconds or None")
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise ConfigurationError(f"agent {self.name}: retry must be a RetryPolicy or None")
 
     @property
     def model_name(self) -> str:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from executus import (
     Agent,
     Cancellation,
+    ConfigurationError,
     Executor,
     IdleCritic,
     Invocation,
@@ -143,6 +144,11 @@ def test_jitter_is_the_same_for_a_run_and_spreads_different_runs() -> None:
     assert first == again
     assert len(set(first)) == 20
     assert all(delay is not None and 2.0 < delay <= 4.0 for delay in first)
+
+
+def test_an_agent_refuses_a_retry_that_is_not_a_policy() -> None:
+    with pytest.raises(ConfigurationError, match="retry must be a RetryPolicy or None"):
+        Agent("a", "m", retry={"attempts": 5})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("entry", ["4xx", "200", "600", "rate_limit", ""])
