@@ -480,3 +480,16 @@ def test_a_run_whose_process_died_during_a_back_off_resumes_and_replays_identica
     ]
     replayed = Replayer().replay_run(events)
     assert replayed.identical, replayed.report()
+
+
+def test_an_error_code_from_a_log_is_shown_inert() -> None:
+    planted = ErrorInfo(type="E\x1b]0;pwned\x07", message="m", code="\x1b[2J\x1b[31mevil\u202e")
+    event = ModelAttemptFailed(
+        run_id="r", seq=3, at=_at(1), step=1, attempt=1, error=planted, next_attempt_at=_at(2)
+    )
+
+    line, _ = describe_event(event)
+
+    assert "\x1b" not in line
+    assert "\u202e" not in line
+    assert "\x1b" not in failure_label(planted.model_copy(update={"code": None}))

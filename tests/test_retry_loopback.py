@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from _loopback import LoopbackServer, Reply, Scripted, hang, json_reply, sse_reply
+from click.testing import CliRunner
 from test_models_loopback import ANTHROPIC, OPENAI, Provider
 
 from executus import (
@@ -30,6 +31,7 @@ from executus import (
     VirtualClock,
     kill,
 )
+from executus.cli import cli
 from executus.events import Event, ModelAttemptFailed, RunCancelled
 from executus.forensics import explain
 from replay import Replayer, load_cassette
@@ -209,6 +211,16 @@ def test_the_critic_kills_a_run_backing_off(provider: Provider, db: SqlStore, tm
         outcome == "Step 1: 3 x 429 (rate limited), then the critic killed the run while it waited to retry."
     )
     replays_identically(db, result.run_id, tmp_path)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    shown = CliRunner().invoke(cli, ["--db", url, "show", result.run_id])
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "model_attempt_failed  step 1: attempt 3 failed, 429 (rate limited); retrying in 5m00s"
+        in shown.output
+    )
+    why = CliRunner().invoke(cli, ["--db", url, "why", result.run_id])
+    assert why.exit_code == 0, why.output
+    assert "then the critic killed the run while it waited to retry." in why.output
 
 
 def test_a_cancel_during_a_back_off_sends_nothing_more(
