@@ -16,6 +16,7 @@ from typing import Final, Literal, TypeAlias
 
 from pydantic import JsonValue
 
+from executus._attempts import retry_statements
 from executus._events import (
     CriticDecided,
     Event,
@@ -174,6 +175,7 @@ def explain(events: Sequence[Event], *, now: datetime | None = None) -> Explanat
         *_critic(log),
         *(_deadline(log) if state.status in _STOPPED or state.critic_decisions else []),
         *_recoveries(log),
+        *(Statement(*statement) for statement in retry_statements(log.events, log.since_start)),
         *_post_run(log),
     ]
     order = list(SECTION_TITLES)
@@ -279,7 +281,11 @@ def _failure(log: _Log) -> list[Statement]:
 def _streamed(log: _Log, step: int, requested_seq: int) -> tuple[str, tuple[int, ...]]:
     """What a model call that never answered had streamed: words for a statement, and the
     ``model_chunk`` events to cite (the first and the last)."""
-    chunks = [e for e in log.events if isinstance(e, ModelChunk) and e.step == step and e.seq > requested_seq]
+    # The last attempt's chunks: a retried attempt's partial reply was not the one that counted.
+    since = max(
+        [requested_seq] + [e.seq for e in log.events if e.kind == "model_attempt_failed" and e.step == step]
+    )
+    chunks = [e for e in log.events if isinstance(e, ModelChunk) and e.step == step and e.seq > since]
     if not chunks:
         return "", ()
     text = "".join(chunk.text for chunk in chunks)

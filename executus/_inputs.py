@@ -30,6 +30,7 @@ __all__ = [
     "ModelChunksArrived",
     "ModelReplied",
     "PostRunDone",
+    "RetryDue",
     "RunRequested",
     "RunResumeRequested",
     "ShutdownRequested",
@@ -95,11 +96,20 @@ class ModelChunksArrived:
 
 @dataclass(frozen=True, slots=True)
 class ModelCallFailed:
-    """The model call for ``step`` raised (or answered with something unusable)."""
+    """An attempt at the model call for ``step`` raised (or answered with something unusable);
+    the agent's retry policy decides from ``error`` whether to try again."""
 
     at: datetime
     step: int
     error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDue:
+    """The back-off after a failed attempt at ``step``'s model call is over: try again."""
+
+    at: datetime
+    step: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +190,7 @@ Input: TypeAlias = (
     | ModelReplied
     | ModelChunksArrived
     | ModelCallFailed
+    | RetryDue
     | ToolCallFinished
     | TimerFired
     | CallerCancelled

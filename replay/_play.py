@@ -39,6 +39,7 @@ from executus._effects import (
     Outcome,
     RunPostRun,
     StartTools,
+    WaitToRetry,
     WakeAt,
 )
 from executus._inputs import (
@@ -49,6 +50,7 @@ from executus._inputs import (
     ModelChunksArrived,
     ModelReplied,
     PostRunDone,
+    RetryDue,
     RunRequested,
     RunResumeRequested,
     ShutdownRequested,
@@ -332,6 +334,9 @@ class Playback:
         elif isinstance(effect, WakeAt):
             if not self.strict_timers:
                 self._timer = effect.at
+        elif isinstance(effect, WaitToRetry):
+            # Due where the core computed it: a changed policy shows in model_attempt_failed.
+            self._schedule(effect.at, _LAST, RetryDue(at=effect.at, step=effect.step), in_flight=True)
         elif isinstance(effect, CancelInFlight):
             due = [item for item in self._due.get(self.segment, []) if not item.in_flight]
             heapq.heapify(due)
@@ -343,11 +348,23 @@ class Playback:
 
     def _answer_model(self, step: int) -> None:
         key = (self.segment, step)
+        pending = self.core.run.pending_model if self.core.run is not None else None
+        failures = self.recording.attempts.get(key, [])
+        attempt = pending.attempt if pending is not None else 1
+        # What this attempt streamed: the chunks after the previous attempt's failure, before its own.
+        after = failures[attempt - 2].seq if 1 < attempt <= len(failures) + 1 else 0
+        before = failures[attempt - 1].seq if attempt <= len(failures) else math.inf
         for chunk in self.recording.chunks.get(key, ()):
-            streamed = ModelChunksArrived(
-                at=chunk.at, step=step, text=chunk.text, tool_calls=chunk.tool_calls
-            )
-            self._schedule(chunk.at, chunk.seq, streamed, in_flight=True)
+            if after < chunk.seq < before:
+                arrived = ModelChunksArrived(
+                    at=chunk.at, step=step, text=chunk.text, tool_calls=chunk.tool_calls
+                )
+                self._schedule(chunk.at, chunk.seq, arrived, in_flight=True)
+        if attempt <= len(failures):  # an attempt the recorded run retried
+            failed = failures[attempt - 1]
+            retried = ModelCallFailed(at=failed.at, step=step, error=failed.error)
+            self._schedule(failed.at, failed.seq, retried, in_flight=True)
+            return
         reply = self.recording.replies.get(key)
         if reply is None:
             if key not in self.recording.requests:

@@ -16,6 +16,7 @@ from executus.events import (
     ChildRunStarted,
     CriticDecided,
     Event,
+    ModelAttemptFailed,
     ModelChunk,
     ModelFailed,
     ModelRequested,
@@ -44,6 +45,8 @@ class Recording:
     """The model's reply or failure by (segment, step)."""
     chunks: dict[tuple[int, int], list[ModelChunk]] = field(default_factory=dict)
     """What arrived of a streamed reply, by (segment, step), in order."""
+    attempts: dict[tuple[int, int], list[ModelAttemptFailed]] = field(default_factory=dict)
+    """The failed attempts the retry policy retried, in order, by (segment, step)."""
     resumes: list[RunResumed] = field(default_factory=list)
     tool_starts: dict[str, ToolStarted] = field(default_factory=dict)
     tool_ends: dict[tuple[int, str], ToolFinished] = field(default_factory=dict)
@@ -78,6 +81,8 @@ class Recording:
                 recording.chunks.setdefault((segment, event.step), []).append(event)
             elif event.kind == "model_responded" or event.kind == "model_failed":
                 recording.replies[segment, event.step] = event
+            elif event.kind == "model_attempt_failed":
+                recording.attempts.setdefault((segment, event.step), []).append(event)
             elif event.kind == "tool_started":
                 recording.tool_starts[event.call_id] = event
             elif event.kind == "tool_finished":

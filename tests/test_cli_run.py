@@ -228,3 +228,18 @@ def read_until(process: subprocess.Popen[str], wanted: str, timeout: float = 60)
             assert data, f"the process ended before printing {wanted!r}: {seen!r}"
             seen += data
     return seen
+
+
+def test_a_retried_attempt_is_shown_and_the_run_goes_on(workdir: Path) -> None:
+    replies = [openai_error(503, "Busy.", "overloaded"), sse_reply(openai_stream(Scripted(text="It is 3.")))]
+    with serving_in_thread(*replies) as server:
+        done = executus_run(
+            workdir, provider_environment("openai", server.url, KEY), "calc_agent:agent", "1+2?"
+        )
+
+    assert done.returncode == 0, done.stderr
+    assert (
+        "  attempt 1 failed: ModelCallError: openai gpt-4.1-mini: HTTP 503 overloaded: Busy." in done.stdout
+    )
+    assert "; retrying in " in done.stdout
+    assert "  It is 3." in done.stdout.splitlines()

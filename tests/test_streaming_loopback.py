@@ -44,6 +44,7 @@ from executus import (
     ModelResponse,
     ModelSettings,
     Result,
+    RetryPolicy,
     SystemClock,
     tool,
 )
@@ -199,28 +200,56 @@ def test_a_streamed_parallel_tool_call_is_recorded_as_fragments(provider: str, d
     assert finished == {"call_a": "3", "call_m": "12"}
 
 
-def test_a_stream_cut_mid_reply_keeps_the_partial_text_and_no_usage(provider: str, db: SqlStore) -> None:
-    events_on_wire = PROVIDERS[provider][1](Scripted(text="The answer is three, because one and two."))
-    sent_text = "".join(
-        json.loads(line[6:]).get("delta", {}).get("text", "")
-        if provider == "anthropic"
-        else "".join((choice["delta"].get("content") or "") for choice in json.loads(line[6:])["choices"])
-        for event in events_on_wire[:6]
-        for line in event.splitlines()
-        if line.startswith("data: {")
-    )
+def sent_text(provider: str, events: list[str]) -> str:
+    """The reply text in these SSE records."""
+    texts = []
+    for event in events:
+        for line in event.splitlines():
+            if line.startswith("data: {"):
+                body = json.loads(line[6:])
+                if provider == "anthropic":
+                    texts.append(body.get("delta", {}).get("text", ""))
+                else:
+                    texts += [choice["delta"].get("content") or "" for choice in body["choices"]]
+    return "".join(texts)
 
-    result, _ = run_streamed(provider, db, [sse_reply(events_on_wire, cut_after=6)])
 
-    assert result.status == "error"
-    assert result.error is not None
-    assert "stream_interrupted" in result.error.message
-    assert "usage unknown" in result.error.message
+@pytest.mark.parametrize("retried", [False, True], ids=["no-retry", "retried"])
+def test_a_stream_cut_mid_reply_keeps_the_partial_text_and_no_usage(
+    provider: str, retried: bool, db: SqlStore
+) -> None:
+    answer = "The answer is three, because one and two."
+    events_on_wire = PROVIDERS[provider][1](Scripted(text=answer))
+    replies = [sse_reply(events_on_wire, cut_after=6), stream(provider, Scripted(text=answer))]
+    policy = RetryPolicy(attempts=2 if retried else 1, base_delay=0.01, jitter=0)
+
+    result, _ = run_streamed(provider, db, replies[: 1 + retried], retry=policy)
+
     events = db.read_run(result.run_id)
-    assert sent_text
-    assert "".join(chunk.text for chunk in chunks(events)) == sent_text
-    assert [event.kind for event in events if event.kind.startswith("model_")][-1] == "model_failed"
-    assert not [event for event in events if event.kind == "model_responded"]  # no usage claimed
+    partial = sent_text(provider, events_on_wire[:6])
+    assert partial
+    cut_chunks = [c for c in chunks(events) if c.seq < next(e.seq for e in events if "failed" in e.kind)]
+    assert "".join(chunk.text for chunk in cut_chunks) == partial  # what arrived is in the log
+    failure = next(e for e in events if e.kind in ("model_attempt_failed", "model_failed"))
+    assert "stream_interrupted" in failure.error.message
+    assert "usage unknown" in failure.error.message
+    if not retried:
+        assert result.status == "error"
+        assert not [event for event in events if event.kind == "model_responded"]  # no usage claimed
+        return
+    assert result.status == "ok", result.error
+    assert result.output == answer
+    kinds = [event.kind for event in events if event.kind.startswith("model_")]
+    assert kinds == [
+        "model_requested",
+        *["model_chunk"] * len(cut_chunks),
+        "model_attempt_failed",
+        "model_chunk",
+        "model_responded",
+    ]
+    assert result.usage.output_tokens == 7  # the second attempt's: the cut one's is unknown, not counted
+    replayed = Replayer(blobs=db).replay_run(events)
+    assert replayed.divergence is None, replayed.divergence
 
 
 def test_a_cancel_mid_stream_keeps_what_arrived_and_closes_the_connection(

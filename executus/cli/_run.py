@@ -35,6 +35,7 @@ from executus.cli._render import Cell, Output, status_cell
 from executus.cli._replay import load_object
 from executus.events import (
     Event,
+    ModelAttemptFailed,
     ModelChunk,
     ModelFailed,
     ModelRequested,
@@ -187,6 +188,11 @@ class LiveView:
                     self._line("  " + event.text)
                 for call in event.tool_calls:
                     self._line(f"  → {call.name}({_arguments(call.arguments)}) [{call.id}]")
+            case ModelAttemptFailed():
+                wait = (event.next_attempt_at - event.at).total_seconds()
+                self._line(
+                    f"  attempt {event.attempt} failed: {event.error}; retrying in {wait:.1f}s", "warn"
+                )
             case ModelFailed():
                 self._line(f"  model failed: {event.error}", "bad")
             case ToolStarted():
