@@ -143,6 +143,18 @@ of these is not walked. Substring tests, not one regex: Python's regex engine tr
 alternative at every position, which cost ten times the test on a typical event."""
 
 
+_NOT_TEXT: Final = ("image/", "audio/", "video/", "font/")
+"""Blobs of these media types are kept as they are (an image is referenced by its digest)."""
+_TEXT_TYPES: Final = frozenset(
+    {"application/json", "application/x-ndjson", "application/xml", "application/yaml", "application/x-yaml"}
+)
+
+
+def _is_text(media_type: str) -> bool:
+    essence = media_type.partition(";")[0].strip().lower()
+    return essence.startswith("text/") or essence in _TEXT_TYPES or essence.endswith(("+json", "+xml"))
+
+
 def _may_hold_secrets(text: str) -> bool:
     if any(trigger in text for trigger in _TRIGGERS):
         return True
@@ -236,6 +248,25 @@ class Redactor:
             last = end
         pieces.append(text[last:])
         return "".join(pieces), [(path, rule) for _, _, rule in spans]
+
+    def redact_blob(self, data: bytes, media_type: str) -> tuple[bytes, list[str]]:
+        """Content as it may be stored (an artifact), and the rules that fired in it.
+
+        Text is redacted like an event's strings (field rules aside: a blob has no fields):
+        content of a text media type (``text/*``, JSON, XML, YAML), read as UTF-8 with any
+        other byte kept as it is, and content of any other type but image, audio, video and
+        font that is valid UTF-8. Everything else is returned unchanged.
+        """
+        if media_type.lower().startswith(_NOT_TEXT):
+            return data, []
+        try:
+            text = data.decode("utf-8", "strict" if not _is_text(media_type) else "surrogateescape")
+        except UnicodeDecodeError:
+            return data, []
+        redacted, found = self.redact_text(text, "blob")
+        if not found:
+            return data, []
+        return redacted.encode("utf-8", "surrogateescape"), [rule for _, rule in found]
 
     def redact(self, event: Event) -> tuple[Event, list[Redaction]]:
         """The event with its secrets replaced (the same object if there were none), and where."""
