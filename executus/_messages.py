@@ -78,6 +78,17 @@ def _shared_fields_set(cls: type[BaseModel], names: tuple[str, ...]) -> set[str]
     return set(names)
 
 
+def sharing_fields_set(model: _Model) -> _Model:
+    """``model`` (frozen, just validated) with the fields-set it shares with its likes, its own
+    freed: for models a run keeps for good, such as the tool calls of its transcript."""
+    object.__setattr__(
+        model,
+        "__pydantic_fields_set__",
+        _shared_fields_set(type(model), tuple(sorted(model.__pydantic_fields_set__))),
+    )
+    return model
+
+
 def trusted(cls: type[_Model], **values: Any) -> _Model:
     """``cls`` made from values that were validated already, without validating them again.
 
