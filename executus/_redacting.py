@@ -131,7 +131,11 @@ class RedactingWriter:
         history = None if read_run is None else (lambda: read_run(run_id))
         batch = self._redaction.batch(run_id, events, expected_seq, history)
         if isinstance(self._writer, RedactingWriter):
-            return self._writer.redact_batch(run_id, batch, expected_seq)
+            try:
+                return self._writer.redact_batch(run_id, batch, expected_seq)
+            except BaseException:
+                self._redaction.forget(run_id)  # the batch will never be appended
+                raise
         return batch
 
     async def append_redacted(self, run_id: str, batch: Sequence[Event], expected_seq: int) -> None:
