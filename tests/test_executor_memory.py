@@ -10,11 +10,23 @@ leaking finished runs.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
-from executus import Agent, Executor, Invocation, SystemClock, tool
+from executus import (
+    Agent,
+    Artifact,
+    Executor,
+    Invocation,
+    Message,
+    PostRun,
+    Session,
+    SessionContext,
+    SystemClock,
+    tool,
+)
+from executus.events import ErrorInfo
 from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call
 
@@ -23,6 +35,19 @@ from executus.testing import ScriptedModel, call
 def lookup(query: str) -> str:
     """Look something up."""
     return f"found {query}"
+
+
+class NoteKeeper(Session):
+    """A session that keeps its context (as many will) and makes an artifact."""
+
+    def __init__(self, context: SessionContext) -> None:
+        self.context = context
+        self.tools = [lookup]
+
+    async def post_run(
+        self, transcript: Sequence[Message], output: str | None, error: ErrorInfo | None
+    ) -> PostRun:
+        return PostRun(artifacts=[Artifact("notes.txt", "text/plain", b"notes")])
 
 
 @pytest.fixture
@@ -43,12 +68,9 @@ def collector_off() -> Iterator[None]:
 
 @pytest.mark.usefixtures("collector_off")
 def test_a_finished_run_leaves_no_reference_cycle() -> None:
-    agent = Agent(
-        "looker",
-        ScriptedModel([[call("lookup", query="a")], [call("lookup", query="b")], "done"]),
-        tools=[lookup],
-    )
-    result = Executor(MemoryStore(), clock=SystemClock()).run_sync(agent, Invocation(), "go")
+    agent = Agent("looker", ScriptedModel([[call("lookup", query="a")], [call("lookup", query="b")], "done"]))
+    invocation = Invocation(session=NoteKeeper)
+    result = Executor(MemoryStore(), clock=SystemClock()).run_sync(agent, invocation, "go")
     assert result.status == "ok"
     del result
     gc.collect()
