@@ -220,11 +220,15 @@ class Redactor:
                 raise ConfigurationError(f"redaction rule name {rule.name!r}: use a-z, 0-9, _ . -")
         self._secret = secret
         patterns = [*BUILTIN_DETECTORS, *(rule for rule in rules if isinstance(rule, PatternRule))]
+        built_in = len(BUILTIN_DETECTORS)
         self._patterns = tuple(
-            (rule.name, re.compile(rule.pattern), rule.group, _ANCHORS.get(rule.name) if built_in else None)
-            for built_in, rule in (
-                (index < len(BUILTIN_DETECTORS), rule) for index, rule in enumerate(patterns)
+            (
+                rule.name,
+                re.compile(rule.pattern),
+                rule.group,
+                _ANCHORS.get(rule.name) if n < built_in else None,
             )
+            for n, rule in enumerate(patterns)
         )
         self._fields = tuple(rule for rule in rules if isinstance(rule, FieldRule))
         self._field_of_path: dict[str, FieldRule | None] = {}
