@@ -19,7 +19,11 @@ __all__ = ["WatchdogTimer"]
 
 
 class WatchdogTimer:
-    """Calls ``fire(now)`` once the clock reaches the armed instant; re-arming replaces it."""
+    """Calls ``fire(now)`` once the clock reaches the armed instant; re-arming replaces it.
+
+    A bound method ``fire`` is held weakly (see ``__init__``): the object it belongs to must be
+    kept alive by someone else, as a run's driver is while it runs, or nothing fires.
+    """
 
     def __init__(self, clock: Clock, fire: Callable[[datetime], None], name: str) -> None:
         self._clock = clock
