@@ -71,8 +71,8 @@ from executus._inputs import (
     ToolCallFinished,
     reply_input,
 )
-from executus._messages import Image, ImagePart, ModelRequest, ToolCall, UserMessage
-from executus._model import Model, ModelResolver
+from executus._messages import Image, ImagePart, ModelRequest, ModelResponse, ToolCall, UserMessage
+from executus._model import Model, ModelResolver, StreamingModel
 from executus._recorder import Recorder
 from executus._state import RunState
 from executus._storable import clean_json, clean_text
@@ -363,8 +363,7 @@ class RunDriver:
             if streaming is None:
                 response = await model.request(request)
             else:
-                self.batcher = ChunkBatcher(request.step, self.clock, self._put)
-                response = await stream_reply(streaming, request, self.batcher)
+                response = await self._stream(streaming, request)
             now = self.clock.now()
             self._put(reply_input(response, request.step, now, (now - started).total_seconds()))
         except asyncio.CancelledError as cancelled:
@@ -373,6 +372,16 @@ class RunDriver:
             self._put(ModelCallFailed(at=self.clock.now(), step=request.step, error=error_info(cancelled)))
         except Exception as error:
             self._put(ModelCallFailed(at=self.clock.now(), step=request.step, error=error_info(error)))
+
+    async def _stream(self, model: StreamingModel, request: ModelRequest) -> ModelResponse:
+        """Read a streamed reply, its deltas batched into the inbox. The batcher lives only as
+        long as the stream: it refers to the driver, and kept longer it would make a reference
+        cycle that keeps a finished run alive until a full garbage collection."""
+        self.batcher = ChunkBatcher(request.step, self.clock, self._put)
+        try:
+            return await stream_reply(model, request, self.batcher)
+        finally:
+            self.batcher = None
 
     def _wait_to_retry(self, effect: WaitToRetry) -> None:
         """Back off on the run's clock in the model call's slot, so that whatever cancels a
@@ -482,9 +491,11 @@ class RunDriver:
             cleanup_error = error_info(error)
         refs = []
         for artifact in artifacts:
+            # The reference names what the store keeps: a text artifact's redacted bytes.
+            kept = artifact.data
             if self.recorder.failure is None:
                 try:
-                    await self.recorder.put_blob(artifact.data, artifact.media_type)
+                    kept = (await self.recorder.put_blob(artifact.data, artifact.media_type)).data
                 except Exception as error:
                     logger.error("run %s: the store failed to keep an artifact: %s", self.run_id, error)
                     self.recorder.failure = error
@@ -492,8 +503,8 @@ class RunDriver:
                 ArtifactRef(
                     name=clean_text(artifact.name),
                     media_type=clean_text(artifact.media_type),
-                    sha256=hashlib.sha256(artifact.data).hexdigest(),
-                    size=len(artifact.data),
+                    sha256=hashlib.sha256(kept).hexdigest(),
+                    size=len(kept),
                 )
             )
         self.artifacts = artifacts
