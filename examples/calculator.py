@@ -1,4 +1,5 @@
-"""A streaming calculator agent for ``executus run`` (see the README's "Record and replay a run")::
+"""The calculator of ``real_model.py``, streaming, for ``executus run`` (run from the repository's
+root; see the README's "Record a run with executus run")::
 
     pip install 'executus[openai]'
     OPENAI_API_KEY=sk-... executus run examples.calculator:agent "What is 1234 + 4321?"
@@ -10,28 +11,14 @@ for a local OpenAI-compatible server (Ollama here).
 
 from __future__ import annotations
 
-import os
+import dataclasses
 
-from executus import Agent, ModelSettings, tool
+from examples.real_model import agent as whole_replies
 
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two whole numbers.
-
-    Args:
-        a: the first number.
-        b: the second number.
-    """
-    return a + b
-
-
-agent = Agent(
-    name="calculator",
-    model=os.environ.get("EXECUTUS_MODEL", "openai:gpt-4.1-mini"),
-    system_prompt="You are a calculator. Use the add tool for every sum, then explain the result.",
-    tools=[add],
-    # Streamed: the reply is recorded as it arrives (model_chunk events), and shown live.
-    model_settings=ModelSettings(temperature=0, max_tokens=400, stream=True),
-    max_runtime=120,
+# Streamed: each reply is recorded as it arrives (model_chunk events) and shown live.
+agent = dataclasses.replace(
+    whole_replies,
+    model_settings=whole_replies.model_settings.model_copy(update={"stream": True})
+    if whole_replies.model_settings
+    else None,
 )

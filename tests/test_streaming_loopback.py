@@ -26,14 +26,13 @@ from _loopback import (
     LoopbackServer,
     Reply,
     Scripted,
-    anthropic_stream,
     executus_command,
-    openai_stream,
     provider_environment,
     serving_in_thread,
     sse_reply,
     write_agent_module,
 )
+from test_models_loopback import ANTHROPIC, KEY, OPENAI, Provider
 
 from executus import (
     Agent,
@@ -49,13 +48,12 @@ from executus import (
     tool,
 )
 from executus.events import Event, ModelChunk
-from executus.models import AnthropicModel, ChatAdapter, OpenAIModel, TextDelta
+from executus.models import ChatAdapter, TextDelta
 from executus.models import ModelChunk as Chunk
 from replay import Replayer
 from replay.cassette import load_cassette, save_cassette
 from store import SqlStore
 
-KEY = "sk-loopback-secret-0123456789"
 LONG = "".join(f"Sentence {number} of a long streamed answer. " for number in range(80))
 """About 3,000 characters: 750 deltas of four characters each on the wire."""
 
@@ -72,17 +70,8 @@ def mul(x: int, y: int) -> int:
     return x * y
 
 
-PROVIDERS: dict[str, tuple[Callable[[str], ChatAdapter], Callable[[Scripted], list[str]]]] = {
-    "openai": (lambda url: OpenAIModel("gpt-4.1-mini", api_key=KEY, base_url=url + "/v1"), openai_stream),
-    "anthropic": (
-        lambda url: AnthropicModel("claude-sonnet-4-5", api_key=KEY, base_url=url),
-        anthropic_stream,
-    ),
-}
-
-
-@pytest.fixture(params=sorted(PROVIDERS))
-def provider(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=[OPENAI, ANTHROPIC], ids=lambda provider: provider.name)
+def provider(request: pytest.FixtureRequest) -> Provider:
     return request.param  # type: ignore[no-any-return]
 
 
@@ -94,8 +83,8 @@ def db(sqlite_template: Path, tmp_path: Path) -> Iterator[SqlStore]:
     store.close()
 
 
-def stream(provider: str, scripted: Scripted, **options: Any) -> Reply:
-    return sse_reply(PROVIDERS[provider][1](scripted), **options)
+def stream(provider: Provider, scripted: Scripted, **options: Any) -> Reply:
+    return sse_reply(provider.stream(scripted), **options)
 
 
 def agent_on(model: Any, **options: Any) -> Agent:
@@ -132,7 +121,7 @@ class Tapped:
 
 
 def run_streamed(
-    provider: str,
+    provider: Provider,
     store: SqlStore,
     replies: list[Reply],
     *,
@@ -142,7 +131,7 @@ def run_streamed(
     async def scenario() -> tuple[Result, LoopbackServer]:
         async with LoopbackServer() as server, contextlib.AsyncExitStack() as stack:
             server.serve(*replies)
-            adapter = PROVIDERS[provider][0](server.url)
+            adapter = provider.make(server.url)
             stack.push_async_callback(adapter.aclose)
             model = Tapped(adapter)
             cancellation = Cancellation()
@@ -162,7 +151,7 @@ def chunks(events: list[Event]) -> list[ModelChunk]:
     return [event for event in events if isinstance(event, ModelChunk)]
 
 
-def test_a_long_streamed_reply_is_a_few_chunk_events_then_the_reply(provider: str, db: SqlStore) -> None:
+def test_a_long_streamed_reply_is_a_few_chunk_events_then_the_reply(provider: Provider, db: SqlStore) -> None:
     result, _ = run_streamed(provider, db, [stream(provider, Scripted(text=LONG))])
 
     assert result.status == "ok", result.error
@@ -178,7 +167,7 @@ def test_a_long_streamed_reply_is_a_few_chunk_events_then_the_reply(provider: st
     assert result.usage.output_tokens == 7  # the usage came with the finished stream
 
 
-def test_a_streamed_parallel_tool_call_is_recorded_as_fragments(provider: str, db: SqlStore) -> None:
+def test_a_streamed_parallel_tool_call_is_recorded_as_fragments(provider: Provider, db: SqlStore) -> None:
     calls = (Call("call_a", "add", {"a": 1, "b": 2}), Call("call_m", "mul", {"x": 3, "y": 4}))
     replies = [stream(provider, Scripted(calls=calls)), stream(provider, Scripted(text="3 and 12"))]
 
@@ -200,14 +189,14 @@ def test_a_streamed_parallel_tool_call_is_recorded_as_fragments(provider: str, d
     assert finished == {"call_a": "3", "call_m": "12"}
 
 
-def sent_text(provider: str, events: list[str]) -> str:
+def sent_text(provider: Provider, events: list[str]) -> str:
     """The reply text in these SSE records."""
     texts = []
     for event in events:
         for line in event.splitlines():
             if line.startswith("data: {"):
                 body = json.loads(line[6:])
-                if provider == "anthropic":
+                if provider is ANTHROPIC:
                     texts.append(body.get("delta", {}).get("text", ""))
                 else:
                     texts += [choice["delta"].get("content") or "" for choice in body["choices"]]
@@ -216,10 +205,10 @@ def sent_text(provider: str, events: list[str]) -> str:
 
 @pytest.mark.parametrize("retried", [False, True], ids=["no-retry", "retried"])
 def test_a_stream_cut_mid_reply_keeps_the_partial_text_and_no_usage(
-    provider: str, retried: bool, db: SqlStore
+    provider: Provider, retried: bool, db: SqlStore
 ) -> None:
     answer = "The answer is three, because one and two."
-    events_on_wire = PROVIDERS[provider][1](Scripted(text=answer))
+    events_on_wire = provider.stream(Scripted(text=answer))
     replies = [sse_reply(events_on_wire, cut_after=6), stream(provider, Scripted(text=answer))]
     policy = RetryPolicy(attempts=2 if retried else 1, base_delay=0.01, jitter=0)
 
@@ -253,7 +242,7 @@ def test_a_stream_cut_mid_reply_keeps_the_partial_text_and_no_usage(
 
 
 def test_a_cancel_mid_stream_keeps_what_arrived_and_closes_the_connection(
-    provider: str, db: SqlStore, monkeypatch: pytest.MonkeyPatch
+    provider: Provider, db: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("executus._streaming.FLUSH_SECONDS", 3600.0)  # only the cancel flushes
 
@@ -262,7 +251,7 @@ def test_a_cancel_mid_stream_keeps_what_arrived_and_closes_the_connection(
         cancellation.cancel("the user pressed stop")
         await server.disconnected.wait()
 
-    events_on_wire = PROVIDERS[provider][1](Scripted(text="A long answer, slowly."))
+    events_on_wire = provider.stream(Scripted(text="A long answer, slowly."))
     result, server = run_streamed(
         provider, db, [sse_reply(events_on_wire, hang_after=5)], during=cancel_mid_stream
     )
@@ -280,7 +269,9 @@ def test_a_cancel_mid_stream_keeps_what_arrived_and_closes_the_connection(
     assert [item.kind for item in cancelled.in_flight] == ["model"]
 
 
-def test_a_streamed_run_replays_after_the_server_is_gone(provider: str, db: SqlStore, tmp_path: Path) -> None:
+def test_a_streamed_run_replays_after_the_server_is_gone(
+    provider: Provider, db: SqlStore, tmp_path: Path
+) -> None:
     calls = (Call("call_a", "add", {"a": 1, "b": 2}), Call("call_m", "mul", {"x": 3, "y": 4}))
     replies = [stream(provider, Scripted(calls=calls)), stream(provider, Scripted(text=LONG))]
     result, _ = run_streamed(provider, db, replies)  # the server stops when this returns
@@ -298,7 +289,7 @@ def test_a_streamed_run_replays_after_the_server_is_gone(provider: str, db: SqlS
 
 
 def test_a_replay_with_streaming_turned_off_diverges_at_the_first_request(
-    provider: str, db: SqlStore
+    provider: Provider, db: SqlStore
 ) -> None:
     result, _ = run_streamed(provider, db, [stream(provider, Scripted(text="It is 3."))])
     changed = Agent(
@@ -318,18 +309,18 @@ def test_a_replay_with_streaming_turned_off_diverges_at_the_first_request(
 
 
 def test_a_sigkill_mid_stream_leaves_the_committed_chunks_and_the_run_resumes(
-    provider: str, tmp_path: Path, sqlite_template: Path
+    provider: Provider, tmp_path: Path, sqlite_template: Path
 ) -> None:
-    write_agent_module(tmp_path, provider)
+    write_agent_module(tmp_path, provider.name)
     shutil.copyfile(sqlite_template, tmp_path / "runs.db")
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    partial = PROVIDERS[provider][1](Scripted(text="Working it out: one plus two is three."))
+    partial = provider.stream(Scripted(text="Working it out: one plus two is three."))
     replies = [sse_reply(partial, hang_after=6), stream(provider, Scripted(text="It is 3."))]
     with serving_in_thread(*replies) as server, (tmp_path / "child.err").open("wb") as errors:
         child = subprocess.Popen(
             [*executus_command(), "run", "calc_agent:agent", "1+2?", "--db", url],
             cwd=tmp_path,
-            env=provider_environment(provider, server.url, KEY),
+            env=provider_environment(provider.name, server.url, KEY),
             stdout=subprocess.DEVNULL,
             stderr=errors,
         )
@@ -349,7 +340,7 @@ def test_a_sigkill_mid_stream_leaves_the_committed_chunks_and_the_run_resumes(
         import calc_agent  # type: ignore[import-not-found]  # written above; tmp_path is on sys.path
 
         async def resume() -> Result:
-            async with PROVIDERS[provider][0](server.url) as model:
+            async with provider.make(server.url) as model:
                 agent = Agent(
                     name="calc",
                     model=model,
