@@ -32,7 +32,7 @@ from _loopback import (
     sse_reply,
     write_agent_module,
 )
-from test_models_loopback import ANTHROPIC, KEY, OPENAI, Provider
+from test_models_loopback import ANTHROPIC, KEY, OPENAI, Provider, add, mul
 
 from executus import (
     Agent,
@@ -45,7 +45,6 @@ from executus import (
     Result,
     RetryPolicy,
     SystemClock,
-    tool,
 )
 from executus.events import Event, ModelChunk
 from executus.models import ChatAdapter, TextDelta
@@ -56,18 +55,6 @@ from store import SqlStore
 
 LONG = "".join(f"Sentence {number} of a long streamed answer. " for number in range(80))
 """About 3,000 characters: 750 deltas of four characters each on the wire."""
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two numbers."""
-    return a + b
-
-
-@tool
-def mul(x: int, y: int) -> int:
-    """Multiply two numbers."""
-    return x * y
 
 
 @pytest.fixture(params=[OPENAI, ANTHROPIC], ids=lambda provider: provider.name)
