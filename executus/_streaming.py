@@ -66,7 +66,7 @@ class ChunkBatcher:
 
     Args:
         step: the step streamed.
-        clock: the run's clock (times of arrival, and the flush timer).
+        clock: the run's clock (a batch's time, and the flush timer).
         put: takes each batch's input (the driver's inbox).
         seconds: see :data:`FLUSH_SECONDS` (its value when None).
         characters: see :data:`FLUSH_CHARACTERS` (its value when None).
@@ -130,9 +130,9 @@ class ChunkBatcher:
         text = "".join(self._text)
         if text:
             self._reply.add(TextDelta(text=text))
-        for call in self._calls:
-            arguments = "".join(call.arguments)
-            self._reply.add(ToolCallDelta(index=call.index, id=call.id, name=call.name, arguments=arguments))
+        arguments = ["".join(call.arguments) for call in self._calls]
+        for call, joined in zip(self._calls, arguments, strict=True):
+            self._reply.add(ToolCallDelta(index=call.index, id=call.id, name=call.name, arguments=joined))
         batch = ModelChunksArrived(
             at=self._clock.now(),
             step=self.step,
@@ -143,9 +143,9 @@ class ChunkBatcher:
                     index=call.index,
                     id=None if call.id is None else clean_text(call.id),
                     name=None if call.name is None else clean_text(call.name),
-                    arguments=clean_text("".join(call.arguments)),
+                    arguments=clean_text(joined),
                 )
-                for call in self._calls
+                for call, joined in zip(self._calls, arguments, strict=True)
             ),
         )
         self._text, self._calls, self._size = [], [], 0
