@@ -62,6 +62,8 @@ class AppendRequest:
     run_id: str
     events: Sequence[Event]
     expected_seq: int
+    epoch: int | None = None
+    """The run's lease epoch the append is fenced by (None: not fenced)."""
     final_hash: str | None = None
     """The hash its last event gets, once hashed: after a lost COMMIT it tells whether it was kept."""
     uncertain: bool = False
@@ -236,6 +238,10 @@ class GroupCommitter:
                 transaction.insert_blob(request.sha256, request.media_type, request.data)
                 continue
             run_id = request.run_id
+            if request.epoch is not None:
+                # TODO(lease): the SQL fence lands with the leases table (migration 0004).
+                request.error = StoreError("fenced appends are not supported by the SQL store yet")
+                continue
             if request.uncertain and self._was_committed(transaction, request):
                 before.pop(run_id, None)  # the run's row has moved on: read it again if needed
                 after.pop(run_id, None)

@@ -233,7 +233,9 @@ class SqlStore:
             )
         return self._writer
 
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
         """Append ``events`` after ``expected_seq`` in one transaction, on the calling thread.
 
         Safe to call from several threads; appends to one store take turns. Transient failures
@@ -248,7 +250,7 @@ class SqlStore:
             DatabaseUnavailableError: the database cannot be opened.
             StoreError: the database refused a statement.
         """
-        self._commit_now(AppendRequest(run_id, tuple(events), expected_seq))
+        self._commit_now(AppendRequest(run_id, tuple(events), expected_seq, epoch))
 
     def _commit_now(self, request: Request) -> None:
         self._committer.commit([request])

@@ -55,7 +55,9 @@ class ThreadWriter:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    async def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    async def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
         """Commit ``events`` (seq ``expected_seq + 1`` onwards) atomically: all or nothing.
 
         Raises:
@@ -64,7 +66,7 @@ class ThreadWriter:
             StoreUnavailableError: transient failures lasted the whole retry window.
             StoreError: the database refused the batch, or the store is closed.
         """
-        await self._submit(AppendRequest(run_id, tuple(events), expected_seq))
+        await self._submit(AppendRequest(run_id, tuple(events), expected_seq, epoch))
 
     async def put_blob(self, data: bytes, media_type: str) -> str:
         """Store content once by its sha256 and return the hex digest (the first media type wins)."""
