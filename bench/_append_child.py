@@ -2,9 +2,11 @@
 
 ``python -m bench._append_child URL LABEL RUNS STEPS GO_FILE`` replays the executor's own batches
 of ``RUNS`` runs of the bench agent (``STEPS`` steps each) through the store's writer, all runs at
-once on one event loop, as fast as the store takes them (no model latency). Each run first takes
-a lease and its appends are fenced by it, as a worker's are; a store without leases (an executus
-from before them) appends unfenced. The batches are prepared, the store connected and the file
+once on one event loop through the store's writer, as fast as the store takes them (no model
+latency). Each run holds a lease and its appends are fenced by it, as a worker's are (a store
+without leases, an executus from before them, appends unfenced); the leases are taken before
+the clock starts and released after it stops: a worker takes one per run, not per append.
+The batches are prepared, the store connected and the file
 ``GO_FILE.LABEL.ready`` written before it waits for ``GO_FILE``, so that every process starts
 appending at the same moment. It prints one JSON line: ``events``, ``started``, ``finished``
 (``time.time()``, comparable across the processes of one host) and ``transactions``.
@@ -30,14 +32,13 @@ _GIVE_UP_SECONDS = 120.0
 """Never outlive a parent that failed before saying go."""
 
 
-async def _append_run(writer: Any, run_id: str, batches: Sequence[Sequence[Event]], owner: str) -> None:
-    epoch: dict[str, int] = {}
-    if hasattr(writer, "acquire"):
-        lease = await writer.acquire(run_id, owner, 600.0)
-        epoch = {"epoch": lease.epoch}
+async def _append_run(
+    writer: Any, run_id: str, batches: Sequence[Sequence[Event]], epoch: int | None
+) -> None:
+    fence = {} if epoch is None else {"epoch": epoch}
     seq = 0
     for batch in batches:
-        await writer.append(run_id, batch, seq, **epoch)
+        await writer.append(run_id, batch, seq, **fence)
         seq += len(batch)
 
 
@@ -49,6 +50,9 @@ def main(argv: Sequence[str]) -> None:
     with SqlStore(url) as store:
         store.list_runs()  # connected
         writer = store.writer()
+        leases = {}
+        if hasattr(store, "acquire"):
+            leases = {run_id: store.acquire(run_id, label, 600.0) for run_id in work}
         before = store.write_transactions
         Path(f"{go_file}.{label}.ready").touch()
         give_up = time.monotonic() + _GIVE_UP_SECONDS
@@ -66,6 +70,8 @@ def main(argv: Sequence[str]) -> None:
         asyncio.run(append_all())
         finished = time.time()
         transactions = store.write_transactions - before
+        for lease in leases.values():
+            store.release(lease)
     print(
         json.dumps({"events": events, "started": started, "finished": finished, "transactions": transactions})
     )
