@@ -63,7 +63,10 @@ def main(argv: Sequence[str]) -> None:
 
         async def append_all() -> None:
             await asyncio.gather(
-                *(_append_run(writer, run_id, batches, label) for run_id, batches in work.items())
+                *(
+                    _append_run(writer, run_id, batches, leases[run_id].epoch if leases else None)
+                    for run_id, batches in work.items()
+                )
             )
 
         started = time.time()
