@@ -79,6 +79,7 @@ from executus._messages import (
     UserMessage,
 )
 from executus._model import Model, ModelRegistry, ModelResolver
+from executus._retry import RetryPolicy
 from executus._tools import InvalidArgumentsError, Tool, tool
 
 __all__ = [
@@ -118,6 +119,7 @@ __all__ = [
     "RandomIds",
     "RecordingFailedError",
     "Result",
+    "RetryPolicy",
     "RunExistsError",
     "RunNotFoundError",
     "RunNotResumableError",
