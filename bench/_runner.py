@@ -23,6 +23,7 @@ from bench import (
     case_models,
     case_rebuild,
     case_replay,
+    case_scaling,
     case_steps,
 )
 from bench._config import Config
@@ -43,6 +44,7 @@ CASES: Final[dict[str, Case]] = {
     "memory": case_memory.run,
     "audit": case_audit.run,
     "models": case_models.run,
+    "scaling": case_scaling.run,
 }
 
 

@@ -17,6 +17,9 @@ ExecutusError
 │   └── SchemaVersionError    a stored event written by a newer executus
 ├── StoreError                the event store failed or refused
 │   ├── ConcurrencyError      another writer appended to the run first (optimistic lock)
+│   ├── LeaseLostError        the run's lease moved on to another epoch (fenced append, renew)
+│   ├── LeaseHeldError        another owner's lease on the run is live
+│   ├── RunExistsError        a run with that id is already queued, leased or recorded
 │   ├── RecordingFailedError  a run stopped because its events could not be committed
 │   ├── RunNotFoundError      no run with that id
 │   ├── BlobNotFoundError     no blob with that sha256
@@ -29,6 +32,8 @@ ExecutusError
 
 from __future__ import annotations
 
+from datetime import datetime
+
 __all__ = [
     "BlobNotFoundError",
     "ConcurrencyError",
@@ -37,8 +42,11 @@ __all__ = [
     "EventLogError",
     "EventOrderError",
     "ExecutusError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "ModelCallError",
     "RecordingFailedError",
+    "RunExistsError",
     "RunNotFoundError",
     "RunNotResumableError",
     "SchemaOutdatedError",
@@ -163,6 +171,54 @@ class ConcurrencyError(StoreError):
             f"run {run_id}: expected to append after seq {expected_seq}, "
             f"but the log already ends at seq {actual_seq} (another writer got there first)"
         )
+
+
+class LeaseLostError(StoreError):
+    """The run's lease is no longer ours: another acquire or claim moved its epoch on.
+
+    Raised by a fenced append (nothing of it was written) and by a renew. The holder must stop
+    working on the run: someone else may be working on it now.
+
+    Attributes:
+        run_id: the run.
+        epoch: the epoch the caller held.
+        owner: who holds the run now (None if nobody does, or the store does not say).
+    """
+
+    def __init__(self, run_id: str, epoch: int, owner: str | None) -> None:
+        self.run_id = run_id
+        self.epoch = epoch
+        self.owner = owner
+        now = f"now held by {owner}" if owner else "no longer held at that epoch"
+        super().__init__(f"run {run_id}: lost its lease (epoch {epoch}); {now}; nothing was written")
+
+
+class LeaseHeldError(StoreError):
+    """Another owner's lease on the run is live, so it cannot be acquired.
+
+    Attributes:
+        run_id: the run.
+        owner: who holds it.
+        expires_at: when that lease runs out unless its owner renews it (the store's clock).
+    """
+
+    def __init__(self, run_id: str, owner: str, expires_at: datetime) -> None:
+        self.run_id = run_id
+        self.owner = owner
+        self.expires_at = expires_at
+        super().__init__(
+            f"run {run_id} is owned by {owner} until {expires_at.isoformat(timespec='seconds')} "
+            "(its lease is live); wait for it to expire, or take it over with --force "
+            "(force=True) if that owner is surely gone"
+        )
+
+
+class RunExistsError(StoreError):
+    """A run with that id is already queued, leased or recorded."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id!r} already exists; submit it under another id")
 
 
 class RecordingFailedError(StoreError):

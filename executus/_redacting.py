@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from executus._errors import StoreError
 from executus._events import Event
+from executus._leases import Lease, Renewal
 from executus._redact import Redaction, Redactor, RunRedaction
-from executus._store import Blob, EventStore, EventWriter, InlineWriter, RunQuery, RunSummary
+from executus._store import Blob, EventStore, EventWriter, InlineWriter, LeaseWriter, RunQuery, RunSummary
 
 __all__ = ["RedactingStore", "RedactingWriter"]
 
@@ -40,10 +42,15 @@ class RedactingStore:
         """Where rules fired so far (rule and field path, never the value)."""
         return self._redaction.redactions
 
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
         batch = self._redaction.batch(run_id, events, expected_seq, lambda: self.store.read_run(run_id))
         try:
-            self.store.append(run_id, batch, expected_seq)
+            if epoch is None:
+                self.store.append(run_id, batch, expected_seq)
+            else:
+                self.store.append(run_id, batch, expected_seq, epoch=epoch)
         except BaseException:
             self._redaction.forget(run_id)
             raise
@@ -114,8 +121,11 @@ class RedactingWriter:
         """Where rules fired so far (rule and field path, never the value)."""
         return self._redaction.redactions
 
-    async def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        await self.append_redacted(run_id, self.redact_batch(run_id, events, expected_seq), expected_seq)
+    async def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
+        batch = self.redact_batch(run_id, events, expected_seq)
+        await self.append_redacted(run_id, batch, expected_seq, epoch=epoch)
 
     async def put_blob(self, data: bytes, media_type: str) -> str:
         """Store content, its text redacted (see :meth:`Redactor.redact_blob`); the stored digest."""
@@ -138,13 +148,17 @@ class RedactingWriter:
                 raise
         return batch
 
-    async def append_redacted(self, run_id: str, batch: Sequence[Event], expected_seq: int) -> None:
-        """Commit a batch :meth:`redact_batch` returned."""
+    async def append_redacted(
+        self, run_id: str, batch: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
+        """Commit a batch :meth:`redact_batch` returned (fenced by ``epoch`` when given)."""
         try:
             if isinstance(self._writer, RedactingWriter):
-                await self._writer.append_redacted(run_id, batch, expected_seq)
-            else:
+                await self._writer.append_redacted(run_id, batch, expected_seq, epoch=epoch)
+            elif epoch is None:
                 await self._writer.append(run_id, batch, expected_seq)
+            else:
+                await self._writer.append(run_id, batch, expected_seq, epoch=epoch)
         except BaseException:
             self._redaction.forget(run_id)
             raise
@@ -163,3 +177,18 @@ class RedactingWriter:
         if isinstance(self._writer, RedactingWriter):
             return await self._writer.store_blob(stored, media_type)
         return Blob(await self._writer.put_blob(stored, media_type), media_type, stored)
+
+    # Leases pass through: they hold no content to redact.
+    async def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
+        return await self._leases().acquire(run_id, owner, ttl, force=force)
+
+    async def renew(self, lease: Lease, ttl: float) -> Renewal:
+        return await self._leases().renew(lease, ttl)
+
+    async def release(self, lease: Lease) -> None:
+        await self._leases().release(lease)
+
+    def _leases(self) -> LeaseWriter:
+        if not isinstance(self._writer, LeaseWriter):
+            raise StoreError(f"{type(self._writer).__name__} keeps no leases (it is not a LeaseWriter)")
+        return self._writer

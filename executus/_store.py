@@ -9,12 +9,18 @@ core usable and testable with no database.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
-from executus._errors import BlobNotFoundError, ConcurrencyError, EventOrderError, RunNotFoundError
+from executus._errors import (
+    BlobNotFoundError,
+    ConcurrencyError,
+    EventOrderError,
+    RunNotFoundError,
+    StoreError,
+)
 from executus._events import (
     ENVELOPE_KEYS,
     Event,
@@ -26,14 +32,32 @@ from executus._events import (
     sha256_hex,
     utc_json,
 )
+from executus._leases import (
+    Claim,
+    Lease,
+    LeaseBook,
+    LeaseInfo,
+    LeasesThrough,
+    QueuedRun,
+    Renewal,
+    RunLeases,
+    wall_clock,
+)
 
 __all__ = [
     "Blob",
+    "Claim",
     "EventSink",
     "EventStore",
     "EventWriter",
     "InlineWriter",
+    "Lease",
+    "LeaseInfo",
+    "LeaseWriter",
     "MemoryStore",
+    "QueuedRun",
+    "Renewal",
+    "RunLeases",
     "RunQuery",
     "RunSummary",
     "chain_hash",
@@ -208,11 +232,17 @@ def check_batch(run_id: str, events: Sequence[Event], expected_seq: int) -> None
 class EventSink(Protocol):
     """What the executor records through."""
 
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
         """Append ``events`` (seq ``expected_seq + 1`` onwards) atomically: all or nothing.
+
+        With ``epoch``, the append is fenced: it commits only if the run's lease still has that
+        epoch (see :class:`RunLeases`). Without, it is not (imports, tests, unleased runs).
 
         Raises:
             ConcurrencyError: the run's log does not end at ``expected_seq``; nothing written.
+            LeaseLostError: the run's lease epoch is not ``epoch``; nothing written.
         """
         ...
 
@@ -257,11 +287,16 @@ class EventWriter(Protocol):
     :class:`~executus.VirtualClock` run needs to stay deterministic.
     """
 
-    async def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    async def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
         """Commit ``events`` (seq ``expected_seq + 1`` onwards) atomically: all or nothing.
+
+        With ``epoch``, fenced by the run's lease, as :meth:`EventSink.append` is.
 
         Raises:
             ConcurrencyError: the run's log does not end at ``expected_seq``; nothing written.
+            LeaseLostError: the run's lease epoch is not ``epoch``; nothing written.
             StoreError: the store failed and kept failing; nothing of this batch is durable.
         """
         ...
@@ -271,34 +306,86 @@ class EventWriter(Protocol):
         ...
 
 
+@runtime_checkable
+class LeaseWriter(Protocol):
+    """The lease half of a write port: a heartbeat that never blocks the event loop.
+
+    The same operations as :class:`RunLeases`, served where the port commits (a SQL store's
+    writer thread; :class:`InlineWriter` calls the store's at once).
+    """
+
+    async def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
+        """:meth:`RunLeases.acquire`."""
+        ...
+
+    async def renew(self, lease: Lease, ttl: float) -> Renewal:
+        """:meth:`RunLeases.renew`."""
+        ...
+
+    async def release(self, lease: Lease) -> None:
+        """:meth:`RunLeases.release`."""
+        ...
+
+
 class InlineWriter:
     """An :class:`EventWriter` that commits through a sink's synchronous ``append`` at once.
 
     For stores with no IO to wait on (:class:`MemoryStore`) and for virtual-clock runs, where
     a commit finishing on another thread at an unpredictable moment would break determinism.
+    Its lease operations (:class:`LeaseWriter`) call the sink's, which must keep leases
+    (:class:`RunLeases`).
     """
 
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
 
-    async def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        self._sink.append(run_id, events, expected_seq)
+    async def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
+        if epoch is None:  # a sink written before fencing takes no epoch
+            self._sink.append(run_id, events, expected_seq)
+        else:
+            self._sink.append(run_id, events, expected_seq, epoch=epoch)
+
+    async def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
+        return self._leases().acquire(run_id, owner, ttl, force=force)
+
+    async def renew(self, lease: Lease, ttl: float) -> Renewal:
+        return self._leases().renew(lease, ttl)
+
+    async def release(self, lease: Lease) -> None:
+        self._leases().release(lease)
+
+    def _leases(self) -> RunLeases:
+        if not isinstance(self._sink, RunLeases):
+            raise StoreError(f"{type(self._sink).__name__} keeps no leases (it is not a RunLeases)")
+        return self._sink
 
     async def put_blob(self, data: bytes, media_type: str) -> str:
         return self._sink.put_blob(data, media_type)
 
 
-class MemoryStore:
-    """An event store in plain memory, held to the same contract as the SQL store."""
+class MemoryStore(LeasesThrough):
+    """An event store in plain memory, held to the same contract as the SQL store, leases too.
 
-    def __init__(self) -> None:
+    Args:
+        now: the clock leases expire by (the host's by default; a test may pass a
+            :class:`~executus.VirtualClock`'s ``now``).
+    """
+
+    def __init__(self, *, now: Callable[[], datetime] = wall_clock) -> None:
         self._events: dict[str, list[Event]] = {}
         self._hashes: dict[str, list[str]] = {}
         self._summaries: dict[str, RunSummary] = {}
         self._blobs: dict[str, Blob] = {}
         self._order: list[str] = []
+        self._leases: LeaseBook = LeaseBook(now, self._status, lambda run_id: self._summaries[run_id].agent)
 
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
+        if epoch is not None:
+            self._leases.fence(run_id, epoch)
         log = self._events.get(run_id, [])
         if len(log) != expected_seq:
             raise ConcurrencyError(run_id, expected_seq, len(log))
@@ -318,6 +405,7 @@ class MemoryStore:
             self._order.append(run_id)
             self._events[run_id] = []
             self._hashes[run_id] = []
+            self._leases.started(run_id)
         self._events[run_id].extend(events)
         self._hashes[run_id].extend(new_hashes)
         self._summaries[run_id] = summary
@@ -361,3 +449,7 @@ class MemoryStore:
     def hashes(self, run_id: str) -> list[str]:
         """The hash chain of a run, one hash per event."""
         return list(self._hashes.get(run_id, []))
+
+    def _status(self, run_id: str) -> str | None:
+        summary = self._summaries.get(run_id)
+        return None if summary is None else summary.status

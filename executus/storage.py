@@ -21,21 +21,40 @@ any sink). The helpers keep every backend byte-for-byte compatible:
 - a store raises :class:`ConcurrencyError` when another writer appended to the run first, and
   :class:`BlobNotFoundError` for a sha256 it does not hold.
 
+Workers coordinate through :class:`RunLeases` (ownership of runs by :class:`Lease`, the work
+queue of :class:`QueuedRun`, cancel requests; :class:`Claim`, :class:`Renewal` and
+:class:`LeaseInfo` are its answers); a write port that also keeps leases off the event loop is
+a :class:`LeaseWriter`. An append made with an ``epoch`` is fenced by the run's lease and
+raises :class:`LeaseLostError` once another worker took the run over.
+
 :class:`MemoryStore` is the reference implementation; ``tests/test_store_contract.py`` is the
 contract suite every backend passes.
 """
 
 from executus._audit import Finding, Problem, Seal, SealPolicy, StoredRow, VerifyReport, check_run, seal_due
-from executus._errors import BlobNotFoundError, ConcurrencyError
+from executus._errors import (
+    BlobNotFoundError,
+    ConcurrencyError,
+    LeaseHeldError,
+    LeaseLostError,
+    RunExistsError,
+)
 from executus._events import canonical_json, decode_event_body
 from executus._store import (
     GENESIS_HASH,
     Blob,
+    Claim,
     EventSink,
     EventStore,
     EventWriter,
     InlineWriter,
+    Lease,
+    LeaseInfo,
+    LeaseWriter,
     MemoryStore,
+    QueuedRun,
+    Renewal,
+    RunLeases,
     RunQuery,
     RunSummary,
     chain_hash,
@@ -50,14 +69,24 @@ __all__ = [
     "GENESIS_HASH",
     "Blob",
     "BlobNotFoundError",
+    "Claim",
     "ConcurrencyError",
     "EventSink",
     "EventStore",
     "EventWriter",
     "Finding",
     "InlineWriter",
+    "Lease",
+    "LeaseHeldError",
+    "LeaseInfo",
+    "LeaseLostError",
+    "LeaseWriter",
     "MemoryStore",
     "Problem",
+    "QueuedRun",
+    "Renewal",
+    "RunExistsError",
+    "RunLeases",
     "RunQuery",
     "RunSummary",
     "Seal",

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
     Row,
@@ -35,12 +36,16 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    literal,
+    literal_column,
     select,
+    tuple_,
     type_coerce,
 )
 from sqlalchemy.engine.interfaces import DBAPIModule
 
 from executus import RunNotFoundError
+from executus._leases import LeasesThrough
 from executus.events import Event, SchemaVersionError, UnknownEventError
 from executus.storage import (
     GENESIS_HASH,
@@ -56,13 +61,14 @@ from executus.storage import (
 )
 from store._batch import AppendRequest, BlobRequest, GroupCommitter, Request
 from store._engine import connect, create_store_engine, create_writer_engine, display_url, statement_failed
-from store._hot import APPEND_LOCK_KEY, SUMMARY_FIELDS, Statement
+from store._hot import SUMMARY_FIELDS, Statement
+from store._leases import SqlLeases
 from store._schema import blobs, events, runs
 from store._session import AppendConnection
 from store._settings import WriterSettings
 from store._writer import ThreadWriter
 
-__all__ = ["APPEND_LOCK_KEY", "SqlStore", "StoredEvent"]
+__all__ = ["SqlStore", "StoredEvent"]
 
 _DEFAULT_QUERY: Final = RunQuery()
 _DEFAULT_SEAL_POLICY: Final = SealPolicy()
@@ -110,7 +116,8 @@ class StoredEvent:
     """An event as stored: its global position, hash-chain links and exact stored text."""
 
     position: int
-    """Global commit order across all runs; tail with :meth:`SqlStore.read_after`."""
+    """The row's global place, unique across all runs and increasing within a run; tail the
+    store with :meth:`SqlStore.read_after` (which says in what order it returns rows)."""
     event: Event
     prev_hash: str
     """The previous event's hash, in hex (``GENESIS_HASH`` for seq 1)."""
@@ -121,21 +128,22 @@ class StoredEvent:
     envelope columns, and exactly the text that was hashed when the event was appended."""
 
 
-class SqlStore:
+class SqlStore(LeasesThrough):
     """An :class:`executus.storage.EventStore` in SQLite or PostgreSQL.
 
     Use :func:`store.open_store` to get one for a database that may still need its schema;
     this constructor assumes the schema is there and does not connect until first used.
 
-    On PostgreSQL every append takes one transaction-scoped advisory lock, so appends commit
-    one after another, in the order their positions were assigned. Without it, a transaction
-    that took position 10 could commit after one that took 11, and a reader tailing by
-    position (``show --follow``, :meth:`read_after`) that had already seen 11 would skip 10
-    for good. This is what eventsourcing's PostgreSQL recorder does (with a table lock); an
-    advisory lock is the same serialisation without blocking readers or other tables. Each
-    transaction is short, and the writer puts the batches of every waiting run in one, so the
-    lock bounds transactions a second, not appends. SQLite needs no extra lock:
-    ``BEGIN IMMEDIATE`` already makes one writer at a time.
+    On PostgreSQL appends of different runs never wait for each other, in one process or many:
+    a transaction locks only its own runs' rows (and the ledger, when it seals a run). So a
+    transaction that took position 10 may commit after one that took 11, and a reader tailing
+    by position must not move past 10 before it is visible: :meth:`read_after` reads only rows
+    of transactions older than every one still running, in (transaction id, position) order
+    (see there). SQLite has one writer at a time (``BEGIN IMMEDIATE``): positions are commit order.
+
+    It also keeps run leases, the work queue and cancel requests
+    (:class:`executus.storage.RunLeases`, ``store._leases``); an append with an ``epoch`` is
+    fenced by the run's lease.
 
     Args:
         url: a SQLAlchemy URL, ``sqlite:///PATH`` or ``postgresql+psycopg://USER@HOST/DB``.
@@ -177,6 +185,7 @@ class SqlStore:
         )
         self._writer: ThreadWriter | None = None
         self._closed = False
+        self._leases: SqlLeases = SqlLeases(self.engine, url)
 
     @property
     def write_transactions(self) -> int:
@@ -198,6 +207,7 @@ class SqlStore:
         """
         if self._writer is not None:
             self._writer.close()
+        self._leases.close()
         if not self._closed:
             self._closed = True
             self._committer.close()
@@ -229,26 +239,31 @@ class SqlStore:
             return InlineWriter(self)
         if self._writer is None:
             self._writer = ThreadWriter(
-                self._committer, self.settings.max_group, f"executus writer for {self.display_url}"
+                self._committer, self.settings.max_group, f"executus writer for {self.display_url}", self
             )
         return self._writer
 
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
         """Append ``events`` after ``expected_seq`` in one transaction, on the calling thread.
 
         Safe to call from several threads; appends to one store take turns. Transient failures
         are retried as :attr:`settings` say, blocking the caller meanwhile: code on an event
         loop should append through :meth:`writer`.
 
+        With ``epoch``, the append is fenced: it commits only while the run's lease has that epoch.
+
         Raises:
             ConcurrencyError: the run's log does not end at ``expected_seq``, or a racing writer
                 inserted the same seq first; nothing of this batch is written.
+            LeaseLostError: the run's lease epoch is not ``epoch``; nothing written.
             EventOrderError: the batch is not the run's next events in order.
             StoreUnavailableError: transient failures lasted the whole retry window.
             DatabaseUnavailableError: the database cannot be opened.
             StoreError: the database refused a statement.
         """
-        self._commit_now(AppendRequest(run_id, tuple(events), expected_seq))
+        self._commit_now(AppendRequest(run_id, tuple(events), expected_seq, epoch))
 
     def _commit_now(self, request: Request) -> None:
         self._committer.commit([request])
@@ -337,15 +352,28 @@ class SqlStore:
             raise RunNotFoundError(run_id, self._with_prefix(connection, run_id, 5))
 
     def read_after(self, position: int, limit: int = 1000) -> list[StoredEvent]:
-        """Events of every run committed after global ``position``, in commit order.
+        """Events of every run committed after the one at global ``position``, in a fixed order
+        that never changes behind a reader: tail the store by passing the last position returned
+        (0 to start). No event is skipped, however late its transaction commits, nor repeated.
 
-        Tail the store by passing the last position seen. Positions increase with commit
-        order but may have gaps (a failed append on PostgreSQL still uses up its positions).
+        SQLite: in position order, which is commit order (one writer at a time). PostgreSQL,
+        where appends of different runs commit concurrently: in (transaction id, position)
+        order, and only events of transactions older than every transaction still running
+        (``pg_snapshot_xmin``), whose set can no longer grow. So positions increase within a
+        run and within a transaction, but a later page may hold smaller positions than an
+        earlier one; and a transaction left open (by any client of the database) holds every
+        later event back until it ends. Positions may have gaps (a failed append still uses
+        up its positions).
         """
+        statement = _SELECT_RECORDS.limit(limit)
+        if self._postgres:
+            statement = statement.where(*_after_on_postgres(position)).order_by(
+                events.c.tx, events.c.position
+            )
+        else:
+            statement = statement.where(events.c.position > position).order_by(events.c.position)
         with self._read("reading events") as connection:
-            rows = connection.execute(
-                _SELECT_RECORDS.where(events.c.position > position).order_by(events.c.position).limit(limit)
-            ).all()
+            rows = connection.execute(statement).all()
         return [_stored(row) for row in rows]
 
     def get_run(self, run_id: str) -> RunSummary:
@@ -401,6 +429,28 @@ class SqlStore:
         if row is None:
             raise BlobNotFoundError(sha256)
         return Blob(row.sha256, row.media_type, bytes(row.data))
+
+
+_FIRST_TRANSACTION: Final[ColumnElement[Any]] = literal_column("'0'::xid8")
+"""Before every transaction id: where a reader starts (rows older than 0004 hold it too)."""
+
+
+def _after_on_postgres(position: int) -> tuple[ColumnElement[bool], ...]:
+    """Rows after the one at ``position`` in (tx, position) order, of finished transactions only.
+
+    The reader's place is the row it saw last, found again by its position; a position with no
+    row (0, or one a failed append used up) stands for the row before it.
+    """
+    seen_tx = (
+        select(events.c.tx)
+        .where(events.c.position <= position)
+        .order_by(events.c.position.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    place = tuple_(func.coalesce(seen_tx, _FIRST_TRANSACTION), literal(position, BigInteger()))
+    oldest_running = func.pg_snapshot_xmin(func.pg_current_snapshot())
+    return tuple_(events.c.tx, events.c.position) > place, events.c.tx < oldest_running
 
 
 def _summary(row: Row[Any]) -> RunSummary:

@@ -11,6 +11,9 @@ wait, and the next transaction takes all of them (up to ``max_group``). Under lo
 each waiting for its append share one commit instead of paying 100; with a single run the
 writer commits each batch as soon as it arrives, adding only a thread hand-off.
 
+Lease operations (``acquire``, ``renew``, ``release``: a run's heartbeat) run on a few threads
+of their own beside it, so a heartbeat waits neither on the loop nor behind a group commit.
+
 Cancelling a caller's ``await append(...)`` does not take its batch back: a batch handed to the
 writer is committed (or fails) exactly as if the caller were still waiting, in the order it was
 handed over. A caller that was cancelled must treat the batch as possibly committed (the next
@@ -24,11 +27,19 @@ import contextlib
 import hashlib
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from executus import StoreError
 from executus.events import Event
+from executus.storage import Lease, Renewal, RunLeases
 from store._batch import AppendRequest, BlobRequest, GroupCommitter, Request
+
+_Result = TypeVar("_Result")
+_LEASE_THREADS = 4
+"""Lease calls at once: each commits (and waits for its flush to disk) on a pooled connection, so
+the heartbeats of many runs overlap rather than queue."""
 
 __all__ = ["ThreadWriter"]
 
@@ -44,33 +55,63 @@ class ThreadWriter:
         committer: commits one group of writes (the store's, shared with its synchronous appends).
         max_group: at most this many writes per transaction.
         name: the thread's name.
+        leases: where acquire, renew and release go (the store's synchronous ones).
     """
 
-    def __init__(self, committer: GroupCommitter, max_group: int, name: str) -> None:
+    def __init__(self, committer: GroupCommitter, max_group: int, name: str, leases: RunLeases) -> None:
         self._committer = committer
         self._max_group = max_group
         self._name = name
+        self._leases = leases
+        self._lease_thread: ThreadPoolExecutor | None = None
         self._waiting: list[_Waiter] = []
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    async def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        """Commit ``events`` (seq ``expected_seq + 1`` onwards) atomically: all or nothing.
+    async def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
+        """Commit ``events`` (seq ``expected_seq + 1`` onwards) atomically: all or nothing; with
+        ``epoch``, only while the run's lease has that epoch.
 
         Raises:
+            LeaseLostError: the run's lease epoch is not ``epoch``; nothing written.
             ConcurrencyError: the run's log does not end at ``expected_seq``; nothing written.
             EventOrderError: the batch is not the run's next events in order; nothing written.
             StoreUnavailableError: transient failures lasted the whole retry window.
             StoreError: the database refused the batch, or the store is closed.
         """
-        await self._submit(AppendRequest(run_id, tuple(events), expected_seq))
+        await self._submit(AppendRequest(run_id, tuple(events), expected_seq, epoch))
 
     async def put_blob(self, data: bytes, media_type: str) -> str:
         """Store content once by its sha256 and return the hex digest (the first media type wins)."""
         digest = hashlib.sha256(data).hexdigest()
         await self._submit(BlobRequest(digest, media_type, data))
         return digest
+
+    async def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
+        """:meth:`executus.storage.RunLeases.acquire`, off the event loop."""
+        return await self._off_loop(lambda: self._leases.acquire(run_id, owner, ttl, force=force))
+
+    async def renew(self, lease: Lease, ttl: float) -> Renewal:
+        """:meth:`executus.storage.RunLeases.renew`, off the event loop."""
+        return await self._off_loop(lambda: self._leases.renew(lease, ttl))
+
+    async def release(self, lease: Lease) -> None:
+        """:meth:`executus.storage.RunLeases.release`, off the event loop."""
+        await self._off_loop(lambda: self._leases.release(lease))
+
+    async def _off_loop(self, call: Callable[[], _Result]) -> _Result:
+        with self._wake:
+            if self._closed:
+                raise StoreError(f"{self._name}: the store is closed")
+            if self._lease_thread is None:
+                self._lease_thread = ThreadPoolExecutor(
+                    _LEASE_THREADS, thread_name_prefix=f"{self._name} (leases)"
+                )
+            future = self._lease_thread.submit(call)
+        return await asyncio.wrap_future(future)
 
     async def _submit(self, request: Request) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -91,9 +132,12 @@ class ThreadWriter:
         with self._wake:
             self._closed = True
             thread, self._thread = self._thread, None
+            lease_thread, self._lease_thread = self._lease_thread, None
             self._wake.notify()
         if thread is not None:
             thread.join()
+        if lease_thread is not None:
+            lease_thread.shutdown()
 
     def _serve(self) -> None:
         while True:
