@@ -46,6 +46,7 @@ __all__ = [
     "PatternRule",
     "Redaction",
     "Redactor",
+    "recordable_length",
 ]
 
 PLACEHOLDER: Final = re.compile(r"\[REDACTED:[a-z0-9_.-]+:[0-9a-f]{16}\]")
@@ -117,6 +118,53 @@ BUILTIN_DETECTORS: Final[tuple[PatternRule, ...]] = (
     PatternRule("libpq_password", r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|[^\s'\";]+)", 1),
 )
 """The detectors every :class:`Redactor` applies, in this order (the first to claim text wins)."""
+
+_CUT: Final = re.compile(r"\s(?=\S)|\s\Z")
+"""Where streamed text may be cut: at the end of a run of whitespace. No built-in detector's
+match starts with whitespace, and those that may hold some are kept whole by the two below."""
+_OPEN_AT_END: Final = re.compile(
+    r"(?i:\bbearer\s+"  # bearer_token: its token is still to come
+    r"|aws_?secret_?access_?key[\"']?\s*(?:[:=]\s*)?"  # aws_secret_access_key: its value is
+    r"|\bpassword\s*(?:=\s*)?"  # libpq_password: its value is
+    r"|\bpassword\s*=\s*'(?:[^'\\]|\\.)*\\?"  # ...or its quoted value has not closed
+    r"|-----BEGIN [A-Z0-9 ]*)\Z"  # private_key: a header still arriving
+)
+"""Text ending so would be cut off from what completes its detector's match."""
+_OPEN_BLOCK: Final = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?![\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----)"
+)
+"""A private key block that has not ended yet."""
+
+
+def recordable_length(text: str, hold_limit: int) -> int:
+    """How much of ``text``, streamed text not yet recorded, can be recorded now without cutting
+    a built-in detector's match in two, whatever arrives next: the text up to its last
+    whitespace, but not into a private key block, nor a quoted ``password='...'``, that has
+    not ended, nor between ``Bearer``, ``password =`` or ``aws_secret_access_key:`` and the
+    value that follows. Each part recorded so is redacted by the built-in detectors exactly as
+    it is within the whole text; so is it by a user pattern that matches no whitespace and
+    looks at none.
+
+    At most ``hold_limit`` characters are held back: past that, the text is cut after its last
+    whitespace, or else all of it is recorded, and a secret that is then cut in two is not
+    guaranteed to be redacted.
+    """
+    block = _OPEN_BLOCK.search(text)
+    end = len(text) if block is None else block.start()
+    cuts = [match.end() for match in _CUT.finditer(text, 0, end)]
+    cut = next(
+        (
+            at
+            for at in reversed(cuts)
+            if not _OPEN_AT_END.search(text, 0, at) and not _OPEN_BLOCK.search(text, 0, at)
+        ),
+        0,
+    )
+    if len(text) - cut <= hold_limit:
+        return cut
+    last = max((match.end() for match in _CUT.finditer(text)), default=0)
+    return last if len(text) - last <= hold_limit else len(text)
+
 
 _NO_FREE_TEXT: Final = frozenset({"model_requested"})
 """Kinds whose bodies are numbers and a hex fingerprint only: nothing there to redact."""
