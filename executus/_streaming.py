@@ -8,12 +8,27 @@ gathered in a :class:`ChunkBatcher` and handed to the core as one
 first of these comes:
 
 * :data:`FLUSH_SECONDS` have passed on the run's clock since the batch's first delta (so a
-  stalled stream still shows what it said, and a kill loses at most that much);
+  stalled stream still shows what it said, and a kill loses at most that much, and the word
+  still arriving);
 * the batch holds :data:`FLUSH_CHARACTERS` characters;
 * the stream ends, fails or is cancelled (the last batch goes before ``model_responded`` or
   ``model_failed``);
 * any other input is about to reach the core (the driver asks, :meth:`RunDriver._loop`): what
   arrived before a cancel, a deadline or a critic decision is recorded before it.
+
+Each ``model_chunk`` event is redacted on its own, so a batch must not end inside a secret: it
+would be stored as two pieces that no detector matches. So a batch records only what
+:func:`~executus._redact.recordable_length` says can be cut off without parting anything a
+built-in detector matches, whatever arrives next (the text up to its last whitespace, but not
+into a private key block, a quoted ``password='...'``, or between ``Bearer`` and its token), and
+the rest starts the next batch; the same goes for each tool call's arguments. When the stream
+ends or fails everything left is recorded; when the run is cancelled (or times out) while a
+word is unfinished, that word is not (it could be the first part of a secret). Not guaranteed:
+text that runs on for :data:`HOLD_CHARACTERS` without a place to cut is then recorded anyway
+(cut after its last whitespace if it has any); a user pattern that matches or looks at
+whitespace, and a :class:`~executus._redact.FunctionRule`, may see a secret cut in two; a secret
+the stream itself was cut inside is stored as far as it arrived. ``model_responded``, the whole
+reply, is redacted whole in every case.
 """
 
 from __future__ import annotations
