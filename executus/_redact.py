@@ -121,45 +121,47 @@ BUILTIN_DETECTORS: Final[tuple[PatternRule, ...]] = (
 
 _CUT: Final = re.compile(r"\s(?=\S)|\s\Z")
 """Where streamed text may be cut: at the end of a run of whitespace. No built-in detector's
-match starts with whitespace, and those that may hold some are kept whole by the two below."""
-_OPEN_AT_END: Final = re.compile(
-    r"(?i:\bbearer\s+"  # bearer_token: its token is still to come
-    r"|aws_?secret_?access_?key[\"']?\s*(?:[:=]\s*)?"  # aws_secret_access_key: its value is
-    r"|\bpassword\s*(?:=\s*)?"  # libpq_password: its value is
-    r"|\bpassword\s*=\s*'(?:[^'\\]|\\.)*\\?"  # ...or its quoted value has not closed
-    r"|-----BEGIN [A-Z0-9 ]*)\Z"  # private_key: a header still arriving
+match starts with whitespace, and those that may hold some are kept whole by the three below."""
+_LEADS: Final = re.compile(
+    r"(?i:\bbearer\s+"  # bearer_token, before its token
+    r"|aws_?secret_?access_?key[\"']?\s*(?:[:=]\s*)?"  # aws_secret_access_key, before its value
+    r"|\bpassword\s*(?:=\s*)?)"  # libpq_password, before its value
+    r"|-----BEGIN [A-Z0-9 ]*"  # private_key: a header
 )
-"""Text ending so would be cut off from what completes its detector's match."""
-_OPEN_BLOCK: Final = re.compile(
+"""Context a detector needs before its value: no cut in it or right after it."""
+_WHOLE: Final = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----"
+    r"|(?i:\bpassword\s*=\s*'(?:[^'\\]|\\.)*')"
+)
+"""Matches that may hold whitespace: no cut inside one."""
+_UNFINISHED: Final = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?![\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----)"
+    r"|(?i:\bpassword\s*=\s*'(?:[^'\\]|\\.)*\\?\Z)"
 )
-"""A private key block that has not ended yet."""
+"""The start of a match that may hold whitespace and has not ended: no cut after it."""
 
 
 def recordable_length(text: str, hold_limit: int) -> int:
     """How much of ``text``, streamed text not yet recorded, can be recorded now without cutting
     a built-in detector's match in two, whatever arrives next: the text up to its last
-    whitespace, but not into a private key block, nor a quoted ``password='...'``, that has
-    not ended, nor between ``Bearer``, ``password =`` or ``aws_secret_access_key:`` and the
-    value that follows. Each part recorded so is redacted by the built-in detectors exactly as
-    it is within the whole text; so is it by a user pattern that matches no whitespace and
-    looks at none.
+    whitespace, but not into a private key block, nor a quoted ``password='...'``, nor between
+    ``Bearer``, ``password =`` or ``aws_secret_access_key:`` and the value that follows. Each
+    part recorded so is redacted by the built-in detectors exactly as it is within the whole
+    text; so it is by a user pattern that matches no whitespace and looks at none.
 
     At most ``hold_limit`` characters are held back: past that, the text is cut after its last
     whitespace, or else all of it is recorded, and a secret that is then cut in two is not
-    guaranteed to be redacted.
+    guaranteed to be redacted. Linear in the length of ``text``.
     """
-    block = _OPEN_BLOCK.search(text)
-    end = len(text) if block is None else block.start()
-    cuts = [match.end() for match in _CUT.finditer(text, 0, end)]
-    cut = next(
-        (
-            at
-            for at in reversed(cuts)
-            if not _OPEN_AT_END.search(text, 0, at) and not _OPEN_BLOCK.search(text, 0, at)
-        ),
-        0,
-    )
+    unfinished = _UNFINISHED.search(text)
+    end = len(text) if unfinished is None else unfinished.start()
+    blocked = bytearray(len(text) + 1)  # 1 where a cut would part a match
+    for pattern, after in ((_LEADS, 1), (_WHOLE, 0)):
+        for match in pattern.finditer(text, 0, end):
+            blocked[match.start() + 1 : match.end() + after] = b"\x01" * (
+                match.end() + after - match.start() - 1
+            )
+    cut = next((at for at in reversed([m.end() for m in _CUT.finditer(text, 0, end)]) if not blocked[at]), 0)
     if len(text) - cut <= hold_limit:
         return cut
     last = max((match.end() for match in _CUT.finditer(text)), default=0)
