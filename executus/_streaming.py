@@ -8,8 +8,8 @@ gathered in a :class:`ChunkBatcher` and handed to the core as one
 first of these comes:
 
 * :data:`FLUSH_SECONDS` have passed on the run's clock since the batch's first delta (so a
-  stalled stream still shows what it said, and a kill loses at most that much, and the word
-  still arriving);
+  stalled stream still shows what it said, and a kill loses at most that much and the word
+  still arriving, see below);
 * the batch holds :data:`FLUSH_CHARACTERS` characters;
 * the stream ends, fails or is cancelled (the last batch goes before ``model_responded`` or
   ``model_failed``);
@@ -63,7 +63,7 @@ FLUSH_CHARACTERS: Final = 2048
 """A batch of streamed deltas is recorded once it holds this many characters."""
 HOLD_CHARACTERS: Final = 4 * FLUSH_CHARACTERS
 """At most this much text (and of each call's arguments) is held back from a batch lest a
-secret be cut in two (a private key block of a 4096-bit RSA key is about 3,300)."""
+secret be cut in two (a 4096-bit RSA private key block is about 3,300 characters)."""
 
 
 def streaming_model(model: Model, settings: ModelSettings | None) -> StreamingModel | None:

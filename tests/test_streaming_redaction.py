@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from test_redaction import KEY, START
+from test_redaction import SECRETS as PLANTED
 from test_redaction_artifacts import pg_dump
 
 from executus import (
@@ -37,25 +38,28 @@ from executus.testing import ScriptedModel, call
 from replay import Replayer
 from store import SqlStore
 
-START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-KEY = b"test-redaction-key-0123456789"
-RULES = (PatternRule("customer_id", r"CUST-\d{6}"),)
+RULES = (PatternRule("customer_id", r"CUST-\d{6}"),)  # as in test_redaction
 
 SECRETS = {
-    "openai_api_key": "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6",
-    "anthropic_api_key": "sk-ant-api03-Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4",
-    "aws_access_key_id": "AKIAIOSFODNN7EXAMPLE",
-    "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-    "github_token": "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
-    "slack_token": "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    **{
+        name: PLANTED[name]
+        for name in (
+            "openai_api_key",
+            "anthropic_api_key",
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "github_token",
+            "slack_token",
+            "google_api_key",
+            "bearer_token",
+            "jwt",
+            "customer_id",  # the user PatternRule
+        )
+    },
     "slack_webhook": "https://hooks.slack.com/services/T0AB12CD3/B0EF45GH6/qWeRtYuIoPaSdFgH",
-    "google_api_key": "AIza" + "SyD-4bC3dE2fG1hI0jK9lM8nO7pQ6rS5tUv",
-    "bearer_token": "tok_9f8e7d6c5b4a3210fedcba",
     "url_password": "hunter2-superpass99",
     "libpq_password": "open sesame 4242 now",  # quoted: a secret with spaces in it
     "private_key": "MIIEpAIBAAKCAQEAr4nD0mPr1vAt3KeYb0dY\nQm9keSBvZiB0aGUga2V5IGxpbmUgdHdv",
-    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
-    "customer_id": "CUST-482913",  # the user PatternRule
 }
 REPLY = (
     f"Use OPENAI_API_KEY={SECRETS['openai_api_key']} or {SECRETS['anthropic_api_key']}; "
