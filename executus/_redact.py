@@ -46,6 +46,7 @@ __all__ = [
     "PatternRule",
     "Redaction",
     "Redactor",
+    "recordable_length",
 ]
 
 PLACEHOLDER: Final = re.compile(r"\[REDACTED:[a-z0-9_.-]+:[0-9a-f]{16}\]")
@@ -117,6 +118,55 @@ BUILTIN_DETECTORS: Final[tuple[PatternRule, ...]] = (
     PatternRule("libpq_password", r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|[^\s'\";]+)", 1),
 )
 """The detectors every :class:`Redactor` applies, in this order (the first to claim text wins)."""
+
+_CUT: Final = re.compile(r"\s(?=\S)|\s\Z")
+"""Where streamed text may be cut: at the end of a run of whitespace. No built-in detector's
+match starts with whitespace, and those that may hold some are kept whole by the three below."""
+_LEADS: Final = re.compile(
+    r"(?i:\bbearer\s+"  # bearer_token, before its token
+    r"|aws_?secret_?access_?key[\"']?\s*(?:[:=]\s*)?"  # aws_secret_access_key, before its value
+    r"|\bpassword\s*(?:=\s*)?)"  # libpq_password, before its value
+    r"|-----BEGIN [A-Z0-9 ]*"  # private_key: a header
+)
+"""Context a detector needs before its value: no cut in it or right after it."""
+_WHOLE: Final = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----"
+    r"|(?i:\bpassword\s*=\s*'(?:[^'\\]|\\.)*')"
+)
+"""Matches that may hold whitespace: no cut inside one."""
+_UNFINISHED: Final = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?![\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----)"
+    r"|(?i:\bpassword\s*=\s*'(?:[^'\\]|\\.)*\\?\Z)"
+)
+"""The start of a match that may hold whitespace and has not ended: no cut after it."""
+
+
+def recordable_length(text: str, hold_limit: int) -> int:
+    """How much of ``text``, streamed text not yet recorded, can be recorded now without cutting
+    a built-in detector's match in two, whatever arrives next: the text up to its last
+    whitespace, but not into a private key block, nor a quoted ``password='...'``, nor between
+    ``Bearer``, ``password =`` or ``aws_secret_access_key:`` and the value that follows. Each
+    part recorded so is redacted by the built-in detectors exactly as it is within the whole
+    text; so it is by a user pattern that matches no whitespace and looks at none.
+
+    At most ``hold_limit`` characters are held back: past that, the text is cut after its last
+    whitespace, or else all of it is recorded, and a secret that is then cut in two is not
+    guaranteed to be redacted. Linear in the length of ``text``.
+    """
+    unfinished = _UNFINISHED.search(text)
+    end = len(text) if unfinished is None else unfinished.start()
+    blocked = bytearray(len(text) + 1)  # 1 where a cut would part a match
+    for pattern, after in ((_LEADS, 1), (_WHOLE, 0)):
+        for match in pattern.finditer(text, 0, end):
+            blocked[match.start() + 1 : match.end() + after] = b"\x01" * (
+                match.end() + after - match.start() - 1
+            )
+    cut = next((at for at in reversed([m.end() for m in _CUT.finditer(text, 0, end)]) if not blocked[at]), 0)
+    if len(text) - cut <= hold_limit:
+        return cut
+    last = max((match.end() for match in _CUT.finditer(text)), default=0)
+    return last if len(text) - last <= hold_limit else len(text)
+
 
 _NO_FREE_TEXT: Final = frozenset({"model_requested"})
 """Kinds whose bodies are numbers and a hex fingerprint only: nothing there to redact."""

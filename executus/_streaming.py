@@ -8,12 +8,27 @@ gathered in a :class:`ChunkBatcher` and handed to the core as one
 first of these comes:
 
 * :data:`FLUSH_SECONDS` have passed on the run's clock since the batch's first delta (so a
-  stalled stream still shows what it said, and a kill loses at most that much);
+  stalled stream still shows what it said, and a kill loses at most that much and the word
+  still arriving, see below);
 * the batch holds :data:`FLUSH_CHARACTERS` characters;
 * the stream ends, fails or is cancelled (the last batch goes before ``model_responded`` or
   ``model_failed``);
 * any other input is about to reach the core (the driver asks, :meth:`RunDriver._loop`): what
   arrived before a cancel, a deadline or a critic decision is recorded before it.
+
+Each ``model_chunk`` event is redacted on its own, so a batch must not end inside a secret: it
+would be stored as two pieces that no detector matches. So a batch records only what
+:func:`~executus._redact.recordable_length` says can be cut off without parting anything a
+built-in detector matches, whatever arrives next (the text up to its last whitespace, but not
+into a private key block, a quoted ``password='...'``, or between ``Bearer`` and its token), and
+the rest starts the next batch; the same goes for each tool call's arguments. When the stream
+ends or fails everything left is recorded; when the run is cancelled (or times out) while a
+word is unfinished, that word is not (it could be the first part of a secret). Not guaranteed:
+text that runs on for :data:`HOLD_CHARACTERS` without a place to cut is then recorded anyway
+(cut after its last whitespace if it has any); a user pattern that matches or looks at
+whitespace, and a :class:`~executus._redact.FunctionRule`, may see a secret cut in two; a secret
+the stream itself was cut inside is stored as far as it arrived. ``model_responded``, the whole
+reply, is redacted whole in every case.
 """
 
 from __future__ import annotations
@@ -29,15 +44,26 @@ from executus._events import ToolCallFragment
 from executus._inputs import ModelChunksArrived
 from executus._messages import ModelRequest, ModelResponse, ModelSettings, trusted
 from executus._model import Model, StreamingModel
+from executus._redact import recordable_length
 from executus._storable import clean_text
 
-__all__ = ["FLUSH_CHARACTERS", "FLUSH_SECONDS", "ChunkBatcher", "stream_reply", "streaming_model"]
+__all__ = [
+    "FLUSH_CHARACTERS",
+    "FLUSH_SECONDS",
+    "HOLD_CHARACTERS",
+    "ChunkBatcher",
+    "stream_reply",
+    "streaming_model",
+]
 
 FLUSH_SECONDS: Final = 0.5
 """A batch of streamed deltas is recorded at most this long (on the run's clock) after its first
 delta arrived."""
 FLUSH_CHARACTERS: Final = 2048
 """A batch of streamed deltas is recorded once it holds this many characters."""
+HOLD_CHARACTERS: Final = 4 * FLUSH_CHARACTERS
+"""At most this much text (and of each call's arguments) is held back from a batch lest a
+secret be cut in two (a 4096-bit RSA private key block is about 3,300 characters)."""
 
 
 def streaming_model(model: Model, settings: ModelSettings | None) -> StreamingModel | None:
@@ -70,6 +96,7 @@ class ChunkBatcher:
         put: takes each batch's input (the driver's inbox).
         seconds: see :data:`FLUSH_SECONDS` (its value when None).
         characters: see :data:`FLUSH_CHARACTERS` (its value when None).
+        hold: see :data:`HOLD_CHARACTERS` (its value when None).
     """
 
     def __init__(
@@ -80,15 +107,19 @@ class ChunkBatcher:
         *,
         seconds: float | None = None,
         characters: int | None = None,
+        hold: int | None = None,
     ) -> None:
         self.step = step
         self._clock = clock
         self._put = put
         self._seconds = FLUSH_SECONDS if seconds is None else seconds
         self._characters = FLUSH_CHARACTERS if characters is None else characters
+        self._hold = HOLD_CHARACTERS if hold is None else hold
         self._text: list[str] = []
         self._calls: list[_Fragment] = []
         self._size = 0
+        self._full = self._characters
+        """The size at which the batch is flushed: what was held back, and a batch more."""
         self._reply = ReplyAssembler()
         """The whole reply, fed a batch at a time (a delta at a time would cost every delta)."""
         self._timer: asyncio.Task[None] | None = None
@@ -112,28 +143,46 @@ class ChunkBatcher:
         else:
             self._reply.add(chunk)
             return
-        if self._size >= self._characters:
+        if self._size >= self._full:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().create_task(
                 self._flush_later(), name=f"executus-stream-flush-{self.step}"
             )
 
-    def take(self) -> ModelChunksArrived | None:
-        """The batch gathered so far as one input, at the time it is taken (None if empty); the
-        batcher starts afresh."""
+    def take(self, *, final: bool = False) -> ModelChunksArrived | None:
+        """What of the batch gathered so far can be recorded, as one input at the time it is
+        taken (None if nothing can); the rest is kept for the next batch.
+
+        Text, and each call's arguments, are recorded up to where
+        :func:`~executus._redact.recordable_length` says a cut parts no secret from itself;
+        ``final`` (the stream ended, failed or was cancelled: nothing more will come) records
+        everything.
+        """
         timer, self._timer = self._timer, None
         if timer is not None and timer is not asyncio.current_task():
             timer.cancel()
-        if not self._text and not self._calls:
+        gathered = "".join(self._text)
+        text, kept = self._cut(gathered, final)
+        self._text = [kept] if kept else []
+        recorded: list[tuple[_Fragment, str]] = []
+        carried: list[_Fragment] = []
+        for call in self._calls:
+            arguments, rest = self._cut("".join(call.arguments), final)
+            if arguments or call.id is not None or call.name is not None:
+                recorded.append((call, arguments))
+            if rest:
+                carried.append(_Fragment(ToolCallDelta(index=call.index, arguments=rest)))
+        self._calls = carried
+        self._size = len(kept) + sum(len(call.arguments[0]) for call in carried)
+        self._full = self._size + self._characters
+        if not text and not recorded:
             return None
-        text = "".join(self._text)
         if text:
             self._reply.add(TextDelta(text=text))
-        arguments = ["".join(call.arguments) for call in self._calls]
-        for call, joined in zip(self._calls, arguments, strict=True):
-            self._reply.add(ToolCallDelta(index=call.index, id=call.id, name=call.name, arguments=joined))
-        batch = ModelChunksArrived(
+        for call, arguments in recorded:
+            self._reply.add(ToolCallDelta(index=call.index, id=call.id, name=call.name, arguments=arguments))
+        return ModelChunksArrived(
             at=self._clock.now(),
             step=self.step,
             text=clean_text(text),
@@ -143,13 +192,16 @@ class ChunkBatcher:
                     index=call.index,
                     id=None if call.id is None else clean_text(call.id),
                     name=None if call.name is None else clean_text(call.name),
-                    arguments=clean_text(joined),
+                    arguments=clean_text(arguments),
                 )
-                for call, joined in zip(self._calls, arguments, strict=True)
+                for call, arguments in recorded
             ),
         )
-        self._text, self._calls, self._size = [], [], 0
-        return batch
+
+    def _cut(self, gathered: str, final: bool) -> tuple[str, str]:
+        """``gathered`` as what to record now and what to keep back."""
+        at = len(gathered) if final else recordable_length(gathered, self._hold)
+        return gathered[:at], gathered[at:]
 
     def response(self) -> ModelResponse:
         """The reply the batches handed over make (once the stream finished and was flushed).
@@ -160,9 +212,10 @@ class ChunkBatcher:
         """
         return self._reply.response()
 
-    def flush(self) -> None:
-        """Hand the batch gathered so far to ``put`` (nothing if it is empty)."""
-        batch = self.take()
+    def flush(self, *, final: bool = False) -> None:
+        """Hand what of the batch gathered so far can be recorded to ``put`` (everything when
+        ``final``; nothing if there is nothing)."""
+        batch = self.take(final=final)
         if batch is not None:
             self._put(batch)
 
@@ -184,7 +237,7 @@ async def stream_reply(model: StreamingModel, request: ModelRequest, batcher: Ch
         async for chunk in model.stream(request):
             add(chunk)
     finally:
-        batcher.flush()
+        batcher.flush(final=True)
     try:
         return batcher.response()
     except ValueError as error:

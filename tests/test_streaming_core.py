@@ -19,7 +19,7 @@ from replay._compare import compare
 from replay._recording import Recording
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-FORTY = "0123456789" * 4
+FORTY = "abc " * 10  # words: a batch may end after each
 
 
 @tool
@@ -161,6 +161,19 @@ def test_why_says_what_had_streamed_when_the_run_stopped(monkeypatch: pytest.Mon
     (statement,) = explanation.section("in_flight")
     assert statement.text.endswith(
         f"never answered: it had been waiting 0.5s when the run stopped, after 16 characters of text "
-        f"had streamed, ending “{FORTY[:16]}”."
+        f"had streamed, ending “{FORTY[:16].strip()}”."
     )
     assert statement.seqs == (2, 3, 4)  # requested, the chunk, the cancel
+
+
+def test_a_word_still_arriving_at_the_deadline_is_not_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # It could be the first part of a secret, which no detector would see alone.
+    monkeypatch.setattr("executus._streaming.FLUSH_SECONDS", 3600.0)
+    # Deltas of 3 characters at 0, 0.15, 0.3 and 0.45 s: "one two thre" when the deadline comes.
+    store, run_id = record(
+        ScriptedModel(["one two three four"], chunk_size=3, chunk_delay=0.15), max_runtime=0.5
+    )
+
+    events = store.read_run(run_id)
+    assert [event.kind for event in events][2:4] == ["model_chunk", "run_cancelled"]
+    assert events[2].text == "one two "
