@@ -50,6 +50,8 @@ class Recorder:
         """Why the store gave up, once it has."""
         self._on_event = on_event
         self._on_step = on_step
+        self.epoch: int | None = None
+        """The run's lease epoch every append is fenced by (None: unfenced, a store without leases)."""
 
     async def record(self, events: Sequence[Event]) -> None:
         """Commit ``events`` as one batch; a no-op once failed.
@@ -63,7 +65,10 @@ class Recorder:
         if self.failure is not None or not events:
             return
         try:
-            await self._writer.append(self.run_id, events, self.last_durable_seq)
+            if self.epoch is None:
+                await self._writer.append(self.run_id, events, self.last_durable_seq)
+            else:
+                await self._writer.append(self.run_id, events, self.last_durable_seq, epoch=self.epoch)
         except Exception as error:
             self.failure = error
             raise
