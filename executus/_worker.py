@@ -152,7 +152,10 @@ class Worker:
                 await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
                 stop.cancel()
                 if waiting is not None and waiting.done():
-                    waiting = None
+                    failed, waiting = waiting.exception(), None
+                    if failed is not None:  # the database is away: try again in a while
+                        logger.warning("worker %s: waiting for work failed: %s", self.worker_id, failed)
+                        await asyncio.sleep(self.poll_interval)
         finally:
             await self._hand_over()
             if waiting is not None:
