@@ -24,6 +24,7 @@ from bench import (
     case_rebuild,
     case_replay,
     case_steps,
+    case_workers,
 )
 from bench._config import Config
 from bench._machine import describe_machine
@@ -43,6 +44,7 @@ CASES: Final[dict[str, Case]] = {
     "memory": case_memory.run,
     "audit": case_audit.run,
     "models": case_models.run,
+    "workers": case_workers.run,
 }
 
 

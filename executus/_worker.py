@@ -30,7 +30,8 @@ __all__ = ["Worker", "enqueue"]
 
 logger = logging.getLogger("executus")
 
-_POLL_INTERVAL: Final = 1.0
+_POLL_INTERVAL: Final = 0.5
+"""Seconds between claims when nothing announces work: an expired lease is found by polling."""
 
 
 def enqueue(

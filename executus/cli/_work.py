@@ -108,7 +108,7 @@ def _import(module_name: str) -> ModuleType:
     metavar="SECONDS",
     help="How long a run's lease lasts unless renewed: a dead worker's runs wait this long.",
 )
-@click.option("--poll", type=FiniteFloat(min=0.01), default=1.0, show_default=True, hidden=True)
+@click.option("--poll", type=FiniteFloat(min=0.01), default=0.5, show_default=True, hidden=True)
 @click.pass_obj
 def worker_command(
     settings: Settings,
