@@ -213,9 +213,9 @@ class Executor:
         takeover, lease = Takeover(), None
         leases = self.store if isinstance(self.store, RunLeases) else None
         if leases is not None and self._leases is not None:
-            state = rebuild(self.store.read_run(run_id))
-            if state.finished:
-                raise RunNotResumableError(run_id, state.status)
+            status = self.store.get_run(run_id).status  # RunNotFoundError before any lease is taken
+            if status != "running":
+                raise RunNotResumableError(run_id, status)
             info = leases.lease_of(run_id)
             lease = await self._leases.acquire(run_id, self.worker_id, self.lease_ttl, force=force)
             if info is not None and info.owner is not None and info.owner != self.worker_id:
