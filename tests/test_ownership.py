@@ -24,6 +24,7 @@ from executus import (
 from executus.events import RunCancelled, RunResumed, ToolFinished
 from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call
+from replay import Replayer
 
 TRANSFERS: list[int] = []
 FETCHES: list[str] = []
@@ -171,6 +172,9 @@ def test_recovery_reruns_an_idempotent_tool_in_flight_and_answers_the_other_inte
     error = answers["transfer"].error
     assert error is not None
     assert error.type == "Interrupted"
+    # The recovered run replays as recorded: the takeover and the re-run included.
+    replayed = Replayer(blobs=store).replay_run(events)
+    assert replayed.divergence is None, replayed.divergence
 
 
 # -- a Worker in this process ----------------------------------------------------------------------
