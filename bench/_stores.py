@@ -43,7 +43,7 @@ def reset_postgres(url: str) -> None:
     """Empty executus's tables (creating them first if needed) and checkpoint, between repetitions."""
     open_store(url).close()
     with psycopg.connect(conninfo(url), autocommit=True) as connection:
-        connection.execute("TRUNCATE events, runs, blobs, ledger RESTART IDENTITY")
+        connection.execute("TRUNCATE events, runs, blobs, ledger, leases, queue RESTART IDENTITY")
         connection.execute("CHECKPOINT")
 
 

@@ -34,7 +34,6 @@ from bench._report import Report, Row
 from bench._stores import fresh_sqlite
 from bench.case_concurrency import Concurrent, Fault, loop_ticker, record_concurrently
 from store import open_store
-from store._hot import APPEND_LOCK_KEY
 
 __all__ = ["run"]
 
@@ -83,12 +82,11 @@ def _postgres_stalled(postgres: Postgres, url: str, seconds: float) -> tuple[Cal
         return freeze, "server frozen (SIGSTOP)"
 
     def hold_lock() -> None:
-        with psycopg.connect(conninfo(url), autocommit=True) as admin:
-            admin.execute("SELECT pg_advisory_lock(%s)", (APPEND_LOCK_KEY,))
+        with psycopg.connect(conninfo(url)) as admin:  # the lock lasts until the block commits
+            admin.execute("LOCK TABLE events IN EXCLUSIVE MODE")
             time.sleep(seconds)
-            admin.execute("SELECT pg_advisory_unlock(%s)", (APPEND_LOCK_KEY,))
 
-    return hold_lock, "append lock held by another session (not our server to freeze)"
+    return hold_lock, "events table locked by another session (not our server to freeze)"
 
 
 async def _idle_lag(seconds: float) -> float:

@@ -230,7 +230,7 @@ class LeaseBook:
         with self._work:
             row = self._rows.get(lease.run_id)
             if row is not None and row.epoch == lease.epoch:
-                row.expires_at = min(row.expires_at, self._now())
+                row.expires_at = self._now()
 
     def claim(self, owner: str, ttl: float, limit: int, agents: Collection[str] | None = None) -> list[Claim]:
         with self._work:

@@ -1,16 +1,23 @@
 """Group commit: the writes of many runs in one transaction, each run's fate its own.
 
 :meth:`GroupCommitter.commit` takes the writes waiting at one moment (appends of any runs, blobs)
-and commits them in one transaction, under the store's write lock (SQLite's ``BEGIN IMMEDIATE``,
-PostgreSQL's advisory lock), so that 100 runs pay one commit rather than 100.
+and commits them in one transaction, so that 100 runs pay one commit rather than 100. SQLite's
+``BEGIN IMMEDIATE`` makes it the only writer meanwhile; on PostgreSQL, transactions of other
+processes append to other runs at the same time (each run's rows are its own: its runs row, its
+lease row, its seqs), and only a transaction that seals a run into the ledger waits for another
+that does (``store._ledger``).
 
 One run's bad write never fails another's:
 
 - *Checked before writing.* Inside the transaction, each append's expected seq is compared with
   the run's stored last seq and its batch is checked and hashed before any of its rows is
   written; one that fails there gets its own :class:`~executus.storage.ConcurrencyError` or
-  :class:`~executus.events.EventOrderError` and writes nothing, while the others go ahead. The write
-  lock is held from the check to the commit, so no executus writer can slip in between.
+  :class:`~executus.events.EventOrderError` and writes nothing, while the others go ahead.
+- *Fenced.* An append made with a lease epoch reads the run's lease row first, locked
+  (``FOR UPDATE`` on PostgreSQL; SQLite's write lock), and one whose epoch moved on gets its own
+  :class:`~executus.LeaseLostError` and writes nothing. The lock is held to the commit, so a
+  claim that takes the run over commits either before the check (which then fails) or after the
+  append (which was still the owner's).
 - *Refused while writing.* If the database refuses the group anyway (a writer that bypassed the
   lock took a seq first, a value the database will not store), nothing of it was kept, and each
   write is committed again on its own, so only the culprit fails.
@@ -31,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from executus import StoreError, StoreUnavailableError
+from executus import LeaseLostError, StoreError, StoreUnavailableError
 from executus.events import Event, EventOrderError
 from executus.storage import (
     GENESIS_HASH,
@@ -232,19 +239,27 @@ class GroupCommitter:
         before: dict[str, RunSummary | None] = {}  # each run's row as the transaction found it
         after: dict[str, RunSummary | None] = {}  # ... and as it leaves it
         rows: list[dict[str, Any]] = []
+        fenced = sorted(
+            {
+                request.run_id
+                for request in requests
+                if isinstance(request, AppendRequest) and request.epoch is not None
+            }
+        )
+        epochs = transaction.read_epochs(fenced) if fenced else {}
         for request in requests:
             request.error = None
             if isinstance(request, BlobRequest):
                 transaction.insert_blob(request.sha256, request.media_type, request.data)
                 continue
             run_id = request.run_id
-            if request.epoch is not None:
-                # TODO(lease): the SQL fence lands with the leases table (migration 0004).
-                request.error = StoreError("fenced appends are not supported by the SQL store yet")
-                continue
             if request.uncertain and self._was_committed(transaction, request):
                 before.pop(run_id, None)  # the run's row has moved on: read it again if needed
                 after.pop(run_id, None)
+                continue
+            held = epochs.get(run_id)
+            if request.epoch is not None and (held is None or held[0] != request.epoch):
+                request.error = LeaseLostError(run_id, request.epoch, None if held is None else held[1])
                 continue
             if run_id in after:
                 head = after[run_id]
@@ -260,17 +275,21 @@ class GroupCommitter:
         if rows:
             transaction.insert_events(rows)
         written: dict[str, RunSummary] = {}
+        started: list[str] = []
         for run_id, head in after.items():
             stored = before[run_id]
             if head is None or head is stored:
                 continue
             if stored is None:
                 transaction.insert_run(head)
+                started.append(run_id)
             else:
                 transaction.update_run(stored, head)
             # In the same transaction: the seal and the events it covers commit together.
             seal_if_due(transaction, stored, head, self._seal_policy)
             written[run_id] = head
+        if started:  # a queued run leaves the queue with its run_started
+            transaction.delete_queued(started)
         return written
 
     @staticmethod

@@ -15,11 +15,12 @@ machinery:
 - One DB-API connection is held for appends. It comes from the engine's pool, so the engine's
   ``connect`` listener has set it up (SQLite's pragmas and its manual transaction control),
   and an in-memory SQLite database's single shared connection is shared here too. The store
-  serialises appends on it with a lock; on PostgreSQL every append takes one advisory lock
-  anyway, so a second connection could not append any sooner.
+  serialises its appends on it with a lock (group commit makes one transaction of what waits
+  meanwhile); other processes append on their own connections at the same time on PostgreSQL.
 - SQLite: ``BEGIN IMMEDIATE`` ... ``COMMIT``. PostgreSQL: psycopg's pipeline mode sends the
-  advisory lock, the inserts and the runs-row update in one round trip; the update's row count
-  is checked before ``COMMIT`` is sent, in a second.
+  inserts and the runs-row update in one round trip; the update's row count is checked before
+  ``COMMIT`` is sent, in a second. Each events row records its transaction's id (``tx``), which
+  lets readers tail the log without appends taking any global lock (``store._sql.read_after``).
 - The runs row is updated only in the columns whose values changed (usually last_seq,
   last_event_at and head_hash): SQLite rewrites an index's pages when a statement sets its
   column, even to the same value, and four of the row's indexed columns never change.
@@ -47,7 +48,6 @@ from executus.storage import RunSummary
 from store._schema import UtcDateTime, blobs, events, ledger, runs
 
 __all__ = [
-    "APPEND_LOCK_KEY",
     "EVENT_COLUMNS",
     "LEDGER_LOCK_KEY",
     "POSTGRES_INSERT_EVENTS_ARRAYS",
@@ -61,14 +61,14 @@ __all__ = [
     "Statements",
 ]
 
-APPEND_LOCK_KEY: Final = 0x6578_6563_7574_7573 >> 1
-"""The PostgreSQL advisory lock every append holds ("executus" in ASCII, halved to fit a bigint)."""
-
 SUMMARY_FIELDS: Final = tuple(field.name for field in dataclasses.fields(RunSummary))
 """The runs row's columns: :class:`executus.storage.RunSummary`'s fields."""
 
-EVENT_COLUMNS: Final = tuple(column.name for column in events.columns if column is not events.c.position)
-"""The events row's columns an insert sets (all but the generated ``position``)."""
+EVENT_COLUMNS: Final = tuple(
+    column.name for column in events.columns if column not in (events.c.position, events.c.tx)
+)
+"""The events row's columns an insert takes values for (all but the generated ``position``, and
+``tx``, which PostgreSQL's inserts set to their own transaction's id)."""
 _UPDATABLE: Final = tuple(name for name in SUMMARY_FIELDS if name != "run_id")
 _summary_values: Final = attrgetter(*SUMMARY_FIELDS)
 _updatable_values: Final = attrgetter(*_UPDATABLE)
@@ -78,6 +78,7 @@ _SELECT_RUN: Final = select(*(runs.c[name] for name in SUMMARY_FIELDS)).where(
 )
 # inline(): no RETURNING of the generated position, which nothing here reads.
 _INSERT_EVENTS: Final = insert(events).values({name: bindparam(name) for name in EVENT_COLUMNS}).inline()
+_POSTGRES_INSERT_EVENTS: Final = _INSERT_EVENTS.values(tx=func.pg_current_xact_id())
 _POSTGRES_ARRAY_TYPES: Final = {
     "run_id": "varchar",
     "seq": "integer",
@@ -88,7 +89,7 @@ _POSTGRES_ARRAY_TYPES: Final = {
     "hash": "bytea",
 }
 POSTGRES_INSERT_EVENTS_ARRAYS: Final = (
-    f"INSERT INTO {events.name} ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest("
+    f"INSERT INTO {events.name} ({', '.join(EVENT_COLUMNS)}, tx) SELECT *, pg_current_xact_id() FROM unnest("
     + ", ".join(f"%({name})b::{_POSTGRES_ARRAY_TYPES[name]}[]" for name in EVENT_COLUMNS)
     + ")"
 )
@@ -122,7 +123,6 @@ POSTGRES_UPDATE_STEPS_ARRAYS: Final = (
 :meth:`Statements.update_run`'s. PostgreSQL's HOT update needs only the indexed columns' values
 to stay the same, so setting unchanged ones costs nothing there (unlike on SQLite)."""
 _INSERT_RUN: Final = insert(runs).values({name: bindparam(name) for name in SUMMARY_FIELDS})
-_APPEND_LOCK: Final = select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY))
 _SELECT_HASH: Final = select(events.c.hash).where(
     and_(events.c.run_id == bindparam("run_id"), events.c.seq == bindparam("seq"))
 )
@@ -142,11 +142,12 @@ _INSERT_BLOB: Final = {
 """A blob is stored once by its sha256: the first media type wins."""
 LEDGER_LOCK_KEY: Final = 0x6578_6C65_6467_6572 >> 1
 """The PostgreSQL advisory lock a sealing append takes before it reads the next leaf index
-("exledger" in ASCII, halved). Redundant while every append holds APPEND_LOCK_KEY; it keeps
-leaf indexes unique if appends of different runs stop waiting on each other."""
+("exledger" in ASCII, halved): the one lock appends of different runs share, and only those
+that seal a run (its end, and every so many events of a long run), so that leaf indexes stay
+0, 1, 2... with no gap and no repeat. Held to the commit, so seals also commit in leaf order."""
 _LEDGER_LOCK: Final = select(func.pg_advisory_xact_lock(LEDGER_LOCK_KEY))
-# The next leaf index is read by the INSERT itself: no round trip, and the append lock (SQLite's
-# write lock, PostgreSQL's advisory lock) makes it the only writer of the ledger meanwhile.
+# The next leaf index is read by the INSERT itself: no round trip, and the ledger lock
+# (PostgreSQL's advisory lock; SQLite's write lock) makes it the only writer of the ledger meanwhile.
 _INSERT_SEAL: Final = insert(ledger).from_select(
     ["leaf_index", "run_id", "last_seq", "head_hash", "status"],
     select(
@@ -188,7 +189,7 @@ class Statement:
         self._processors = tuple(
             (index, process) for index, process in enumerate(processors) if process is not None
         )
-        # Values the construct carries itself (the advisory lock's key).
+        # Values the construct carries itself (the ledger lock's key).
         self._fixed = {name: bind.value for name, bind in binds.items() if not bind.required}
         self._columns: tuple[tuple[str, _Processor | None], ...] = ()
         if isinstance(statement, Select):
@@ -247,10 +248,10 @@ class Statements:
         self._dialect = dialect
         self.select_run = Statement(_SELECT_RUN, dialect)
         self.select_hash = Statement(_SELECT_HASH, dialect)
-        self.insert_events = Statement(_INSERT_EVENTS, dialect)
+        postgres = dialect.name == "postgresql"
+        self.insert_events = Statement(_POSTGRES_INSERT_EVENTS if postgres else _INSERT_EVENTS, dialect)
         self._insert_run = Statement(_INSERT_RUN, dialect)
         self.insert_blob = Statement(_INSERT_BLOB[dialect.name], dialect)
-        self.append_lock = Statement(_APPEND_LOCK, dialect)
         self.insert_seal = Statement(_INSERT_SEAL, dialect)
         self.ledger_lock = Statement(_LEDGER_LOCK, dialect)
         self._updates: dict[tuple[str, ...], Statement] = {}
@@ -321,6 +322,15 @@ class AppendTransaction(ABC):
     @abstractmethod
     def insert_blob(self, sha256: str, media_type: str, data: bytes) -> None:
         """Store a blob unless one with that sha256 is already stored."""
+
+    @abstractmethod
+    def read_epochs(self, run_ids: Sequence[str]) -> dict[str, tuple[int, str | None]]:
+        """The lease epoch and owner of each of these runs that has a lease, its row locked until
+        the transaction ends (``run_ids`` sorted, so that two transactions lock in one order)."""
+
+    @abstractmethod
+    def delete_queued(self, run_ids: Sequence[str]) -> None:
+        """Remove these runs from the queue (they are starting)."""
 
     @abstractmethod
     def insert_seal(self, summary: RunSummary) -> None:

@@ -1,4 +1,5 @@
-"""The SQL schema: events (the log), runs (a projection of it), blobs and the ledger, in SQLAlchemy Core.
+"""The SQL schema: events (the log), runs (a projection of it), blobs, the ledger, and the
+coordination tables of workers (leases and the queue), in SQLAlchemy Core.
 
 This module is the model that Alembic's ``check`` compares with the migrations under
 ``store/migrations``: change a table here and add a migration there, in the same commit.
@@ -14,6 +15,7 @@ from typing import Final
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -26,9 +28,22 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.dialects.postgresql.base import ischema_names
+from sqlalchemy.types import TypeDecorator, UserDefinedType
 
-__all__ = ["NAMING_CONVENTION", "UtcDateTime", "blobs", "events", "ledger", "metadata", "runs"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "POSTGRES_ONLY",
+    "TransactionId",
+    "UtcDateTime",
+    "blobs",
+    "events",
+    "leases",
+    "ledger",
+    "metadata",
+    "queue",
+    "runs",
+]
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -43,6 +58,13 @@ HASH_LENGTH: Final = 64
 """A sha256 in hex, as runs.head_hash and blobs.sha256 keep it."""
 PAYLOAD_COMMENT: Final = (
     "The event's canonical JSON without the envelope columns (run_id, seq, kind, schema_version, at)."
+)
+
+
+TX_COMMENT: Final = (
+    "PostgreSQL: the id of the transaction that appended the row (pg_current_xact_id()); readers "
+    "tailing the log take rows in (tx, position) order, only from transactions older than every "
+    "one still running. Rows older than the column hold 0. NULL on SQLite (one writer at a time)."
 )
 
 
@@ -72,6 +94,22 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class TransactionId(UserDefinedType[str]):
+    """PostgreSQL's ``xid8``: a 64-bit transaction id that never wraps around."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: object) -> str:
+        return "XID8"
+
+
+# So that reflecting the schema (alembic check) knows the type rather than warning about it.
+ischema_names.setdefault("xid8", TransactionId)
+
+POSTGRES_ONLY: Final = "postgresql_only"
+"""``info`` key of an index that exists on PostgreSQL only (the migrations make it there, and
+``store/migrations/env.py`` leaves it out of the comparison elsewhere)."""
+
 metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
 
 events: Final = Table(
@@ -97,8 +135,15 @@ events: Final = Table(
     # Raw sha256 (32 bytes, not 64 hex characters). The previous event's hash is not stored:
     # it is the hash of the row with the same run_id and seq - 1 (GENESIS_HASH for seq 1).
     Column("hash", LargeBinary, nullable=False),
+    Column(
+        "tx",
+        BigInteger().with_variant(TransactionId(), "postgresql"),
+        comment=TX_COMMENT,
+    ),
     UniqueConstraint("run_id", "seq"),
 )
+# read_after's order on PostgreSQL: (tx, position), up to the oldest transaction still running.
+Index(None, events.c.tx, events.c.position, info={POSTGRES_ONLY: True}).ddl_if(dialect="postgresql")
 
 runs: Final = Table(
     "runs",
@@ -157,3 +202,44 @@ ledger: Final = Table(
 )
 # verify and export --evidence look a run's seals up.
 Index(None, ledger.c.run_id)
+
+LEASES_COMMENT: Final = (
+    "Who owns each run (a worker id), until when (the database's clock) and at which epoch; appends "
+    "fenced by the epoch check it in their transaction. Coordination state, not part of the log."
+)
+
+leases: Final = Table(
+    "leases",
+    metadata,
+    Column("run_id", String(RUN_ID_LENGTH), primary_key=True),
+    Column("owner", String(200), comment="The worker holding the run; NULL for a queued run never claimed."),
+    Column("epoch", Integer, nullable=False, comment="Raised by one at every acquire and claim."),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column(
+        "finished",
+        Boolean,
+        nullable=False,
+        comment="The run had finished when it was released: it is never claimed again.",
+    ),
+    Column("cancel_reason", Text, comment="A pending cancel request ('' without a reason)."),
+    Column("cancel_requested_at", UtcDateTime()),
+    comment=LEASES_COMMENT,
+)
+# claim: the unfinished runs whose lease ran out, oldest expiry first.
+Index(None, leases.c.finished, leases.c.expires_at)
+
+QUEUE_COMMENT: Final = (
+    "Runs submitted and not started yet; a run's row goes in the transaction that appends its run_started."
+)
+
+queue: Final = Table(
+    "queue",
+    metadata,
+    Column("run_id", String(RUN_ID_LENGTH), primary_key=True),
+    Column("agent", String(200), nullable=False),
+    Column("input", Text, nullable=False),
+    Column("caller_id", String(200)),
+    Column("submitted_at", UtcDateTime(), nullable=False),
+    comment=QUEUE_COMMENT,
+)
+Index(None, queue.c.submitted_at)

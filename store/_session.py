@@ -2,10 +2,12 @@
 
 - SQLite: ``BEGIN IMMEDIATE`` (the write lock before any row is read: see store._engine), the
   statements, ``COMMIT``; the connection's busy timeout is the settings' ``lock_timeout``.
-- PostgreSQL: psycopg's pipeline mode sends the advisory lock, the inserts and the runs-row
-  updates in one round trip; the updates' row counts are checked before ``COMMIT`` is sent, in
-  a second. The connection is the writer's own (not a pooled one a reader may hand back
-  half-dead) and carries the settings' ``lock_timeout`` and ``statement_timeout``.
+- PostgreSQL: psycopg's pipeline mode sends the inserts and the runs-row updates in one round
+  trip; the updates' row counts are checked before ``COMMIT`` is sent, in a second. No lock is
+  shared by every append: a transaction locks only the rows of its runs (their lease rows when
+  fenced, their runs rows, their new seqs) and, when it seals a run, the ledger. The connection
+  is the writer's own (not a pooled one a reader may hand back half-dead) and carries the
+  settings' ``lock_timeout`` and ``statement_timeout``.
 
 :meth:`AppendConnection.attempt` runs one transaction and sorts its failures into three kinds:
 :class:`RaceLost` (another writer got there first), :class:`TransientFailure` (may pass if
@@ -27,7 +29,7 @@ import sqlite3
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -65,6 +67,13 @@ timeout, a server shutting down or starting up); plus 55P03, a lock timeout."""
 _WATCHDOG_POLL_SECONDS: Final = 0.05
 _FEW_ROWS: Final = 4
 """Up to this many events rows go in one INSERT each (an executemany); more, in one of arrays."""
+_SQLITE_READ_EPOCHS: Final = "SELECT run_id, epoch, owner FROM leases WHERE run_id IN ({})"
+_SQLITE_DELETE_QUEUED: Final = "DELETE FROM queue WHERE run_id IN ({})"
+_POSTGRES_READ_EPOCHS: Final = (
+    "SELECT run_id, epoch, owner FROM leases WHERE run_id = ANY(%s) ORDER BY run_id FOR UPDATE"
+)
+"""The fence: locked until the commit, so no claim can take a run over between check and commit."""
+_POSTGRES_DELETE_QUEUED: Final = "DELETE FROM queue WHERE run_id = ANY(%s)"
 _step_values: Final = attrgetter(*POSTGRES_STEP_COLUMNS)
 _other_values: Final = attrgetter(
     *(name for name in SUMMARY_FIELDS if name not in POSTGRES_STEP_COLUMNS and name != "last_seq")
@@ -196,9 +205,16 @@ class _SqliteSession(_Session):
         if self._cursor.execute(statement.sql, parameters).rowcount != 1:
             raise RaceLost
 
+    def read_epochs(self, run_ids: Sequence[str]) -> dict[str, tuple[int, str | None]]:
+        sql = _SQLITE_READ_EPOCHS.format(", ".join("?" * len(run_ids)))
+        return {run_id: (epoch, owner) for run_id, epoch, owner in self._cursor.execute(sql, run_ids)}
+
+    def delete_queued(self, run_ids: Sequence[str]) -> None:
+        self._cursor.execute(_SQLITE_DELETE_QUEUED.format(", ".join("?" * len(run_ids))), run_ids)
+
 
 class _PostgresSession(_Session):
-    """Pipeline mode: the advisory lock, the inserts and the updates go in one round trip, the
+    """Pipeline mode: the inserts and the updates go in one round trip, the
     updates' row counts are checked, then ``COMMIT`` goes in a second. Reading a run's row (when
     the store has not cached it) costs one more. Each statement in a pipeline costs a send and
     a receive, so a group's events go in one INSERT of arrays (``POSTGRES_INSERT_EVENTS_ARRAYS``),
@@ -223,7 +239,6 @@ class _PostgresSession(_Session):
         self._updates: dict[Statement, list[Parameters]] = {}
         self._steps: list[tuple[RunSummary, RunSummary]] = []
         """Updates that change only the step columns: one statement for all of them."""
-        self._lock = statements.append_lock.parameters()
         self._pipeline: psycopg.Pipeline | None = None
 
     def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
@@ -233,7 +248,6 @@ class _PostgresSession(_Session):
         try:
             with self._connection.pipeline() as pipeline:
                 self._pipeline = pipeline
-                self._cursor.execute(self._statements.append_lock.sql, self._lock)
                 result = body(self)
                 sent = self._send_updates()
                 pipeline.sync()
@@ -308,6 +322,15 @@ class _PostgresSession(_Session):
         statement = self._statements.select_hash
         row = self._fetch_one(statement.sql, statement.parameters({"run_id": run_id, "seq": seq}))
         return None if row is None else bytes(row[0]).hex()
+
+    def read_epochs(self, run_ids: Sequence[str]) -> dict[str, tuple[int, str | None]]:
+        assert self._pipeline is not None
+        self._select.execute(_POSTGRES_READ_EPOCHS, (list(run_ids),))
+        self._pipeline.sync()
+        return {run_id: (epoch, owner) for run_id, epoch, owner in self._select.fetchall()}
+
+    def delete_queued(self, run_ids: Sequence[str]) -> None:
+        self._cursor.execute(_POSTGRES_DELETE_QUEUED, (list(run_ids),))
 
     def insert_seal(self, summary: RunSummary) -> None:
         self._cursor.execute(self._statements.ledger_lock.sql, self._statements.ledger_lock.parameters())

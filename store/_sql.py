@@ -20,13 +20,14 @@ from the row when it is asked for (:meth:`SqlStore.records`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
     Row,
@@ -35,7 +36,10 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    literal,
+    literal_column,
     select,
+    tuple_,
     type_coerce,
 )
 from sqlalchemy.engine.interfaces import DBAPIModule
@@ -46,8 +50,13 @@ from executus.storage import (
     GENESIS_HASH,
     Blob,
     BlobNotFoundError,
+    Claim,
     EventWriter,
     InlineWriter,
+    Lease,
+    LeaseInfo,
+    QueuedRun,
+    Renewal,
     RunQuery,
     RunSummary,
     SealPolicy,
@@ -56,13 +65,14 @@ from executus.storage import (
 )
 from store._batch import AppendRequest, BlobRequest, GroupCommitter, Request
 from store._engine import connect, create_store_engine, create_writer_engine, display_url, statement_failed
-from store._hot import APPEND_LOCK_KEY, SUMMARY_FIELDS, Statement
+from store._hot import SUMMARY_FIELDS, Statement
+from store._leases import SqlLeases
 from store._schema import blobs, events, runs
 from store._session import AppendConnection
 from store._settings import WriterSettings
 from store._writer import ThreadWriter
 
-__all__ = ["APPEND_LOCK_KEY", "SqlStore", "StoredEvent"]
+__all__ = ["SqlStore", "StoredEvent"]
 
 _DEFAULT_QUERY: Final = RunQuery()
 _DEFAULT_SEAL_POLICY: Final = SealPolicy()
@@ -110,7 +120,8 @@ class StoredEvent:
     """An event as stored: its global position, hash-chain links and exact stored text."""
 
     position: int
-    """Global commit order across all runs; tail with :meth:`SqlStore.read_after`."""
+    """The row's global place, unique across all runs and increasing within a run; tail the
+    store with :meth:`SqlStore.read_after` (which says in what order it returns rows)."""
     event: Event
     prev_hash: str
     """The previous event's hash, in hex (``GENESIS_HASH`` for seq 1)."""
@@ -127,15 +138,16 @@ class SqlStore:
     Use :func:`store.open_store` to get one for a database that may still need its schema;
     this constructor assumes the schema is there and does not connect until first used.
 
-    On PostgreSQL every append takes one transaction-scoped advisory lock, so appends commit
-    one after another, in the order their positions were assigned. Without it, a transaction
-    that took position 10 could commit after one that took 11, and a reader tailing by
-    position (``show --follow``, :meth:`read_after`) that had already seen 11 would skip 10
-    for good. This is what eventsourcing's PostgreSQL recorder does (with a table lock); an
-    advisory lock is the same serialisation without blocking readers or other tables. Each
-    transaction is short, and the writer puts the batches of every waiting run in one, so the
-    lock bounds transactions a second, not appends. SQLite needs no extra lock:
-    ``BEGIN IMMEDIATE`` already makes one writer at a time.
+    On PostgreSQL appends of different runs never wait for each other, in one process or many:
+    a transaction locks only its own runs' rows (and the ledger, when it seals a run). So a
+    transaction that took position 10 may commit after one that took 11, and a reader tailing
+    by position must not move past 10 before it is visible: :meth:`read_after` reads only rows
+    of transactions older than every one still running, in (transaction id, position) order
+    (see there). SQLite has one writer at a time (``BEGIN IMMEDIATE``): positions are commit order.
+
+    It also keeps run leases, the work queue and cancel requests
+    (:class:`executus.storage.RunLeases`, ``store._leases``); an append with an ``epoch`` is
+    fenced by the run's lease.
 
     Args:
         url: a SQLAlchemy URL, ``sqlite:///PATH`` or ``postgresql+psycopg://USER@HOST/DB``.
@@ -177,6 +189,7 @@ class SqlStore:
         )
         self._writer: ThreadWriter | None = None
         self._closed = False
+        self._leases = SqlLeases(self.engine, url)
 
     @property
     def write_transactions(self) -> int:
@@ -198,6 +211,7 @@ class SqlStore:
         """
         if self._writer is not None:
             self._writer.close()
+        self._leases.close()
         if not self._closed:
             self._closed = True
             self._committer.close()
@@ -229,7 +243,7 @@ class SqlStore:
             return InlineWriter(self)
         if self._writer is None:
             self._writer = ThreadWriter(
-                self._committer, self.settings.max_group, f"executus writer for {self.display_url}"
+                self._committer, self.settings.max_group, f"executus writer for {self.display_url}", self
             )
         return self._writer
 
@@ -242,9 +256,12 @@ class SqlStore:
         are retried as :attr:`settings` say, blocking the caller meanwhile: code on an event
         loop should append through :meth:`writer`.
 
+        With ``epoch``, the append is fenced: it commits only while the run's lease has that epoch.
+
         Raises:
             ConcurrencyError: the run's log does not end at ``expected_seq``, or a racing writer
                 inserted the same seq first; nothing of this batch is written.
+            LeaseLostError: the run's lease epoch is not ``epoch``; nothing written.
             EventOrderError: the batch is not the run's next events in order.
             StoreUnavailableError: transient failures lasted the whole retry window.
             DatabaseUnavailableError: the database cannot be opened.
@@ -256,6 +273,44 @@ class SqlStore:
         self._committer.commit([request])
         if request.error is not None:
             raise request.error
+
+    # -- leases, the queue and cancel requests (executus.storage.RunLeases; store._leases) ----
+
+    def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
+        """See :meth:`executus.storage.RunLeases.acquire`."""
+        return self._leases.acquire(run_id, owner, ttl, force=force)
+
+    def renew(self, lease: Lease, ttl: float) -> Renewal:
+        """See :meth:`executus.storage.RunLeases.renew`."""
+        return self._leases.renew(lease, ttl)
+
+    def release(self, lease: Lease) -> None:
+        """See :meth:`executus.storage.RunLeases.release`."""
+        self._leases.release(lease)
+
+    def claim(self, owner: str, ttl: float, limit: int, agents: Collection[str] | None = None) -> list[Claim]:
+        """See :meth:`executus.storage.RunLeases.claim`."""
+        return self._leases.claim(owner, ttl, limit, agents)
+
+    def enqueue(self, agent: str, input: str, *, run_id: str, caller_id: str | None = None) -> QueuedRun:
+        """See :meth:`executus.storage.RunLeases.enqueue` (PostgreSQL: it notifies ``executus_work``)."""
+        return self._leases.enqueue(agent, input, run_id=run_id, caller_id=caller_id)
+
+    def request_cancel(self, run_id: str, reason: str | None) -> None:
+        """See :meth:`executus.storage.RunLeases.request_cancel`."""
+        self._leases.request_cancel(run_id, reason)
+
+    def lease_of(self, run_id: str) -> LeaseInfo | None:
+        """See :meth:`executus.storage.RunLeases.lease_of`."""
+        return self._leases.lease_of(run_id)
+
+    def queued_runs(self, limit: int | None = 50) -> list[QueuedRun]:
+        """See :meth:`executus.storage.RunLeases.queued_runs`."""
+        return self._leases.queued_runs(limit)
+
+    def wait_for_work(self, timeout: float) -> None:
+        """See :meth:`executus.storage.RunLeases.wait_for_work` (PostgreSQL: LISTEN; SQLite: a sleep)."""
+        self._leases.wait_for_work(timeout)
 
     def _last_seq(self, run_id: str) -> int:
         with self._read(f"reading run {run_id}") as connection:
@@ -339,15 +394,28 @@ class SqlStore:
             raise RunNotFoundError(run_id, self._with_prefix(connection, run_id, 5))
 
     def read_after(self, position: int, limit: int = 1000) -> list[StoredEvent]:
-        """Events of every run committed after global ``position``, in commit order.
+        """Events of every run committed after the one at global ``position``, in a fixed order
+        that never changes behind a reader: tail the store by passing the last position returned
+        (0 to start). No event is skipped, however late its transaction commits, nor repeated.
 
-        Tail the store by passing the last position seen. Positions increase with commit
-        order but may have gaps (a failed append on PostgreSQL still uses up its positions).
+        SQLite: in position order, which is commit order (one writer at a time). PostgreSQL,
+        where appends of different runs commit concurrently: in (transaction id, position)
+        order, and only events of transactions older than every transaction still running
+        (``pg_snapshot_xmin``), whose set can no longer grow. So positions increase within a
+        run and within a transaction, but a later page may hold smaller positions than an
+        earlier one; and a transaction left open (by any client of the database) holds every
+        later event back until it ends. Positions may have gaps (a failed append still uses
+        up its positions).
         """
+        statement = _SELECT_RECORDS.limit(limit)
+        if self._postgres:
+            statement = statement.where(*_after_on_postgres(position)).order_by(
+                events.c.tx, events.c.position
+            )
+        else:
+            statement = statement.where(events.c.position > position).order_by(events.c.position)
         with self._read("reading events") as connection:
-            rows = connection.execute(
-                _SELECT_RECORDS.where(events.c.position > position).order_by(events.c.position).limit(limit)
-            ).all()
+            rows = connection.execute(statement).all()
         return [_stored(row) for row in rows]
 
     def get_run(self, run_id: str) -> RunSummary:
@@ -403,6 +471,28 @@ class SqlStore:
         if row is None:
             raise BlobNotFoundError(sha256)
         return Blob(row.sha256, row.media_type, bytes(row.data))
+
+
+_FIRST_TRANSACTION: Final[ColumnElement[Any]] = literal_column("'0'::xid8")
+"""Before every transaction id: where a reader starts (rows older than 0004 hold it too)."""
+
+
+def _after_on_postgres(position: int) -> tuple[ColumnElement[bool], ...]:
+    """Rows after the one at ``position`` in (tx, position) order, of finished transactions only.
+
+    The reader's place is the row it saw last, found again by its position; a position with no
+    row (0, or one a failed append used up) stands for the row before it.
+    """
+    seen_tx = (
+        select(events.c.tx)
+        .where(events.c.position <= position)
+        .order_by(events.c.position.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    place = tuple_(func.coalesce(seen_tx, _FIRST_TRANSACTION), literal(position, BigInteger()))
+    oldest_running = func.pg_snapshot_xmin(func.pg_current_snapshot())
+    return tuple_(events.c.tx, events.c.position) > place, events.c.tx < oldest_running
 
 
 def _summary(row: Row[Any]) -> RunSummary:

@@ -11,6 +11,9 @@ wait, and the next transaction takes all of them (up to ``max_group``). Under lo
 each waiting for its append share one commit instead of paying 100; with a single run the
 writer commits each batch as soon as it arrives, adding only a thread hand-off.
 
+Lease operations (``acquire``, ``renew``, ``release``: a run's heartbeat) run on a thread of
+their own beside it, so a heartbeat waits neither on the loop nor behind a group commit.
+
 Cancelling a caller's ``await append(...)`` does not take its batch back: a batch handed to the
 writer is committed (or fails) exactly as if the caller were still waiting, in the order it was
 handed over. A caller that was cancelled must treat the batch as possibly committed (the next
@@ -24,11 +27,16 @@ import contextlib
 import hashlib
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from executus import StoreError
 from executus.events import Event
+from executus.storage import Lease, Renewal, RunLeases
 from store._batch import AppendRequest, BlobRequest, GroupCommitter, Request
+
+_Result = TypeVar("_Result")
 
 __all__ = ["ThreadWriter"]
 
@@ -44,12 +52,15 @@ class ThreadWriter:
         committer: commits one group of writes (the store's, shared with its synchronous appends).
         max_group: at most this many writes per transaction.
         name: the thread's name.
+        leases: where acquire, renew and release go (the store's synchronous ones).
     """
 
-    def __init__(self, committer: GroupCommitter, max_group: int, name: str) -> None:
+    def __init__(self, committer: GroupCommitter, max_group: int, name: str, leases: RunLeases) -> None:
         self._committer = committer
         self._max_group = max_group
         self._name = name
+        self._leases = leases
+        self._lease_thread: ThreadPoolExecutor | None = None
         self._waiting: list[_Waiter] = []
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -58,9 +69,11 @@ class ThreadWriter:
     async def append(
         self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
     ) -> None:
-        """Commit ``events`` (seq ``expected_seq + 1`` onwards) atomically: all or nothing.
+        """Commit ``events`` (seq ``expected_seq + 1`` onwards) atomically: all or nothing; with
+        ``epoch``, only while the run's lease has that epoch.
 
         Raises:
+            LeaseLostError: the run's lease epoch is not ``epoch``; nothing written.
             ConcurrencyError: the run's log does not end at ``expected_seq``; nothing written.
             EventOrderError: the batch is not the run's next events in order; nothing written.
             StoreUnavailableError: transient failures lasted the whole retry window.
@@ -73,6 +86,27 @@ class ThreadWriter:
         digest = hashlib.sha256(data).hexdigest()
         await self._submit(BlobRequest(digest, media_type, data))
         return digest
+
+    async def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
+        """:meth:`executus.storage.RunLeases.acquire`, off the event loop."""
+        return await self._off_loop(lambda: self._leases.acquire(run_id, owner, ttl, force=force))
+
+    async def renew(self, lease: Lease, ttl: float) -> Renewal:
+        """:meth:`executus.storage.RunLeases.renew`, off the event loop."""
+        return await self._off_loop(lambda: self._leases.renew(lease, ttl))
+
+    async def release(self, lease: Lease) -> None:
+        """:meth:`executus.storage.RunLeases.release`, off the event loop."""
+        await self._off_loop(lambda: self._leases.release(lease))
+
+    async def _off_loop(self, call: Callable[[], _Result]) -> _Result:
+        with self._wake:
+            if self._closed:
+                raise StoreError(f"{self._name}: the store is closed")
+            if self._lease_thread is None:
+                self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{self._name} (leases)")
+            future = self._lease_thread.submit(call)
+        return await asyncio.wrap_future(future)
 
     async def _submit(self, request: Request) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -93,9 +127,12 @@ class ThreadWriter:
         with self._wake:
             self._closed = True
             thread, self._thread = self._thread, None
+            lease_thread, self._lease_thread = self._lease_thread, None
             self._wake.notify()
         if thread is not None:
             thread.join()
+        if lease_thread is not None:
+            lease_thread.shutdown()
 
     def _serve(self) -> None:
         while True:

@@ -87,7 +87,7 @@ def _truncate(url: str) -> None:
     engine = create_store_engine(url)
     try:
         with engine.begin() as connection:
-            connection.execute(text("TRUNCATE events, runs, blobs, ledger RESTART IDENTITY"))
+            connection.execute(text("TRUNCATE events, runs, blobs, ledger, leases, queue RESTART IDENTITY"))
     finally:
         engine.dispose()
 

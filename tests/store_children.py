@@ -3,7 +3,10 @@
 Run as a script: ``python tests/store_children.py victim URL RUN_ID MARKER`` starts a run whose
 tool writes ``MARKER`` and then blocks until the parent kills the process;
 ``python tests/store_children.py record URL PREFIX COUNT GO_FILE`` waits for ``GO_FILE`` and
-then records ``COUNT`` runs concurrently (so that two such children write at the same time).
+then records ``COUNT`` runs concurrently (so that two such children write at the same time);
+``python tests/store_children.py append URL PREFIX RUNS STEPS GO_FILE`` waits for ``GO_FILE`` and
+then appends ``RUNS`` whole runs of ``STEPS`` steps concurrently through the store's writer, two
+events per batch, each run fenced by a lease of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+
+from store_events import run_events
 
 from executus import (
     Agent,
@@ -26,6 +31,7 @@ from executus import (
     VirtualClock,
     tool,
 )
+from executus.storage import LeaseWriter
 from executus.testing import FunctionModel, ScriptedModel, call
 from store import SqlStore
 
@@ -83,15 +89,38 @@ def lookup(query: str) -> str:
     return f"found {query}"
 
 
+def _wait_for(go_file: str) -> None:
+    give_up = time.monotonic() + 60  # never outlive a parent that failed before saying go
+    while not Path(go_file).exists():
+        if time.monotonic() > give_up:
+            raise SystemExit("no go file after 60s")
+        time.sleep(0.005)
+
+
+def _append(url: str, prefix: str, runs: int, steps: int, go_file: str) -> None:
+    with SqlStore(url) as opened:
+        writer = opened.writer()
+        assert isinstance(writer, LeaseWriter)
+        _wait_for(go_file)
+
+        async def one(run_id: str) -> None:
+            lease = await writer.acquire(run_id, prefix, 600)
+            events = run_events(run_id, steps=steps)
+            for start in range(0, len(events), 2):
+                await writer.append(run_id, events[start : start + 2], start, epoch=lease.epoch)
+            await writer.release(lease)
+
+        async def all_runs() -> None:
+            await asyncio.gather(*(one(f"{prefix}-{number}") for number in range(runs)))
+
+        asyncio.run(all_runs())
+
+
 def _record(url: str, prefix: str, count: int, go_file: str) -> None:
     with SqlStore(url) as opened:
         clock = VirtualClock()
         executor = Executor(opened, clock=clock, ids=SequentialIds(prefix))
-        give_up = time.monotonic() + 60  # never outlive a parent that failed before saying go
-        while not Path(go_file).exists():
-            if time.monotonic() > give_up:
-                raise SystemExit("no go file after 60s")
-            time.sleep(0.005)
+        _wait_for(go_file)
 
         async def all_runs() -> None:
             runs = []
@@ -111,5 +140,7 @@ if __name__ == "__main__":
         _victim(*arguments)
     elif command == "record":
         _record(arguments[0], arguments[1], int(arguments[2]), arguments[3])
+    elif command == "append":
+        _append(arguments[0], arguments[1], int(arguments[2]), int(arguments[3]), arguments[4])
     else:
         raise SystemExit(f"unknown command {command!r}")

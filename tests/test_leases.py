@@ -28,7 +28,7 @@ class LeasingStore(EventStore, RunLeases, Protocol):
     """A store that records runs and keeps their leases."""
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def leases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeasingStore]:
     if request.param == "memory":
         yield MemoryStore()

@@ -21,7 +21,7 @@ from store_events import T0, expected_hashes, fold, record, run_events, step, un
 from executus import DatabaseUnavailableError, SchemaOutdatedError, StoreError
 from executus.events import Event
 from executus.storage import GENESIS_HASH, chain_hash, event_json
-from store import current_revision, default_url, head_revision, open_store, upgrade
+from store import SqlStore, current_revision, default_url, head_revision, open_store, upgrade
 from store._engine import create_store_engine
 from store._migrate import alembic_config
 from store._schema import UtcDateTime
@@ -72,7 +72,7 @@ def test_a_fresh_database_is_created_on_first_open(fresh_url: str, tmp_path: Pat
     with open_store(fresh_url) as opened:
         record(opened, run_events("run-1"))
         assert opened.get_run("run-1").status == "ok"
-    assert current_revision(fresh_url) == head_revision() == "0003"
+    assert current_revision(fresh_url) == head_revision() == "0004"
     with open_store(fresh_url) as reopened:  # opening again migrates nothing and keeps the data
         assert reopened.get_run("run-1").status == "ok"
 
@@ -88,7 +88,7 @@ def test_a_database_behind_the_code_is_refused_until_upgraded(fresh_url: str) ->
     with pytest.raises(SchemaOutdatedError, match=r"run `executus db upgrade`") as raised:
         open_store(fresh_url)
     assert "base" in str(raised.value)
-    assert "0003" in str(raised.value)
+    assert head_revision() in str(raised.value)
     upgrade(fresh_url)
     assert current_revision(fresh_url) == head_revision()
     with open_store(fresh_url) as opened:
@@ -368,3 +368,34 @@ def test_0002_cannot_be_rendered_as_sql() -> None:
     config.set_main_option("sqlalchemy.url", "sqlite://")
     with pytest.raises(StoreError, match="cannot be rendered as SQL"):
         command.upgrade(config, "0001:0002", sql=True)
+
+
+# -- 0004: leases, the queue, and events.tx ------------------------------------------------------
+
+
+def test_0004_keeps_older_rows_first_in_the_tail_and_their_runs_take_leases(fresh_url: str) -> None:
+    runs = [run_events("run-a"), run_events("run-b", status=None)]
+    _migrate(fresh_url, command.upgrade, "0001")
+    _write_0001(fresh_url, runs)
+    upgrade(fresh_url)  # 0002, 0003, then 0004 on the 0003 database
+    with open_store(fresh_url) as opened:
+        old = opened.read_after(0)
+        assert [(stored.event.run_id, stored.event.seq) for stored in old] == [
+            (row[1], row[2]) for row in sorted(_rows_positions(opened))
+        ]
+        assert opened.lease_of("run-b") is None
+        assert opened.queued_runs() == []
+        lease = opened.acquire("run-b", "worker-a", 60)
+        more = step("run-b", len(runs[1]) + 1, 3, T0 + timedelta(minutes=5))
+        opened.append("run-b", more, len(runs[1]), epoch=lease.epoch)
+        opened.append("run-c", run_events("run-c"), 0)
+        new = opened.read_after(old[-1].position)
+        assert [stored.event for stored in new] == [*more, *run_events("run-c")]
+        assert opened.read_after(0) == [*old, *new]
+    _migrate(fresh_url, command.downgrade, "0003")
+    _migrate(fresh_url, command.upgrade, "head")
+
+
+def _rows_positions(store: SqlStore) -> list[tuple[int, str, int]]:
+    with store.engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(text("SELECT position, run_id, seq FROM events"))]

@@ -33,7 +33,6 @@ from executus.storage import (
 from store import SqlStore, StoredEvent, WriterSettings, open_store
 from store._schema import events as events_table
 from store._schema import runs as runs_table
-from store._sql import APPEND_LOCK_KEY
 
 
 def _raw_insert(store: SqlStore, run_id: str, seq: int, payload: dict[str, object] | str) -> None:
@@ -525,11 +524,12 @@ def test_a_connection_lost_mid_append_twice_is_unavailable_and_writes_nothing(sq
     """Lost while waiting for the append lock: retried on new connections until the retry
     window is over (the lock is still held), then reported."""
     events = run_events("run-1")
-    waiting = "pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
+    waiting = "pid IN (SELECT pid FROM pg_locks WHERE locktype = 'relation' AND NOT granted)"
     quick = WriterSettings(lock_timeout=5, retry_window=3)
-    with SqlStore(sql_url, settings=quick) as sql_store, _admin(sql_url) as admin:
+    with SqlStore(sql_url, settings=quick) as sql_store, _admin(sql_url) as admin, _admin(sql_url) as blocker:
         sql_store.append("run-1", events[:2], 0)
-        admin.execute("SELECT pg_advisory_lock(%s)", (APPEND_LOCK_KEY,))  # appends now wait
+        blocker.execute("BEGIN")
+        blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")  # appends now wait
         outcome: list[BaseException] = []
 
         def append() -> None:
@@ -543,7 +543,7 @@ def test_a_connection_lost_mid_append_twice_is_unavailable_and_writes_nothing(sq
         _terminate(admin, waiting)
         _terminate(admin, waiting)  # the retry's new connection
         appending.join(timeout=30)
-        admin.execute("SELECT pg_advisory_unlock(%s)", (APPEND_LOCK_KEY,))
+        blocker.execute("COMMIT")
         assert len(outcome) == 1
         assert isinstance(outcome[0], StoreUnavailableError)
         assert isinstance(outcome[0], DatabaseUnavailableError)

@@ -21,7 +21,6 @@ from executus import ConfigurationError, RunNotFoundError, StoreError, StoreUnav
 from executus.events import EventOrderError
 from executus.storage import ConcurrencyError, EventWriter, InlineWriter
 from store import SqlStore, WriterSettings
-from store._sql import APPEND_LOCK_KEY
 
 _T = TypeVar("_T")
 QUICK = WriterSettings(lock_timeout=0.1, retry_window=60, first_backoff=0.01, max_backoff=0.1)
@@ -65,8 +64,8 @@ class Heartbeat:
 
 @contextmanager
 def write_lock_held(url: str) -> Iterator[None]:
-    """Another connection holds the lock appends need: SQLite's write lock, or on PostgreSQL the
-    advisory lock every executus append takes."""
+    """Another connection holds the lock appends need: SQLite's write lock, or on PostgreSQL a
+    lock on the events table that keeps every insert waiting."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         blocker = sqlite3.connect(str(parsed.database), isolation_level=None)
@@ -78,12 +77,8 @@ def write_lock_held(url: str) -> Iterator[None]:
             blocker.close()
         return
     with psycopg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False)) as admin:
-        admin.autocommit = True
-        admin.execute("SELECT pg_advisory_lock(%s)", (APPEND_LOCK_KEY,))
-        try:
-            yield
-        finally:
-            admin.execute("SELECT pg_advisory_unlock(%s)", (APPEND_LOCK_KEY,))
+        admin.execute("LOCK TABLE events IN EXCLUSIVE MODE")  # until the block's end commits
+        yield
 
 
 async def submitted(*appends: Coroutine[Any, Any, None]) -> list[asyncio.Task[None]]:

@@ -15,13 +15,14 @@ swap); the same scripts run unchanged on PostgreSQL.
 from __future__ import annotations
 
 import logging.config
+from typing import Any
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Index
 
 from store._engine import WRITE_OPTION, create_store_engine
 from store._open import default_url
-from store._schema import metadata
+from store._schema import POSTGRES_ONLY, metadata
 
 config = context.config
 
@@ -32,10 +33,23 @@ def _url() -> str:
     )
 
 
+def _on_this_backend(connection: Connection) -> Any:
+    """Leave indexes of PostgreSQL only out of the comparison on any other backend."""
+
+    def include(item: Any, _name: str | None, kind: str, reflected: bool, _compare_to: Any) -> bool:
+        postgres_only = (
+            kind == "index" and not reflected and isinstance(item, Index) and item.info.get(POSTGRES_ONLY)
+        )
+        return not postgres_only or connection.dialect.name == "postgresql"
+
+    return include
+
+
 def _run_on(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        include_object=_on_this_backend(connection),
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         compare_server_default=True,
