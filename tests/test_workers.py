@@ -77,8 +77,11 @@ def _chaos(
     deadline = time.monotonic() + TIMEOUT
     killed = 0
     while killed < kills and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.3, 1.0))
-        victim = rng.choice(sorted(fleet.processes))
+        time.sleep(rng.uniform(0.2, 0.8))
+        busy = _owners(store, run_ids) & set(fleet.processes)
+        if not busy:
+            continue  # the workers are still starting, or the work is done
+        victim = rng.choice(sorted(busy))
         fleet.kill(victim)
         killed += 1
         fleet.start()
@@ -97,6 +100,21 @@ def _chaos(
     statuses = {store.get_run(run_id).status for run_id in run_ids}
     assert statuses == {"ok"}, statuses
     assert recoveries(store, run_ids), "no worker died with a run in flight: the test proved nothing"
+
+
+def _owners(store: SqlStore, run_ids: list[str]) -> set[str]:
+    """The workers holding a live lease on a run that has started and not finished."""
+    owners = set()
+    for run_id in run_ids:
+        try:
+            if store.get_run(run_id).status != "running":
+                continue
+            info = store.lease_of(run_id)
+        except Exception:  # not started yet, or the database is restarting
+            continue
+        if info is not None and info.live and info.owner is not None:
+            owners.add(info.owner)
+    return owners
 
 
 def test_chaos_on_postgresql_sigkills_and_a_restart(own_postgres: ThrowawayPostgres, tmp_path: Path) -> None:

@@ -125,7 +125,11 @@ def worker_command(
     this one restarted, resumes them at once.
     """
     agents = load_agents(agent_specs)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    executus_logger = logging.getLogger("executus")  # this worker's own news only, not its libraries'
+    executus_logger.addHandler(handler)
+    executus_logger.setLevel(logging.INFO)
     with opened(settings) as event_store:
         _leases(event_store)
         worker = Worker(
