@@ -119,11 +119,11 @@ def _owners(store: SqlStore, run_ids: list[str]) -> set[str]:
 
 def test_chaos_on_postgresql_sigkills_and_a_restart(own_postgres: ThrowawayPostgres, tmp_path: Path) -> None:
     empty_tables(own_postgres.url)
-    fleet = Fleet(own_postgres.url, tmp_path, lease=2.0, concurrency=6, step=0.05, tool_seconds=0.1)
+    fleet = Fleet(own_postgres.url, tmp_path, lease=2.0, concurrency=8, step=0.05, tool_seconds=0.1)
     seed = random.randrange(2**31)
     with SqlStore(own_postgres.url) as store:
         try:
-            _chaos(fleet, store, runs=200, workers=4, kills=6, seed=seed, restart=own_postgres)
+            _chaos(fleet, store, runs=200, workers=4, kills=5, seed=seed, restart=own_postgres)
         finally:
             fleet.stop()
 
@@ -136,7 +136,7 @@ def test_chaos_on_sqlite_with_processes_on_one_host(tmp_path: Path, sqlite_templ
     seed = random.randrange(2**31)
     with SqlStore(url) as store:
         try:
-            _chaos(fleet, store, runs=60, workers=3, kills=3, seed=seed)
+            _chaos(fleet, store, runs=40, workers=3, kills=2, seed=seed)
         finally:
             fleet.stop()
 
@@ -244,3 +244,36 @@ def test_resume_refuses_a_run_whose_lease_is_live_in_one_line(fleet: Fleet, sql_
         assert "owner busy is gone" in followed.stdout
         why = _cli("--db", sql_url, "why", run_id)
         assert "owner busy is gone" in why.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("worker", "--agents", "no_such_module_here"), "cannot load module no_such_module_here"),
+        (("worker", "--agents", "json"), "module json has no Agent"),
+        (("worker", "--agents", "worker_agents:charge"), "not an Agent or a list of Agents"),
+        (("submit", "worker_agents:nothing", "x"), "cannot load an Agent worker_agents:nothing"),
+        (("cancel", "no-such-run"), "no-such-run"),
+        (("resume", "no-such-run", "--agent", "worker_agents:payer"), "no-such-run"),
+        (("worker", "--agents", "worker_agents", "--concurrency", "0"), "--concurrency"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(sql_url: str, args: tuple[str, ...], fragment: str) -> None:
+    code, out, err = invoke("--db", sql_url, *args)
+    assert code == 2, err
+    assert out == ""
+    assert err.startswith("error: ")
+    assert err.count("\n") == 1
+    assert fragment in err
+
+
+def test_resume_of_a_finished_run_is_refused_in_one_line(fleet: Fleet, sql_url: str) -> None:
+    with SqlStore(sql_url) as store:
+        run_id = enqueue(store, "payer", "order")
+        fleet.start()
+        assert not wait_until_finished(store, [run_id], TIMEOUT)
+    code, out, err = invoke("--db", sql_url, "resume", run_id, "--agent", "worker_agents:payer")
+    assert code == 2
+    assert "already finished with status ok" in err
+    code, out, _ = invoke("--db", sql_url, "runs", "--status", "pending")
+    assert (code, out) == (0, "No queued runs.\n")
