@@ -2,7 +2,7 @@
 
 ``runs URL LABEL COUNT STEPS LATENCY``: connect, print ``ready``, wait for a line on stdin,
 then run COUNT runs of the bench agent at once (owned: leased, fenced, heartbeat) and print
-``{"seconds": ..., "events": ...}``.
+``{"seconds": ..., "cpu": ...}`` (wall and CPU seconds of this process).
 
 ``worker URL LEASE POLL STEPS LATENCY``: run a :class:`~executus.Worker` with the bench agent
 until SIGTERM.
@@ -45,8 +45,9 @@ def main(argv: list[str]) -> None:
             label, count, steps, latency = argv[2], int(argv[3]), int(argv[4]), float(argv[5])
             print("ready", flush=True)
             sys.stdin.readline()
+            cpu = time.process_time()
             seconds = asyncio.run(_runs(store, label, count, steps, latency))
-            print(json.dumps({"seconds": seconds}), flush=True)
+            print(json.dumps({"seconds": seconds, "cpu": time.process_time() - cpu}), flush=True)
         else:
             lease, poll, steps, latency = float(argv[2]), float(argv[3]), int(argv[4]), float(argv[5])
             agent = bench_agent(steps, latency=latency)

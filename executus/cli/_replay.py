@@ -45,7 +45,7 @@ from replay._replayer import Replayer
 from replay._result import ReplayResult, WhatIfReport
 from replay.cassette import load_cassette
 
-__all__ = ["replay_command"]
+__all__ = ["load_object", "replay_command"]  # load_object: still importable from here (executus run)
 
 
 def _differences(differences: tuple[FieldDifference, ...]) -> list[dict[str, Any]]:
