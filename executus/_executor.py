@@ -213,10 +213,11 @@ class Executor:
         takeover, lease = Takeover(), None
         leases = self.store if isinstance(self.store, RunLeases) else None
         if leases is not None and self._leases is not None:
-            status = self.store.get_run(run_id).status  # RunNotFoundError before any lease is taken
-            if status != "running":
-                raise RunNotResumableError(run_id, status)
-            info = leases.lease_of(run_id)
+            # Off the loop: a database that is away must not stall the other runs' heartbeats.
+            summary = await self.clock.run_blocking(lambda: self.store.get_run(run_id))
+            if summary.status != "running":  # RunNotFoundError above: before any lease is taken
+                raise RunNotResumableError(run_id, summary.status)
+            info = await self.clock.run_blocking(lambda: leases.lease_of(run_id))
             lease = await self._leases.acquire(run_id, self.worker_id, self.lease_ttl, force=force)
             if info is not None and info.owner is not None and info.owner != self.worker_id:
                 takeover = Takeover(info.owner, None if info.live else info.expires_at, forced=info.live)
@@ -234,7 +235,7 @@ class Executor:
         takeover: Takeover | None = None,
     ) -> Result:
         """Resume a run whose lease is taken already (a worker's claim of an orphaned run)."""
-        state = rebuild(self.store.read_run(run_id))
+        state = rebuild(await self.clock.run_blocking(lambda: self.store.read_run(run_id)))
         if state.finished:
             if lease is not None and self._leases is not None:
                 await self._leases.release(lease)

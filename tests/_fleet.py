@@ -16,15 +16,16 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Final
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from executus.events import RunFinished, RunResumed, ToolFinished
 from store import SqlStore
 from store._engine import create_store_engine
-from store._schema import metadata
+from store._schema import leases, metadata
 from store._verify import verify_run
 
 TESTS: Final = Path(__file__).resolve().parent
@@ -144,6 +145,22 @@ class Fleet:
             run_id, tool, _pid, _nonce = path.name.rsplit(".", 3)
             counts[run_id, tool] += 1
         return counts
+
+
+def busy_owners(url: str) -> set[str]:
+    """The workers holding a live lease on a run that is not finished (one query)."""
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(leases.c.owner, leases.c.expires_at).where(
+                    leases.c.finished.is_(False), leases.c.owner.is_not(None)
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    now = datetime.now(UTC)
+    return {owner for owner, expires_at in rows if expires_at > now}
 
 
 def wait_until_finished(

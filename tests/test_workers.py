@@ -17,7 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _fleet import Fleet, empty_tables, fleet_violations, recoveries, tests_importable, wait_until_finished
+from _fleet import (
+    Fleet,
+    busy_owners,
+    empty_tables,
+    fleet_violations,
+    recoveries,
+    tests_importable,
+    wait_until_finished,
+)
 from _pgserver import ThrowawayPostgres
 from click.testing import CliRunner
 
@@ -78,7 +86,10 @@ def _chaos(
     killed = 0
     while killed < kills and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.2, 0.8))
-        busy = _owners(store, run_ids) & set(fleet.processes)
+        try:
+            busy = busy_owners(fleet.url) & set(fleet.processes)
+        except Exception:  # the database is restarting
+            continue
         if not busy:
             continue  # the workers are still starting, or the work is done
         victim = rng.choice(sorted(busy))
@@ -91,6 +102,12 @@ def _chaos(
             restart.stop_server()
             time.sleep(0.5)
             restart.start_server()
+    print(f"chaos: {killed} kills done at {time.monotonic() - deadline + TIMEOUT:.1f}s")
+    for _ in range(200):
+        left = wait_until_finished(store, run_ids, 2.0)
+        print(f"chaos: {len(left)} left at {time.monotonic() - deadline + TIMEOUT:.1f}s")
+        if not left:
+            break
     unfinished = wait_until_finished(store, run_ids, max(1.0, deadline - time.monotonic()))
     codes = fleet.stop()
     assert not unfinished, f"seed {seed}: {len(unfinished)} runs unfinished, e.g. {sorted(unfinished)[:3]}"
@@ -100,21 +117,6 @@ def _chaos(
     statuses = {store.get_run(run_id).status for run_id in run_ids}
     assert statuses == {"ok"}, statuses
     assert recoveries(store, run_ids), "no worker died with a run in flight: the test proved nothing"
-
-
-def _owners(store: SqlStore, run_ids: list[str]) -> set[str]:
-    """The workers holding a live lease on a run that has started and not finished."""
-    owners = set()
-    for run_id in run_ids:
-        try:
-            if store.get_run(run_id).status != "running":
-                continue
-            info = store.lease_of(run_id)
-        except Exception:  # not started yet, or the database is restarting
-            continue
-        if info is not None and info.live and info.owner is not None:
-            owners.add(info.owner)
-    return owners
 
 
 def test_chaos_on_postgresql_sigkills_and_a_restart(own_postgres: ThrowawayPostgres, tmp_path: Path) -> None:
