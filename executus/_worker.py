@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from executus._agent import Agent, Invocation, Result
@@ -120,11 +120,17 @@ class Worker:
         """Stop claiming and hand the runs in progress over (see the class docstring)."""
         self._stopping.set()
 
-    async def run_until_signalled(self) -> None:
-        """:meth:`run` until SIGTERM or SIGINT, then shut down cleanly."""
+    async def run_until_signalled(self, ready: Callable[[], None] | None = None) -> None:
+        """:meth:`run` until SIGTERM or SIGINT, then shut down cleanly.
+
+        Args:
+            ready: called once the signals are handled (a process announcing it is up).
+        """
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
+        if ready is not None:
+            ready()
         try:
             await self.run()
         finally:

@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Final
 
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 
 from executus.events import RunFinished, RunResumed, ToolFinished
+from executus.storage import RunQuery
 from store import SqlStore
 from store._engine import create_store_engine
 from store._schema import leases, metadata
@@ -43,7 +44,7 @@ def empty_tables(url: str) -> None:
         engine.dispose()
 
 
-def tests_importable() -> dict[str, str]:
+def importable_environment() -> dict[str, str]:
     """This process's environment, with ``tests/`` importable (``worker_agents``)."""
     return {
         **os.environ,
@@ -74,7 +75,7 @@ class Fleet:
 
     def environment(self) -> dict[str, str]:
         return {
-            **tests_importable(),
+            **importable_environment(),
             "EXECUTUS_TEST_MARKERS": str(self.markers),
             "EXECUTUS_TEST_STEP": str(self.step),
             "EXECUTUS_TEST_TOOL": str(self.tool_seconds),
@@ -123,6 +124,13 @@ class Fleet:
     def stop(self, timeout: float = 30.0) -> dict[str, int]:
         """SIGTERM every worker left (resuming a stopped one first); their exit codes."""
         codes = {}
+        for worker_id, process in self.processes.items():
+            # A worker still starting has no SIGTERM handler yet: wait until it says it is up.
+            deadline = time.monotonic() + timeout
+            while (
+                process.poll() is None and "agents" not in self.log(worker_id) and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
         for process in self.processes.values():
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGCONT)
@@ -147,18 +155,14 @@ class Fleet:
         return counts
 
 
-def busy_owners(url: str) -> set[str]:
+def busy_owners(engine: Engine) -> set[str]:
     """The workers holding a live lease on a run that is not finished (one query)."""
-    engine = create_store_engine(url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                select(leases.c.owner, leases.c.expires_at).where(
-                    leases.c.finished.is_(False), leases.c.owner.is_not(None)
-                )
-            ).all()
-    finally:
-        engine.dispose()
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(leases.c.owner, leases.c.expires_at).where(
+                leases.c.finished.is_(False), leases.c.owner.is_not(None)
+            )
+        ).all()
     now = datetime.now(UTC)
     return {owner for owner, expires_at in rows if expires_at > now}
 
@@ -171,17 +175,15 @@ def wait_until_finished(
     deadline = time.monotonic() + timeout
     while waiting and time.monotonic() < deadline:
         with contextlib.suppress(Exception):  # the database may be restarting
-            waiting = {run_id for run_id in waiting if not _finished(store, run_id)}
+            finished = {
+                summary.run_id
+                for summary in store.list_runs(RunQuery(limit=None))
+                if summary.status != "running"
+            }
+            waiting -= finished
         if waiting:
             time.sleep(tick)
     return waiting
-
-
-def _finished(store: SqlStore, run_id: str) -> bool:
-    try:
-        return store.get_run(run_id).status != "running"
-    except Exception:
-        return False
 
 
 def fleet_violations(store: SqlStore, run_ids: Iterable[str], markers: Counter[tuple[str, str]]) -> list[str]:

@@ -22,8 +22,8 @@ from _fleet import (
     busy_owners,
     empty_tables,
     fleet_violations,
+    importable_environment,
     recoveries,
-    tests_importable,
     wait_until_finished,
 )
 from _pgserver import ThrowawayPostgres
@@ -33,6 +33,7 @@ from executus import enqueue
 from executus.cli import cli
 from executus.events import RunCancelled, RunResumed, ToolFinished
 from store import SqlStore
+from store._engine import create_store_engine
 
 TIMEOUT = 90.0
 """Seconds a fleet may take before the test gives up and reports what is unfinished."""
@@ -54,7 +55,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
-        env={key: value for key, value in tests_importable().items() if not key.startswith("EXECUTUS_")},
+        env={
+            key: value for key, value in importable_environment().items() if not key.startswith("EXECUTUS_")
+        },
     )
 
 
@@ -84,10 +87,11 @@ def _chaos(
         fleet.start()
     deadline = time.monotonic() + TIMEOUT
     killed = 0
+    engine = create_store_engine(fleet.url)
     while killed < kills and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.2, 0.8))
         try:
-            busy = busy_owners(fleet.url) & set(fleet.processes)
+            busy = busy_owners(engine) & set(fleet.processes)
         except Exception:  # the database is restarting
             continue
         if not busy:
@@ -102,6 +106,7 @@ def _chaos(
             restart.stop_server()
             time.sleep(0.5)
             restart.start_server()
+    engine.dispose()
     print(f"chaos: {killed} kills done at {time.monotonic() - deadline + TIMEOUT:.1f}s")
     for _ in range(200):
         left = wait_until_finished(store, run_ids, 2.0)
@@ -125,7 +130,7 @@ def test_chaos_on_postgresql_sigkills_and_a_restart(own_postgres: ThrowawayPostg
     seed = random.randrange(2**31)
     with SqlStore(own_postgres.url) as store:
         try:
-            _chaos(fleet, store, runs=200, workers=4, kills=5, seed=seed, restart=own_postgres)
+            _chaos(fleet, store, runs=200, workers=4, kills=4, seed=seed, restart=own_postgres)
         finally:
             fleet.stop()
 

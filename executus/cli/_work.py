@@ -142,11 +142,13 @@ def worker_command(
         )
         names = ", ".join(sorted(worker.agents))
         where = event_store.display_url
-        Output().line(
-            f"worker {worker.worker_id}: agents {names}; up to {concurrency} runs at once; {where}", "accent"
-        )
-        sys.stdout.flush()
-        asyncio.run(worker.run_until_signalled())
+
+        def announce() -> None:
+            line = f"worker {worker.worker_id}: agents {names}; up to {concurrency} runs at once; {where}"
+            Output().line(line, "accent")
+            sys.stdout.flush()
+
+        asyncio.run(worker.run_until_signalled(announce))
     Output().line(f"worker {worker.worker_id} stopped")
 
 
