@@ -23,6 +23,7 @@ from bench import (
     case_models,
     case_rebuild,
     case_replay,
+    case_scaling,
     case_steps,
     case_workers,
 )
@@ -45,6 +46,7 @@ CASES: Final[dict[str, Case]] = {
     "audit": case_audit.run,
     "models": case_models.run,
     "workers": case_workers.run,
+    "scaling": case_scaling.run,
 }
 
 

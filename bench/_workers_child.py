@@ -1,4 +1,4 @@
-"""A bench process of case 10 (``python -m bench._workers_child MODE URL ...``).
+"""A bench process of case 11 (``python -m bench._workers_child MODE URL ...``).
 
 ``runs URL LABEL COUNT STEPS LATENCY``: connect, print ``ready``, wait for a line on stdin,
 then run COUNT runs of the bench agent at once (owned: leased, fenced, heartbeat) and print

@@ -1,4 +1,4 @@
-"""Case 10, workers: many processes on one PostgreSQL, and recovery after a worker dies.
+"""Case 11, workers: many processes on one PostgreSQL, and recovery after a worker dies.
 
 * Wall time: 1 process running 50 runs at once, then 4 processes running 50 runs each at once,
   on one PostgreSQL; the fake model takes 50 ms per step, so the runs mostly wait on it, as
@@ -29,7 +29,7 @@ from store import SqlStore, open_store
 
 __all__ = ["run"]
 
-CASE = "10 workers"
+CASE = "11 workers"
 STEP_LATENCY = 0.05
 RUNS_PER_PROCESS = 50
 LEASE = 3.0

@@ -29,6 +29,7 @@ __all__ = [
     "Lease",
     "LeaseBook",
     "LeaseInfo",
+    "LeasesThrough",
     "QueuedRun",
     "Renewal",
     "RunLeases",
@@ -160,6 +161,49 @@ class RunLeases(Protocol):
     def wait_for_work(self, timeout: float) -> None:
         """Block up to ``timeout`` seconds, or less once work may be there. Call off the loop."""
         ...
+
+
+class LeasesThrough:
+    """:class:`RunLeases` by handing each call to the store's lease keeper, ``self._leases``
+    (what :class:`~executus.storage.MemoryStore` and the SQL store share)."""
+
+    _leases: RunLeases
+
+    def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
+        """See :meth:`RunLeases.acquire`."""
+        return self._leases.acquire(run_id, owner, ttl, force=force)
+
+    def renew(self, lease: Lease, ttl: float) -> Renewal:
+        """See :meth:`RunLeases.renew`."""
+        return self._leases.renew(lease, ttl)
+
+    def release(self, lease: Lease) -> None:
+        """See :meth:`RunLeases.release`."""
+        self._leases.release(lease)
+
+    def claim(self, owner: str, ttl: float, limit: int, agents: Collection[str] | None = None) -> list[Claim]:
+        """See :meth:`RunLeases.claim`."""
+        return self._leases.claim(owner, ttl, limit, agents)
+
+    def enqueue(self, agent: str, input: str, *, run_id: str, caller_id: str | None = None) -> QueuedRun:
+        """See :meth:`RunLeases.enqueue`."""
+        return self._leases.enqueue(agent, input, run_id=run_id, caller_id=caller_id)
+
+    def request_cancel(self, run_id: str, reason: str | None) -> None:
+        """See :meth:`RunLeases.request_cancel`."""
+        self._leases.request_cancel(run_id, reason)
+
+    def lease_of(self, run_id: str) -> LeaseInfo | None:
+        """See :meth:`RunLeases.lease_of`."""
+        return self._leases.lease_of(run_id)
+
+    def queued_runs(self, limit: int | None = 50) -> list[QueuedRun]:
+        """See :meth:`RunLeases.queued_runs`."""
+        return self._leases.queued_runs(limit)
+
+    def wait_for_work(self, timeout: float) -> None:
+        """See :meth:`RunLeases.wait_for_work`."""
+        self._leases.wait_for_work(timeout)
 
 
 def wall_clock() -> datetime:

@@ -9,7 +9,7 @@ core usable and testable with no database.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
@@ -37,6 +37,7 @@ from executus._leases import (
     Lease,
     LeaseBook,
     LeaseInfo,
+    LeasesThrough,
     QueuedRun,
     Renewal,
     RunLeases,
@@ -364,7 +365,7 @@ class InlineWriter:
         return self._sink.put_blob(data, media_type)
 
 
-class MemoryStore:
+class MemoryStore(LeasesThrough):
     """An event store in plain memory, held to the same contract as the SQL store, leases too.
 
     Args:
@@ -378,7 +379,7 @@ class MemoryStore:
         self._summaries: dict[str, RunSummary] = {}
         self._blobs: dict[str, Blob] = {}
         self._order: list[str] = []
-        self._leases = LeaseBook(now, self._status, lambda run_id: self._summaries[run_id].agent)
+        self._leases: LeaseBook = LeaseBook(now, self._status, lambda run_id: self._summaries[run_id].agent)
 
     def append(
         self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
@@ -452,32 +453,3 @@ class MemoryStore:
     def _status(self, run_id: str) -> str | None:
         summary = self._summaries.get(run_id)
         return None if summary is None else summary.status
-
-    # -- leases, the queue and cancel requests (RunLeases) --------------------------------------
-
-    def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
-        return self._leases.acquire(run_id, owner, ttl, force=force)
-
-    def renew(self, lease: Lease, ttl: float) -> Renewal:
-        return self._leases.renew(lease, ttl)
-
-    def release(self, lease: Lease) -> None:
-        self._leases.release(lease)
-
-    def claim(self, owner: str, ttl: float, limit: int, agents: Collection[str] | None = None) -> list[Claim]:
-        return self._leases.claim(owner, ttl, limit, agents)
-
-    def enqueue(self, agent: str, input: str, *, run_id: str, caller_id: str | None = None) -> QueuedRun:
-        return self._leases.enqueue(agent, input, run_id=run_id, caller_id=caller_id)
-
-    def request_cancel(self, run_id: str, reason: str | None) -> None:
-        self._leases.request_cancel(run_id, reason)
-
-    def lease_of(self, run_id: str) -> LeaseInfo | None:
-        return self._leases.lease_of(run_id)
-
-    def queued_runs(self, limit: int | None = 50) -> list[QueuedRun]:
-        return self._leases.queued_runs(limit)
-
-    def wait_for_work(self, timeout: float) -> None:
-        self._leases.wait_for_work(timeout)

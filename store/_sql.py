@@ -20,7 +20,7 @@ from the row when it is asked for (:meth:`SqlStore.records`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,18 +45,14 @@ from sqlalchemy import (
 from sqlalchemy.engine.interfaces import DBAPIModule
 
 from executus import RunNotFoundError
+from executus._leases import LeasesThrough
 from executus.events import Event, SchemaVersionError, UnknownEventError
 from executus.storage import (
     GENESIS_HASH,
     Blob,
     BlobNotFoundError,
-    Claim,
     EventWriter,
     InlineWriter,
-    Lease,
-    LeaseInfo,
-    QueuedRun,
-    Renewal,
     RunQuery,
     RunSummary,
     SealPolicy,
@@ -132,7 +128,7 @@ class StoredEvent:
     envelope columns, and exactly the text that was hashed when the event was appended."""
 
 
-class SqlStore:
+class SqlStore(LeasesThrough):
     """An :class:`executus.storage.EventStore` in SQLite or PostgreSQL.
 
     Use :func:`store.open_store` to get one for a database that may still need its schema;
@@ -189,7 +185,7 @@ class SqlStore:
         )
         self._writer: ThreadWriter | None = None
         self._closed = False
-        self._leases = SqlLeases(self.engine, url)
+        self._leases: SqlLeases = SqlLeases(self.engine, url)
 
     @property
     def write_transactions(self) -> int:
@@ -273,44 +269,6 @@ class SqlStore:
         self._committer.commit([request])
         if request.error is not None:
             raise request.error
-
-    # -- leases, the queue and cancel requests (executus.storage.RunLeases; store._leases) ----
-
-    def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
-        """See :meth:`executus.storage.RunLeases.acquire`."""
-        return self._leases.acquire(run_id, owner, ttl, force=force)
-
-    def renew(self, lease: Lease, ttl: float) -> Renewal:
-        """See :meth:`executus.storage.RunLeases.renew`."""
-        return self._leases.renew(lease, ttl)
-
-    def release(self, lease: Lease) -> None:
-        """See :meth:`executus.storage.RunLeases.release`."""
-        self._leases.release(lease)
-
-    def claim(self, owner: str, ttl: float, limit: int, agents: Collection[str] | None = None) -> list[Claim]:
-        """See :meth:`executus.storage.RunLeases.claim`."""
-        return self._leases.claim(owner, ttl, limit, agents)
-
-    def enqueue(self, agent: str, input: str, *, run_id: str, caller_id: str | None = None) -> QueuedRun:
-        """See :meth:`executus.storage.RunLeases.enqueue` (PostgreSQL: it notifies ``executus_work``)."""
-        return self._leases.enqueue(agent, input, run_id=run_id, caller_id=caller_id)
-
-    def request_cancel(self, run_id: str, reason: str | None) -> None:
-        """See :meth:`executus.storage.RunLeases.request_cancel`."""
-        self._leases.request_cancel(run_id, reason)
-
-    def lease_of(self, run_id: str) -> LeaseInfo | None:
-        """See :meth:`executus.storage.RunLeases.lease_of`."""
-        return self._leases.lease_of(run_id)
-
-    def queued_runs(self, limit: int | None = 50) -> list[QueuedRun]:
-        """See :meth:`executus.storage.RunLeases.queued_runs`."""
-        return self._leases.queued_runs(limit)
-
-    def wait_for_work(self, timeout: float) -> None:
-        """See :meth:`executus.storage.RunLeases.wait_for_work` (PostgreSQL: LISTEN; SQLite: a sleep)."""
-        self._leases.wait_for_work(timeout)
 
     def _last_seq(self, run_id: str) -> int:
         with self._read(f"reading run {run_id}") as connection:

@@ -11,8 +11,8 @@ wait, and the next transaction takes all of them (up to ``max_group``). Under lo
 each waiting for its append share one commit instead of paying 100; with a single run the
 writer commits each batch as soon as it arrives, adding only a thread hand-off.
 
-Lease operations (``acquire``, ``renew``, ``release``: a run's heartbeat) run on a thread of
-their own beside it, so a heartbeat waits neither on the loop nor behind a group commit.
+Lease operations (``acquire``, ``renew``, ``release``: a run's heartbeat) run on a few threads
+of their own beside it, so a heartbeat waits neither on the loop nor behind a group commit.
 
 Cancelling a caller's ``await append(...)`` does not take its batch back: a batch handed to the
 writer is committed (or fails) exactly as if the caller were still waiting, in the order it was
@@ -37,6 +37,9 @@ from executus.storage import Lease, Renewal, RunLeases
 from store._batch import AppendRequest, BlobRequest, GroupCommitter, Request
 
 _Result = TypeVar("_Result")
+_LEASE_THREADS = 4
+"""Lease calls at once: each commits (and waits for its flush to disk) on a pooled connection, so
+the heartbeats of many runs overlap rather than queue."""
 
 __all__ = ["ThreadWriter"]
 
@@ -104,7 +107,9 @@ class ThreadWriter:
             if self._closed:
                 raise StoreError(f"{self._name}: the store is closed")
             if self._lease_thread is None:
-                self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{self._name} (leases)")
+                self._lease_thread = ThreadPoolExecutor(
+                    _LEASE_THREADS, thread_name_prefix=f"{self._name} (leases)"
+                )
             future = self._lease_thread.submit(call)
         return await asyncio.wrap_future(future)
 

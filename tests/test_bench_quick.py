@@ -10,8 +10,13 @@ import dataclasses
 import math
 from pathlib import Path
 
+import pytest
+
 from bench._config import Config
 from bench._runner import run_bench
+from bench.case_scaling import aggregate_rate
+from executus.storage import RunQuery
+from store import SqlStore
 
 
 def test_quick_append_case_produces_positive_figures(tmp_path: Path) -> None:
@@ -79,3 +84,28 @@ def test_quick_models_case_measures_both_adapters(tmp_path: Path) -> None:
         assert f"{provider} SDK called directly" in names
         assert f"{provider} adapter's own work, alone (no HTTP)" in names
     assert all(target.met is not None for target in report.targets)
+
+
+def test_quick_scaling_case_says_why_without_postgres(tmp_path: Path) -> None:
+    report, failed = run_bench(Config.quick_mode(tmp_path), ["scaling"], postgres=False)
+
+    assert failed == []
+    assert [(row.name, row.value, row.note) for row in report.rows] == [
+        ("PostgreSQL", None, "PostgreSQL off (--no-postgres)")
+    ]
+    assert [target.met for target in report.targets] == [None]
+
+
+@pytest.mark.parametrize("sql_url", ["postgresql"], indirect=True)
+def test_the_scaling_case_appenders_write_every_event_fenced(sql_url: str, tmp_path: Path) -> None:
+    rate = aggregate_rate(sql_url, 2, runs=3, steps=2, workdir=tmp_path, label="smoke")
+
+    assert math.isfinite(rate)
+    assert rate > 0
+    with SqlStore(sql_url) as store:
+        finished = store.list_runs(RunQuery(status="ok", limit=None))
+        assert len(finished) == 6
+        for summary in finished:
+            info = store.lease_of(summary.run_id)
+            assert info is not None
+            assert (info.epoch, info.live) == (1, False)  # fenced by its lease, then released
