@@ -79,6 +79,7 @@ from executus._messages import (
     UserMessage,
 )
 from executus._model import Model, ModelRegistry, ModelResolver
+from executus._retry import RetryPolicy
 from executus._tools import InvalidArgumentsError, Tool, tool
 from executus._worker import Worker, enqueue
 
@@ -119,6 +120,7 @@ __all__ = [
     "RandomIds",
     "RecordingFailedError",
     "Result",
+    "RetryPolicy",
     "RunExistsError",
     "RunNotFoundError",
     "RunNotResumableError",

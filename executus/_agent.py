@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from typing import Final, Protocol, TypeAlias
 
 from pydantic import JsonValue
 
@@ -13,10 +13,12 @@ from executus._errors import ConfigurationError
 from executus._events import ErrorInfo, ModelResponded, RunStatus
 from executus._messages import Image, Message, ModelSettings, Usage
 from executus._model import Model
+from executus._retry import RetryPolicy
 from executus._state import RunState
 from executus._tools import ContextParameter, Tool
 
 __all__ = [
+    "DEFAULT_RETRY",
     "Agent",
     "Artifact",
     "BudgetPort",
@@ -30,6 +32,11 @@ __all__ = [
     "SessionFactory",
     "ToolContext",
 ]
+
+
+DEFAULT_RETRY: Final = RetryPolicy()
+"""An agent's retry policy unless it names one: three attempts per step, 0.5 s then 1 s of
+back-off, at least the server's retry-after (the policy the SDKs apply when left to retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,8 @@ class Agent:
             still recorded in call order).
         model_settings: sampling, length and reasoning settings sent with every model request
             and recorded with the run (None: the model's defaults).
+        retry: how failed model calls are retried (attempts, back-off on the run's clock,
+            which failures), recorded with the run; None: never retry.
     """
 
     name: str
@@ -60,12 +69,15 @@ class Agent:
     critic: Critic | None = None
     parallel_tool_calls: bool = True
     model_settings: ModelSettings | None = None
+    retry: RetryPolicy | None = DEFAULT_RETRY
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1:
             raise ConfigurationError(f"agent {self.name}: max_iterations must be at least 1")
         if self.max_runtime is not None and self.max_runtime <= 0:
             raise ConfigurationError(f"agent {self.name}: max_runtime must be positive seconds or None")
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise ConfigurationError(f"agent {self.name}: retry must be a RetryPolicy or None")
 
     @property
     def model_name(self) -> str:

@@ -10,13 +10,15 @@ How the virtual clock works: it runs coroutines on its own asyncio event loop wh
 is virtual, with a selector that, when the loop would sleep until its next timer and no IO is
 ready, moves virtual time forward to that timer instead of sleeping. Everything awaiting
 asyncio timers (``asyncio.sleep``, ``asyncio.timeout``, ``wait_for``) is therefore virtual.
-Blocking work (sync tools) runs inline on that loop, because a thread's real time has no place
-on a virtual timeline.
+Blocking work (sync tools, and whatever the loop would hand to a worker thread: ``to_thread``,
+``getaddrinfo``) runs inline on that loop, because a thread's real time has no place on a
+virtual timeline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import math
 import selectors
@@ -101,6 +103,20 @@ class _VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.virtual_clock.elapsed
+
+    def run_in_executor(  # type: ignore[override]  # one signature for any arguments
+        self, executor: concurrent.futures.Executor | None, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        # A worker thread's real time has no place on a virtual timeline: while it worked, the
+        # loop would find nothing ready and jump to its next timer (a deadline, an HTTP
+        # timeout). So ``asyncio.to_thread`` and ``loop.getaddrinfo`` (an SDK reading the
+        # platform, a client resolving a host) run inline, as ``VirtualClock.run_blocking`` does.
+        future: asyncio.Future[T] = self.create_future()
+        try:
+            future.set_result(func(*args))
+        except Exception as error:
+            future.set_exception(error)
+        return future
 
     # asyncio runs a timer once ``when < time() + _clock_resolution``. Far from zero (after ~194
     # virtual days) adding 1 ns to a float changes nothing, and a due timer would never run:

@@ -38,6 +38,7 @@ from executus._effects import (
     RunPostRun,
     StartChild,
     StartTools,
+    WaitToRetry,
     WakeAt,
     decided_outcome,
 )
@@ -47,6 +48,7 @@ from executus._events import (
     CriticDecided,
     ErrorInfo,
     Event,
+    ModelAttemptFailed,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -67,6 +69,7 @@ from executus._inputs import (
     ModelCallFailed,
     ModelReplied,
     PostRunDone,
+    RetryDue,
     RunRequested,
     RunResumeRequested,
     ShutdownRequested,
@@ -76,6 +79,7 @@ from executus._inputs import (
     ToolCallFinished,
 )
 from executus._messages import MessagesSnapshot, ToolCall, trusted
+from executus._retry import retry_delay
 from executus._state import RunState, apply
 
 __all__ = ["CoreState", "decide"]
@@ -320,6 +324,37 @@ class _Decider:
         )
         self.end(Outcome("error", error=input.error))
 
+    def model_call_failed(self, input: ModelCallFailed) -> None:
+        """A failed attempt: retried after a back-off if the agent's policy says so, else the end."""
+        run = self.run
+        pending = run.pending_model
+        if pending is None or pending.step != input.step:
+            return
+        delay = retry_delay(run.agent.retry, input.error, pending.attempt, run.run_id, input.step)
+        if delay is None:
+            self.model_failed(input)
+            return
+        next_attempt_at = self.at + timedelta(seconds=delay)
+        self.record(
+            ModelAttemptFailed(
+                run_id=run.run_id,
+                seq=self.seq,
+                at=self.at,
+                step=input.step,
+                attempt=pending.attempt,
+                error=input.error,
+                next_attempt_at=next_attempt_at,
+            )
+        )
+        self.effects.append(WaitToRetry(input.step, next_attempt_at))
+
+    def retry_due(self, input: RetryDue) -> None:
+        """The back-off is over: the same request again (the transcript has not moved)."""
+        pending = self.run.pending_model
+        if pending is None or pending.step != input.step or pending.retry_at is None:
+            return  # answered, or superseded by a resume
+        self.effects.append(CallModel(input.step, MessagesSnapshot(self.run.transcript)))
+
     # -- tools -------------------------------------------------------------------------------
 
     def start_tools(self, calls: tuple[ToolCall, ...]) -> None:
@@ -534,7 +569,8 @@ _HANDLERS: Final[dict[type[Any], Callable[[_Decider, Any], None]]] = {
     RunRequested: _Decider.requested,
     RunResumeRequested: _Decider.resumed,
     ModelReplied: _Decider.model_replied,
-    ModelCallFailed: _Decider.model_failed,
+    ModelCallFailed: _Decider.model_call_failed,
+    RetryDue: _Decider.retry_due,
     ToolCallFinished: _Decider.tool_finished,
     ChildRunRequested: _Decider.child_requested,
     SteerArrived: _Decider.steer_arrived,

@@ -11,11 +11,13 @@ from collections.abc import Iterable
 
 from pydantic import JsonValue
 
+from executus._attempts import failure_label
 from executus._events import (
     ChildRunStarted,
     CriticDecided,
     Event,
     InFlight,
+    ModelAttemptFailed,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -71,6 +73,13 @@ def describe_event(event: Event) -> tuple[str, str]:
             return (
                 f"step {event.step}: {' + '.join(parts) or '(empty reply)'} · {event.latency:.1f}s · {usage}",
                 "plain",
+            )
+        case ModelAttemptFailed():
+            wait = format_duration((event.next_attempt_at - event.at).total_seconds())
+            return (
+                f"step {event.step}: attempt {event.attempt} failed, {failure_label(event.error)}; "
+                f"retrying in {wait} at {format_clock(event.next_attempt_at)}",
+                "warn",
             )
         case ModelFailed():
             return f"step {event.step}: {event.error}", "bad"

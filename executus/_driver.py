@@ -55,6 +55,7 @@ from executus._effects import (
     RunPostRun,
     StartChild,
     StartTools,
+    WaitToRetry,
     WakeAt,
 )
 from executus._errors import ConfigurationError, ExecutusError, LeaseLostError, RecordingFailedError
@@ -65,6 +66,7 @@ from executus._inputs import (
     Input,
     ModelCallFailed,
     PostRunDone,
+    RetryDue,
     RunRequested,
     RunResumeRequested,
     ShutdownRequested,
@@ -329,6 +331,7 @@ class RunDriver:
             parallel_tool_calls=agent.parallel_tool_calls,
             critic=agent.critic.spec() if agent.critic else None,
             model_settings=agent.model_settings,
+            retry=agent.retry,
             idempotent_tools=tuple(sorted(name for name, tool in self.tools.items() if tool.idempotent))
             or None,
         )
@@ -383,6 +386,8 @@ class RunDriver:
                     waiter.set_result(effect.allowed)
             elif isinstance(effect, WakeAt):
                 self.timer.arm(effect.at)
+            elif isinstance(effect, WaitToRetry):
+                self._wait_to_retry(effect)
             elif isinstance(effect, CancelInFlight):
                 self._cancel_in_flight()
             elif isinstance(effect, RunPostRun):
@@ -441,6 +446,19 @@ class RunDriver:
             self._put(ModelCallFailed(at=self.clock.now(), step=request.step, error=error_info(cancelled)))
         except Exception as error:
             self._put(ModelCallFailed(at=self.clock.now(), step=request.step, error=error_info(error)))
+
+    def _wait_to_retry(self, effect: WaitToRetry) -> None:
+        """Back off on the run's clock in the model call's slot, so that whatever cancels a
+        call in flight (deadline, critic kill, cancel, shutdown) cancels the wait."""
+        self.model_task = asyncio.get_running_loop().create_task(
+            self._back_off(effect), name=f"executus-backoff-{self.run_id}-{effect.step}"
+        )
+
+    async def _back_off(self, effect: WaitToRetry) -> None:
+        delay = (effect.at - self.clock.now()).total_seconds()
+        if delay > 0:
+            await self.clock.sleep(delay)
+        self._put(RetryDue(at=self.clock.now(), step=effect.step))
 
     # -- tools -------------------------------------------------------------------------------
 

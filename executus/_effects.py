@@ -26,6 +26,7 @@ __all__ = [
     "RunPostRun",
     "StartChild",
     "StartTools",
+    "WaitToRetry",
     "WakeAt",
     "decided_outcome",
 ]
@@ -94,6 +95,16 @@ class WakeAt:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitToRetry:
+    """Report :class:`~executus._inputs.RetryDue` for ``step`` once the clock reaches ``at``.
+
+    The wait counts as the model call in flight: :class:`CancelInFlight` ends it."""
+
+    step: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CancelInFlight:
     """Cancel the model call and tool calls still running; their results are no longer wanted."""
 
@@ -112,7 +123,9 @@ class Finish:
     outcome: Outcome
 
 
-Effect: TypeAlias = CallModel | StartTools | StartChild | WakeAt | CancelInFlight | RunPostRun | Finish
+Effect: TypeAlias = (
+    CallModel | StartTools | StartChild | WakeAt | WaitToRetry | CancelInFlight | RunPostRun | Finish
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from pydantic import (
 
 from executus._errors import SchemaVersionError, UnknownEventError
 from executus._messages import ImagePart, ModelSettings, ToolCall, ToolSpec, Usage, omitted_when_none
+from executus._retry import RetryPolicy
 
 __all__ = [
     "AgentSpec",
@@ -49,6 +50,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "InFlight",
+    "ModelAttemptFailed",
     "ModelFailed",
     "ModelRequested",
     "ModelResponded",
@@ -122,6 +124,18 @@ class ErrorInfo(_Frozen):
     """The exception's class name, e.g. ``TimeoutError``."""
     message: str
     """``str(exception)``."""
+    status: int | None = omitted_when_none()
+    """The HTTP error status of a failed model call; None: no response, or not an HTTP error."""
+    code: str | None = omitted_when_none()
+    """The provider's error code or type (``rate_limit_exceeded``, ``overloaded_error``), or the
+    failure's kind (``connection``, ``timeout``, ``stream_interrupted``); None: not said."""
+    request_id: str | None = omitted_when_none()
+    """The provider's id for the failed request, for its support."""
+    retry_after: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = omitted_when_none()
+    """Seconds the server asked to wait before trying again; None: it did not say."""
+    retryable: bool | None = omitted_when_none()
+    """Whether the model adapter judged that trying again may succeed; None: not a model call
+    error (nothing judged it)."""
 
     @classmethod
     def of(cls, error: BaseException) -> ErrorInfo:
@@ -159,6 +173,9 @@ class AgentSpec(_Frozen):
     critic: CriticSpec | None = None
     model_settings: ModelSettings | None = omitted_when_none()
     """The settings sent with every model request (None: the model's defaults)."""
+    retry: RetryPolicy | None = omitted_when_none()
+    """How failed model calls were retried; None: never (one attempt per step, as every run
+    recorded before retries existed)."""
     idempotent_tools: tuple[str, ...] | None = omitted_when_none()
     """Names of the tools declared idempotent, sorted (None: none): a call of one that was in
     flight when its process stopped is run again on recovery instead of failed as interrupted."""
@@ -222,8 +239,27 @@ class ModelResponded(_Event):
     """Why the model stopped, in the provider's words; None when it did not say."""
 
 
+class ModelAttemptFailed(_Event):
+    """One attempt at a step's model call failed, and the retry policy will try again."""
+
+    kind: Literal["model_attempt_failed"] = "model_attempt_failed"
+    step: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+    """Which attempt at this step failed: 1 for the first call."""
+    error: ErrorInfo
+    """What failed: HTTP status, provider code, request id and ``retry-after`` where known."""
+    next_attempt_at: AwareDatetime
+    """When the next attempt is due, on the run's clock (back-off, or the server's retry-after)."""
+
+    @property
+    def status(self) -> int | None:
+        """The failed attempt's HTTP status, if it had one."""
+        return self.error.status
+
+
 class ModelFailed(_Event):
-    """The model call raised; the run ends as an error."""
+    """The model call raised and the retry policy gave up (or it was not retryable); the run
+    ends as an error. Attempts before the last are the step's ``model_attempt_failed`` events."""
 
     kind: Literal["model_failed"] = "model_failed"
     step: int = Field(ge=1)
@@ -370,6 +406,7 @@ Event = Annotated[
     | ChildRunStarted
     | ModelRequested
     | ModelResponded
+    | ModelAttemptFailed
     | ModelFailed
     | ToolStarted
     | ToolFinished
@@ -395,6 +432,7 @@ SCHEMA_VERSIONS: Final[Mapping[str, int]] = {
     "child_run_started": 1,
     "model_requested": 1,
     "model_responded": 1,
+    "model_attempt_failed": 1,
     "model_failed": 1,
     "tool_started": 1,
     "tool_finished": 1,

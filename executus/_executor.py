@@ -19,7 +19,7 @@ import dataclasses
 import enum
 import importlib.metadata
 from collections.abc import Callable, Mapping
-from typing import Final, Literal
+from typing import Final, Literal, Self
 
 from executus._agent import Agent, BudgetPort, DeliveryPort, Invocation, Result
 from executus._clock import Clock, IdGenerator, RandomIds, SystemClock, VirtualClock
@@ -113,6 +113,8 @@ class Executor:
         self._resolve: ModelResolver = (
             ModelRegistry(models) if isinstance(models, Mapping) else models or ModelRegistry()
         )
+        # A resolver made here is the executor's to close; one passed in is its owner's.
+        self._own_registry = self._resolve if self._resolve is not models else None
         self.clock: Clock = clock or SystemClock()
         self.ids: IdGenerator = ids or RandomIds()
         self._budget = budget
@@ -185,8 +187,17 @@ class Executor:
         return await driver.run(input)
 
     def run_sync(self, agent: Agent, invocation: Invocation | None, input: str) -> Result:
-        """Run an agent from synchronous code, on an event loop the executor's clock can drive."""
-        return self.clock.run(self.run(agent, invocation, input))
+        """Run an agent from synchronous code, on an event loop the executor's clock can drive.
+
+        The loop ends with the call, so the adapters made for it are closed (:meth:`aclose`).
+        """
+        return self.clock.run(self._run_and_close(agent, invocation, input))
+
+    async def _run_and_close(self, agent: Agent, invocation: Invocation | None, input: str) -> Result:
+        try:
+            return await self.run(agent, invocation, input)
+        finally:
+            await self.aclose()
 
     async def resume(
         self, run_id: str, agent: Agent, invocation: Invocation | None = None, *, force: bool = False
@@ -270,9 +281,28 @@ class Executor:
         )
 
     async def shutdown(self, detail: str = "the executor is shutting down") -> None:
-        """Cancel every active run (cause ``shutdown``) and wait until each is recorded as ended."""
+        """Cancel every active run (cause ``shutdown``), wait until each is recorded as ended,
+        and close the model adapters the executor made (:meth:`aclose`)."""
         runs = list(self._active.values())
         for driver in runs:
             driver.shut_down(detail)
         for driver in runs:
             await driver.finished.wait()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the model adapters the executor's own resolver made from names such as
+        ``openai:gpt-4.1-mini`` (their HTTP connections); a later run makes new ones.
+
+        A resolver passed as ``models=`` (a :class:`ModelRegistry` or any callable) and model
+        objects given to agents belong to the caller, who closes them.
+        """
+        if isinstance(self._own_registry, ModelRegistry):
+            await self._own_registry.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Shut down: cancel runs still going (none, unless the block raised) and close adapters."""
+        await self.shutdown("the executor's context exited")

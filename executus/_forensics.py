@@ -16,6 +16,7 @@ from typing import Final, Literal, TypeAlias
 
 from pydantic import JsonValue
 
+from executus._attempts import retry_statements
 from executus._events import (
     CriticDecided,
     Event,
@@ -173,6 +174,7 @@ def explain(events: Sequence[Event], *, now: datetime | None = None) -> Explanat
         *_critic(log),
         *(_deadline(log) if state.status in _STOPPED or state.critic_decisions else []),
         *_recoveries(log),
+        *(Statement(*statement) for statement in retry_statements(log.events, log.since_start)),
         *_post_run(log),
     ]
     order = list(SECTION_TITLES)

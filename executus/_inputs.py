@@ -29,6 +29,7 @@ __all__ = [
     "ModelCallFailed",
     "ModelReplied",
     "PostRunDone",
+    "RetryDue",
     "RunRequested",
     "RunResumeRequested",
     "ShutdownRequested",
@@ -92,11 +93,20 @@ class ModelReplied:
 
 @dataclass(frozen=True, slots=True)
 class ModelCallFailed:
-    """The model call for ``step`` raised (or answered with something unusable)."""
+    """An attempt at the model call for ``step`` raised (or answered with something unusable);
+    the agent's retry policy decides from ``error`` whether to try again."""
 
     at: datetime
     step: int
     error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDue:
+    """The back-off after a failed attempt at ``step``'s model call is over: try again."""
+
+    at: datetime
+    step: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +186,7 @@ Input: TypeAlias = (
     | RunResumeRequested
     | ModelReplied
     | ModelCallFailed
+    | RetryDue
     | ToolCallFinished
     | TimerFired
     | CallerCancelled

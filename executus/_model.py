@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Protocol, TypeAlias, runtime_checkable
 
 from executus._errors import UnknownModelError
@@ -49,13 +49,15 @@ class ModelRegistry:
 
     A name not registered but prefixed with a provider (``openai:gpt-4.1-mini``,
     ``anthropic:claude-sonnet-4-5``) is made into that provider's adapter, configured from its
-    SDK's environment variables, and kept for the next run.
+    SDK's environment variables, and kept for the next run until :meth:`aclose`.
     """
 
     def __init__(self, models: Mapping[str, Model] | Iterable[Model] = ()) -> None:
         self._models: dict[str, Model] = (
             dict(models) if isinstance(models, Mapping) else {model.name: model for model in models}
         )
+        self._made: dict[str, Model] = {}
+        """The models this registry made from a provider prefix: its own to close."""
 
     def register(self, model: Model, name: str | None = None) -> None:
         """Make ``model`` available under ``name`` (default: its own name)."""
@@ -68,5 +70,17 @@ class ModelRegistry:
             factory = _PREFIXES.get(prefix) if colon and rest else None
             if factory is None:
                 raise UnknownModelError(name, list(self._models))
-            model = self._models[name] = factory(name)
+            model = self._models[name] = self._made[name] = factory(name)
         return model
+
+    async def aclose(self) -> None:
+        """Close the adapters this registry made from prefixed names (their HTTP connections)
+        and forget them, so that a later run makes new ones. Models registered by hand are
+        their owner's to close."""
+        made, self._made = self._made, {}
+        for name, model in made.items():
+            if self._models.get(name) is model:
+                del self._models[name]
+            close: Callable[[], Awaitable[None]] | None = getattr(model, "aclose", None)
+            if close is not None:
+                await close()

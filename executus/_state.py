@@ -29,6 +29,7 @@ from executus._events import (
     ErrorInfo,
     Event,
     InFlight,
+    ModelAttemptFailed,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -85,6 +86,10 @@ class PendingModelCall:
 
     step: int
     started_at: datetime
+    attempt: int = 1
+    """The attempt being made (or waited for): 1 until an attempt fails and is retried."""
+    retry_at: datetime | None = None
+    """When the next attempt is due, once an attempt failed; None before any did."""
 
 
 @dataclass(slots=True)
@@ -275,6 +280,13 @@ def _model_responded(state: RunState, event: ModelResponded) -> None:
     state.transcript.append(trusted(AssistantMessage, text=event.text, tool_calls=event.tool_calls))
 
 
+def _model_attempt_failed(state: RunState, event: ModelAttemptFailed) -> None:
+    pending = state.pending_model
+    if pending is not None and pending.step == event.step:
+        pending.attempt = event.attempt + 1
+        pending.retry_at = event.next_attempt_at
+
+
 def _model_failed(state: RunState, event: ModelFailed) -> None:
     state.pending_model = None
     state.error = event.error
@@ -357,6 +369,7 @@ _APPLIERS: Final[dict[str, Callable[[RunState, Any], None]]] = {
     "child_run_started": _child_run_started,
     "model_requested": _model_requested,
     "model_responded": _model_responded,
+    "model_attempt_failed": _model_attempt_failed,
     "model_failed": _model_failed,
     "tool_started": _tool_started,
     "tool_finished": _tool_finished,

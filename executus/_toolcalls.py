@@ -15,6 +15,7 @@ from pydantic import JsonValue
 
 from executus._agent import ToolContext
 from executus._clock import Clock
+from executus._errors import ModelCallError
 from executus._events import ErrorInfo
 from executus._inputs import NOT_AN_OBJECT
 from executus._messages import ToolCall
@@ -31,8 +32,20 @@ def requested_cancellation() -> bool:
 
 
 def error_info(error: BaseException) -> ErrorInfo:
-    """An exception as a log records it, with text every store can hold."""
-    return ErrorInfo(type=clean_text(type(error).__name__), message=clean_text(str(error)))
+    """An exception as a log records it, with text every store can hold; a failed model call
+    keeps what the retry policy and a reader of the log need (status, request id, retry-after)."""
+    info = ErrorInfo(type=clean_text(type(error).__name__), message=clean_text(str(error)))
+    if not isinstance(error, ModelCallError):
+        return info
+    return ErrorInfo(
+        type=info.type,
+        message=info.message,
+        status=error.status,
+        code=None if error.error_type is None else clean_text(error.error_type),
+        request_id=None if error.request_id is None else clean_text(error.request_id),
+        retry_after=error.retry_after,
+        retryable=error.retryable,
+    )
 
 
 async def invoke(

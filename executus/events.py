@@ -4,7 +4,8 @@ The catalogue is the audit contract. Every run is recorded as these events and n
 in order (``seq`` 1, 2, 3… with no gaps), each a frozen pydantic model with ``run_id``,
 ``seq``, ``at``, ``kind`` and ``schema_version``: :class:`RunStarted` (with the
 :class:`AgentSpec` and :class:`CriticSpec` snapshot), :class:`ChildRunStarted`,
-:class:`ModelRequested`, :class:`ModelResponded`, :class:`ModelFailed`, :class:`ToolStarted`,
+:class:`ModelRequested`, :class:`ModelResponded`, :class:`ModelAttemptFailed` (a failed attempt
+the retry policy retries), :class:`ModelFailed`, :class:`ToolStarted`,
 :class:`ToolFinished`, :class:`SteerInjected`, :class:`CriticDecided`, :class:`RunCancelled`,
 :class:`RunResumed`, :class:`PostRunFinished` and :class:`RunFinished`. :data:`Event` is their
 union. What a log once recorded stays readable: a kind's shape changes only with a new
@@ -40,6 +41,7 @@ from executus._events import (
     ErrorInfo,
     Event,
     InFlight,
+    ModelAttemptFailed,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -69,6 +71,7 @@ __all__ = [
     "EventLogError",
     "EventOrderError",
     "InFlight",
+    "ModelAttemptFailed",
     "ModelFailed",
     "ModelRequested",
     "ModelResponded",

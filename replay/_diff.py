@@ -24,7 +24,7 @@ from executus.events import Event, RunState, encode_event, rebuild
 
 __all__ = ["FieldDifference", "canonical_request", "diff_events", "diff_values", "request_differences"]
 
-_INSTANT_FIELDS: Final = frozenset({"at", "old_deadline", "new_deadline", "started_at"})
+_INSTANT_FIELDS: Final = frozenset({"at", "old_deadline", "new_deadline", "started_at", "next_attempt_at"})
 _SECONDS_FIELDS: Final = frozenset({"latency", "duration", "idle_seconds", "downtime"})
 _ENVELOPE: Final = frozenset({"run_id", "seq"})
 

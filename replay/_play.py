@@ -39,6 +39,7 @@ from executus._effects import (
     Outcome,
     RunPostRun,
     StartTools,
+    WaitToRetry,
     WakeAt,
 )
 from executus._inputs import (
@@ -48,6 +49,7 @@ from executus._inputs import (
     ModelCallFailed,
     ModelReplied,
     PostRunDone,
+    RetryDue,
     RunRequested,
     RunResumeRequested,
     ShutdownRequested,
@@ -340,6 +342,9 @@ class Playback:
         elif isinstance(effect, WakeAt):
             if not self.strict_timers:
                 self._timer = effect.at
+        elif isinstance(effect, WaitToRetry):
+            # Due where the core computed it: a changed policy shows in model_attempt_failed.
+            self._schedule(effect.at, _LAST, RetryDue(at=effect.at, step=effect.step), in_flight=True)
         elif isinstance(effect, CancelInFlight):
             due = [item for item in self._due.get(self.segment, []) if not item.in_flight]
             heapq.heapify(due)
@@ -351,6 +356,14 @@ class Playback:
 
     def _answer_model(self, step: int) -> None:
         key = (self.segment, step)
+        pending = self.core.run.pending_model if self.core.run is not None else None
+        failures = self.recording.attempts.get(key, [])
+        attempt = pending.attempt if pending is not None else 1
+        if attempt <= len(failures):  # an attempt the recorded run retried
+            failed = failures[attempt - 1]
+            retried = ModelCallFailed(at=failed.at, step=step, error=failed.error)
+            self._schedule(failed.at, failed.seq, retried, in_flight=True)
+            return
         reply = self.recording.replies.get(key)
         if reply is None:
             if key not in self.recording.requests:

@@ -16,6 +16,7 @@ from executus.events import (
     ChildRunStarted,
     CriticDecided,
     Event,
+    ModelAttemptFailed,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -41,6 +42,8 @@ class Recording:
     """``model_requested`` by (segment, step)."""
     replies: dict[tuple[int, int], ModelResponded | ModelFailed] = field(default_factory=dict)
     """The model's reply or failure by (segment, step)."""
+    attempts: dict[tuple[int, int], list[ModelAttemptFailed]] = field(default_factory=dict)
+    """The failed attempts the retry policy retried, in order, by (segment, step)."""
     resumes: list[RunResumed] = field(default_factory=list)
     tool_starts: dict[str, ToolStarted] = field(default_factory=dict)
     tool_ends: dict[tuple[int, str], ToolFinished] = field(default_factory=dict)
@@ -73,6 +76,8 @@ class Recording:
                 recording.requests[segment, event.step] = event
             elif event.kind == "model_responded" or event.kind == "model_failed":
                 recording.replies[segment, event.step] = event
+            elif event.kind == "model_attempt_failed":
+                recording.attempts.setdefault((segment, event.step), []).append(event)
             elif event.kind == "tool_started":
                 recording.tool_starts[event.call_id] = event
             elif event.kind == "tool_finished":

@@ -176,6 +176,7 @@ class Replayer:
                 parallel_tool_calls=agent.parallel_tool_calls,
                 critic=agent.critic.spec() if agent.critic else None,
                 model_settings=agent.model_settings,
+                retry=agent.retry,
             )
             critic = agent.critic
         if what_if_critic is not None:

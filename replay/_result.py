@@ -22,6 +22,7 @@ def _summary(event: Event | None) -> str:
             f"step {e.step}, fingerprint {e.fingerprint[:12]}, {e.message_count} messages"
         ),
         "model_responded": lambda e: f"step {e.step}, {len(e.tool_calls)} tool call(s), text {e.text!r:.60}",
+        "model_attempt_failed": lambda e: f"step {e.step}, attempt {e.attempt}, {e.error}",
         "model_failed": lambda e: f"step {e.step}, {e.error}",
         "tool_started": lambda e: f"{e.name} ({e.call_id})",
         "tool_finished": lambda e: f"{e.name} ({e.call_id}), " + (f"error {e.error}" if e.error else "ok"),

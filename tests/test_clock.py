@@ -46,3 +46,20 @@ def test_short_timers_still_fire_after_years_of_virtual_time() -> None:
 def test_sequential_ids_are_predictable() -> None:
     ids = SequentialIds("job-", start=7)
     assert [ids.new_run_id(), ids.new_run_id()] == ["job-0007", "job-0008"]
+
+
+def test_work_handed_to_a_thread_takes_no_virtual_time() -> None:
+    # An SDK reads its platform with asyncio.to_thread before its first request: if that ran on
+    # a thread, the loop would find nothing ready meanwhile and jump to the pending deadline.
+    clock = VirtualClock(START)
+
+    async def scenario() -> tuple[float, float]:
+        deadline = asyncio.ensure_future(asyncio.sleep(60))
+        await asyncio.to_thread(time.sleep, 0.05)
+        after_thread = clock.elapsed
+        await asyncio.get_running_loop().getaddrinfo("127.0.0.1", 80)
+        after_lookup = clock.elapsed
+        deadline.cancel()
+        return after_thread, after_lookup
+
+    assert clock.run(scenario()) == (0.0, 0.0)

@@ -240,16 +240,26 @@ def test_an_image_part_is_sent_as_the_api_expects(provider: Provider, db: SqlSto
     assert {"type": "text", "text": "What is in this picture?"} in last["content"]
 
 
-def test_a_429_ends_the_run_with_its_status_and_retry_after(provider: Provider, db: SqlStore) -> None:
+def test_without_a_retry_policy_a_429_ends_the_run_with_its_status_and_retry_after(
+    provider: Provider, db: SqlStore
+) -> None:
     rate_limited = provider.error(429, "Slow down.", provider.rate_limit_type, {"retry-after": "2"})
 
-    result, _ = run_against(provider, db, [rate_limited])
+    result, _ = run_against(provider, db, [rate_limited], retry=None)
 
     assert result.status == "error"
     assert result.error is not None
     assert result.error.type == "ModelCallError"
     assert f"HTTP 429 {provider.rate_limit_type}: Slow down." in result.error.message
     assert "request req_429, retry after 2 s, retryable" in result.error.message
+    error = result.error
+    assert (error.status, error.code, error.request_id, error.retry_after, error.retryable) == (
+        429,
+        provider.rate_limit_type,
+        "req_429",
+        2.0,
+        True,
+    )
     assert KEY not in json.dumps([event.model_dump(mode="json") for event in db.read_run(result.run_id)])
 
 
@@ -316,7 +326,7 @@ def test_a_stream_cut_off_mid_reply_fails_with_usage_unknown(provider: Provider,
     events = provider.stream(Scripted(text="The answer is three."))
     cut = sse_reply(events, cut_after=4)
 
-    result, _ = run_against(provider, db, [cut], streamed=True)
+    result, _ = run_against(provider, db, [cut], streamed=True, retry=None)
 
     assert result.status == "error"
     assert result.error is not None
@@ -545,8 +555,10 @@ def test_an_image_without_its_bytes_is_refused_before_anything_is_sent(provider:
     assert sent == 0
 
 
-def test_a_5xx_ends_the_run_as_an_error_that_a_retry_may_pass(provider: Provider, db: SqlStore) -> None:
-    result, _ = run_against(provider, db, [provider.error(503, "Try later.", "overloaded_error")])
+def test_without_a_retry_policy_a_5xx_ends_the_run_as_an_error_that_a_retry_may_pass(
+    provider: Provider, db: SqlStore
+) -> None:
+    result, _ = run_against(provider, db, [provider.error(503, "Try later.", "overloaded_error")], retry=None)
 
     assert result.status == "error"
     assert result.error is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import json
+import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -42,27 +43,32 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 
     ``retry-after`` may be seconds or an HTTP date; a date is measured from the response's own
     ``date`` header (the server's clock, not ours), and is None without one. Unreadable values
-    are None: a bad header must not turn a 429 into a different failure.
+    (``inf`` and ``nan`` too) are None: a bad header must not turn a 429 into a different failure.
     """
-    milliseconds = headers.get("retry-after-ms")
+    milliseconds = _seconds(headers.get("retry-after-ms"))
     if milliseconds is not None:
-        try:
-            return max(0.0, float(milliseconds) / 1000)
-        except ValueError:
-            pass
+        return milliseconds / 1000
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         until = parsedate_to_datetime(value)
         now = parsedate_to_datetime(headers.get("date", ""))
     except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, (until - now).total_seconds())
+
+
+def _seconds(value: str | None) -> float | None:
+    """A header's non-negative number, or None when it is absent or not a finite number."""
+    try:
+        number = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    return max(0.0, number) if math.isfinite(number) else None
 
 
 def error_fields(body: object) -> tuple[str | None, str | None]:
