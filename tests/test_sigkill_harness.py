@@ -43,6 +43,7 @@ from sigkill_checks import (
     check_runs,
 )
 from sigkill_children import cycle_caller, read_markers, run_ids
+from sqlalchemy import text
 
 from executus.storage import RunQuery, RunSummary
 from store import SqlStore
@@ -156,7 +157,32 @@ class Lane:
         pid = self.start(job, cycle_dir, ids)
         time.sleep(delay)
         os.kill(pid, signal.SIGKILL)  # the server reaps only on wait: the pid cannot be reused yet
-        return self.wait(pid).get("signal") == signal.SIGKILL
+        killed = self.wait(pid).get("signal") == signal.SIGKILL
+        self._settle()
+        return killed
+
+    def _settle(self) -> None:
+        """Wait until PostgreSQL has finished every transaction begun before now.
+
+        A worker SIGKILLed just after it sent COMMIT leaves its backend to carry the commit
+        out (a flush to disk: milliseconds, more on a loaded machine); a check begun
+        meanwhile would read its runs row before the commit and its events after. Appends of
+        different runs no longer take turns on one lock, so nothing else orders the two.
+        """
+        if self.store.engine.dialect.name != "postgresql":
+            return  # a SQLite transaction ends with its process
+        older = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND xact_start < :since"
+        )
+        deadline = time.monotonic() + WORKER_TIMEOUT
+        with self.store.engine.connect() as connection:
+            since = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+            connection.commit()
+            while connection.execute(text(older), {"since": since}).scalar_one():
+                connection.commit()  # a fresh snapshot of pg_stat_activity each time
+                assert time.monotonic() < deadline, "a killed worker's transaction never ended"
+                time.sleep(0.005)
 
     def close(self) -> None:
         for pipe in (self._server.stdin, self._server.stdout):
