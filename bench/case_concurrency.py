@@ -16,13 +16,15 @@ commit before the side effect it precedes. Reported:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from bench._config import Config
 from bench._pg import Postgres
@@ -32,7 +34,7 @@ from bench._workload import bench_agent, run_id_for
 from executus import Agent, Executor, Invocation
 from store import SqlStore, open_store
 
-__all__ = ["Concurrent", "Fault", "loop_ticker", "record_concurrently", "run"]
+__all__ = ["GC_KNOBS", "Concurrent", "Fault", "loop_ticker", "record_concurrently", "run"]
 
 CASE = "5 concurrency"
 _TICK = 0.001
@@ -78,6 +80,35 @@ class Fault:
     """Runs on a thread of its own (it may block, e.g. hold a lock and sleep); joined at the end."""
     after: float = 0.2
     """Seconds after the runs start that it begins (all runs are active by then)."""
+
+
+GC_KNOBS: Final = {
+    "gc.freeze()": "gc.collect(); gc.freeze() once started: the start-up heap is never walked again",
+    "gc.freeze(), no automatic full collection": (
+        "and gc.set_threshold(700, 10, 1_000_000): young collections only (a finished run "
+        "leaves no reference cycle, so the runs leak nothing; gc.collect() when idle)"
+    ),
+}
+"""What an operator may turn for a process of many concurrent runs (executus itself never
+changes the collector): the knobs the loop-lag case reports figures with, beside the default."""
+
+
+@contextlib.contextmanager
+def _collector(knob: str | None) -> Iterator[None]:
+    """The garbage collector as ``knob`` sets it (None: as it is), restored afterwards."""
+    if knob is None:
+        yield
+        return
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    if knob != "gc.freeze()":
+        gc.set_threshold(threshold[0], threshold[1], 1_000_000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 class _CostMeter:
@@ -142,6 +173,7 @@ def record_concurrently(
     runs: int | None = None,
     label: str = "concurrent",
     fault: Fault | None = None,
+    gc_knob: str | None = None,
 ) -> Concurrent:
     """Record ``runs`` runs of ``steps`` steps at once through a real :class:`Executor`.
 
@@ -154,6 +186,7 @@ def record_concurrently(
         runs: how many runs at once.
         label: makes the run ids, different for each batch recorded into one database.
         fault: done to the database while the runs are active.
+        gc_knob: one of :data:`GC_KNOBS`, turned for the runs and restored after them.
     """
     run_ids = [run_id_for(label, index) for index in range(config.concurrent_runs if runs is None else runs)]
     store = SqlStore(url)
@@ -161,7 +194,7 @@ def record_concurrently(
         store.list_runs()
         before = store.write_transactions
         agent = bench_agent(steps, latency=config.model_latency)
-        with _CostMeter() as costs:
+        with _collector(gc_knob), _CostMeter() as costs:
             seconds, stall = asyncio.run(_record_all(Executor(store), agent, run_ids, fault))
         transactions = store.write_transactions - before
         overheads: list[float] = []

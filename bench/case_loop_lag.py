@@ -9,7 +9,8 @@ case 5, with more steps and a fault. Scenarios:
 * PostgreSQL while the server is frozen (SIGSTOP of every server process) for ``lag_fault``
   seconds, or, on a server that is not the bench's own, while another session holds the append
   lock that long;
-* PostgreSQL with no fault.
+* PostgreSQL with no fault; and again with each garbage-collector knob an operator may turn
+  (:data:`bench.case_concurrency.GC_KNOBS`), reported beside the default, which the targets judge.
 
 Reported: the worst lag of a 1 ms ticker on the same loop (how long the loop could not run
 anything else), the median step overhead (the time between two ``model_requested`` events of a
@@ -32,7 +33,7 @@ from bench._config import Config
 from bench._pg import Postgres, conninfo
 from bench._report import Report, Row
 from bench._stores import fresh_sqlite
-from bench.case_concurrency import Concurrent, Fault, loop_ticker, record_concurrently
+from bench.case_concurrency import GC_KNOBS, Concurrent, Fault, loop_ticker, record_concurrently
 from store import open_store
 
 __all__ = ["run"]
@@ -44,7 +45,9 @@ _TODAY_PG_EVENTS_PER_SECOND = 2229.0
 loop (case 5 of this run records through the writer, so it is no longer "today's")."""
 
 
-def _record(url: str, config: Config, label: str, fault: Callable[[], None] | None = None) -> Concurrent:
+def _record(
+    url: str, config: Config, label: str, fault: Callable[[], None] | None = None, gc_knob: str | None = None
+) -> Concurrent:
     return record_concurrently(
         url,
         config,
@@ -52,6 +55,7 @@ def _record(url: str, config: Config, label: str, fault: Callable[[], None] | No
         runs=config.lag_runs,
         label=label,
         fault=None if fault is None else Fault(fault),
+        gc_knob=gc_knob,
     )
 
 
@@ -169,6 +173,10 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
         _lag_target(report, "worst loop lag, PostgreSQL, no fault < 20 ms (ms)", calm)
         median = statistics.median(calm.step_overheads) * 1000
         report.target(CASE, "median step overhead, PostgreSQL < 10 ms (ms)", median, median < 10, ".2f")
+        for number, (knob, how) in enumerate(GC_KNOBS.items()):
+            tuned = _record(url, config, f"lag-gc-{number}", gc_knob=knob)
+            _rows(report, f"PostgreSQL, {runs} runs x {steps} steps, no fault, {knob}", tuned, runs * steps)
+            report.notes.append(f"loop lag, {knob}: {how}")
         today = _TODAY_PG_EVENTS_PER_SECOND
         ratio = calm.rate / today
         report.target(

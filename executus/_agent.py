@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol, TypeAlias
@@ -142,9 +144,32 @@ class SessionContext:
     caller_id: str | None
     _attach: Callable[[str, tuple[Image, ...]], None] = field(repr=False)
 
+    def __post_init__(self) -> None:
+        # The run holds its session, and a session may keep its context: a strong reference
+        # back to the run would make a cycle that keeps a finished run (its whole transcript)
+        # alive until a full garbage collection.
+        object.__setattr__(self, "_attach", _held_weakly(self._attach))
+
     def attach_images(self, text: str, *images: Image) -> None:
-        """Queue a user message with images, injected right before the model's next step."""
+        """Queue a user message with images, injected right before the model's next step
+        (nothing, once the run is over)."""
         self._attach(text, images)
+
+
+def _held_weakly(
+    function: Callable[[str, tuple[Image, ...]], None],
+) -> Callable[[str, tuple[Image, ...]], None]:
+    """``function``, holding its object weakly if it is a bound method (gone: a no-op)."""
+    if not inspect.ismethod(function):
+        return function
+    method = weakref.WeakMethod(function)
+
+    def call(text: str, images: tuple[Image, ...]) -> None:
+        alive = method()
+        if alive is not None:
+            alive(text, images)
+
+    return call
 
 
 @dataclass(frozen=True, slots=True)

@@ -555,9 +555,11 @@ class RunDriver:
             cleanup_error = error_info(error)
         refs = []
         for artifact in artifacts:
+            # The reference names what the store keeps: a text artifact's redacted bytes.
+            kept = artifact.data
             if self.recorder.failure is None:
                 try:
-                    await self.recorder.put_blob(artifact.data, artifact.media_type)
+                    kept = (await self.recorder.put_blob(artifact.data, artifact.media_type)).data
                 except Exception as error:
                     logger.error("run %s: the store failed to keep an artifact: %s", self.run_id, error)
                     self.recorder.failure = error
@@ -565,8 +567,8 @@ class RunDriver:
                 ArtifactRef(
                     name=clean_text(artifact.name),
                     media_type=clean_text(artifact.media_type),
-                    sha256=hashlib.sha256(artifact.data).hexdigest(),
-                    size=len(artifact.data),
+                    sha256=hashlib.sha256(kept).hexdigest(),
+                    size=len(kept),
                 )
             )
         self.artifacts = artifacts

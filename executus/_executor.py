@@ -66,9 +66,10 @@ class Executor:
         budget: charged with each run's duration after it ends.
         delivery: receives each finished run's artifacts.
         on_event: called with every event of every run (child runs too) as it is recorded, in
-            seq order, on the event loop's thread. The event is already in the run's state, and
-            is committed before the run next starts anything; an exception is logged and
-            ignored. This is where a live view or a metrics exporter listens.
+            seq order, on the event loop's thread: redacted, as the store keeps it. The event
+            is already in the run's state, and is committed before the run next starts
+            anything; an exception is logged and ignored. This is where a live view or a
+            metrics exporter listens.
         writer: the write port runs are recorded through. By default the store's own writer
             (``store.writer()``, e.g. a SQL store's writer thread), or the store's ``append``
             called inline when the store has no writer or the clock is a :class:`VirtualClock`
@@ -137,6 +138,8 @@ class Executor:
 
     def _default_writer(self) -> EventWriter:
         make_writer: Callable[[], EventWriter] | None = getattr(self.store, "writer", None)
+        if isinstance(self.clock, VirtualClock) and isinstance(self.store, RedactingStore):
+            return self.store.inline_writer()  # redacting before the store: on_event hears that
         if isinstance(self.clock, VirtualClock) or make_writer is None:
             return InlineWriter(self.store)
         return make_writer()

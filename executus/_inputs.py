@@ -18,7 +18,7 @@ from typing import Any, Final, TypeAlias
 from pydantic import JsonValue, ValidationError
 
 from executus._events import AgentSpec, ArtifactRef, ErrorInfo, SteerMessage
-from executus._messages import ModelResponse, ToolCall, Usage
+from executus._messages import ModelResponse, ToolCall, Usage, sharing_fields_set
 from executus._storable import clean_json, clean_text
 
 __all__ = [
@@ -236,10 +236,11 @@ def _tool_call(call: ToolCall) -> ToolCall:
     arguments: Any = call.arguments
     if not isinstance(arguments, dict):
         arguments = {NOT_AN_OBJECT: clean_json(arguments)}
-    return ToolCall.model_validate(
+    validated = ToolCall.model_validate(
         {
             "id": clean_text(str(call.id)),
             "name": clean_text(str(call.name)),
             "arguments": clean_json(arguments),
         }
     )
+    return sharing_fields_set(validated)  # the transcript keeps it for the rest of the run

@@ -46,40 +46,75 @@ _Model = TypeVar("_Model", bound=BaseModel)
 _REQUIRED: Any = object()
 
 
+@dataclass(frozen=True, slots=True)
+class _Construction:
+    """How :func:`trusted` fills a model's ``__dict__``: its fields in order, with defaults."""
+
+    template: dict[str, Any]
+    """Every field, in order: its default, or ``_REQUIRED``, or ``_REQUIRED`` for a factory's."""
+    factories: tuple[tuple[str, Callable[[], Any]], ...]
+    required: tuple[str, ...]
+    frozen: bool
+
+
 @functools.cache
-def _field_defaults(cls: type[BaseModel]) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
-    """Each field of ``cls`` in order, with its default (or ``_REQUIRED``) and default factory."""
-    return tuple(
-        (
-            name,
-            _REQUIRED if info.default is PydanticUndefined else info.default,
-            info.default_factory,  # type: ignore[misc]  # factories here take no arguments
-        )
-        for name, info in cls.model_fields.items()
+def _construction(cls: type[BaseModel]) -> _Construction:
+    template: dict[str, Any] = {}
+    factories: list[tuple[str, Callable[[], Any]]] = []
+    for name, info in cls.model_fields.items():
+        template[name] = _REQUIRED if info.default is PydanticUndefined else info.default
+        if info.default_factory is not None:
+            factories.append((name, info.default_factory))  # type: ignore[arg-type]  # no arguments here
+    required = tuple(name for name, default in template.items() if default is _REQUIRED)
+    return _Construction(template, tuple(factories), required, bool(cls.model_config.get("frozen")))
+
+
+@functools.cache
+def _shared_fields_set(cls: type[BaseModel], names: tuple[str, ...]) -> set[str]:
+    """One ``__pydantic_fields_set__`` for every frozen ``cls`` made from these names: a run's
+    transcript keeps two such models a step, and a set each was a fifth of the objects the
+    garbage collector walks. Nothing changes it: a frozen model refuses assignment, and
+    ``model_copy`` copies the set before it adds to it."""
+    return set(names)
+
+
+def sharing_fields_set(model: _Model) -> _Model:
+    """``model`` (frozen, just validated) with the fields-set it shares with its likes, its own
+    freed: for models a run keeps for good, such as the tool calls of its transcript."""
+    object.__setattr__(
+        model,
+        "__pydantic_fields_set__",
+        _shared_fields_set(type(model), tuple(sorted(model.__pydantic_fields_set__))),
     )
+    return model
 
 
 def trusted(cls: type[_Model], **values: Any) -> _Model:
     """``cls`` made from values that were validated already, without validating them again.
 
-    What ``model_construct`` does, a third of its cost: a fold makes a message per reply and
+    What ``model_construct`` does, a fraction of its cost: a fold makes a message per reply and
     per tool result, and ``model_construct`` (which re-derives every field's default on every
     call) was most of a rebuild. Fields not given take their defaults; a required field that is
-    missing is a bug, and raises ``TypeError``.
+    missing, or a name that is no field, is a bug, and raises ``TypeError``.
     """
-    fields: dict[str, Any] = {}
-    for name, default, factory in _field_defaults(cls):
-        if name in values:
-            fields[name] = values[name]
-        elif factory is not None:
+    construction = _construction(cls)
+    fields = construction.template.copy()
+    fields.update(values)
+    if len(fields) != len(construction.template):
+        raise TypeError(f"{cls.__name__} has no field {sorted(set(values) - set(construction.template))}")
+    for name, factory in construction.factories:
+        if name not in values:
             fields[name] = factory()
-        elif default is _REQUIRED:
+    for name in construction.required:
+        if fields[name] is _REQUIRED:
             raise TypeError(f"{cls.__name__} needs {name}")
-        else:
-            fields[name] = default
     instance = cls.__new__(cls)
     object.__setattr__(instance, "__dict__", fields)
-    object.__setattr__(instance, "__pydantic_fields_set__", set(values))
+    object.__setattr__(
+        instance,
+        "__pydantic_fields_set__",
+        _shared_fields_set(cls, tuple(values)) if construction.frozen else set(values),
+    )
     object.__setattr__(instance, "__pydantic_extra__", None)
     object.__setattr__(instance, "__pydantic_private__", None)
     return instance

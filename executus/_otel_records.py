@@ -44,8 +44,8 @@ class ContentCapture:
         enabled: whether content is exported at all.
         redact: applied to every piece of content (and to error messages and cancel details)
             before it leaves the process. The log is already redacted when it is written
-            (DESIGN "Audit"); this is the seam for a second pass with the exporter's own rules,
-            and where the redaction module's detectors plug in for live export.
+            (DESIGN "Audit"), and a live exporter hears the events as they are stored; this is
+            the seam for a second pass with the exporter's own rules.
     """
 
     enabled: bool = False

@@ -118,36 +118,69 @@ BUILTIN_DETECTORS: Final[tuple[PatternRule, ...]] = (
 )
 """The detectors every :class:`Redactor` applies, in this order (the first to claim text wins)."""
 
-_TRIGGERS: Final = (
-    "PRIVATE KEY",
-    "sk-",
-    "AKIA",
-    "ASIA",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-    "github_pat_",
-    "xox",
-    "hooks.slack",
-    "AIza",
-    "eyJ",
-    "://",
-)
 _NO_FREE_TEXT: Final = frozenset({"model_requested"})
 """Kinds whose bodies are numbers and a hex fingerprint only: nothing there to redact."""
-_LOWER_TRIGGERS: Final = ("bearer", "password", "aws_secret", "awssecret")
-"""Text some built-in detector needs (the second set in any case): an event whose JSON has none
-of these is not walked. Substring tests, not one regex: Python's regex engine tries every
-alternative at every position, which cost ten times the test on a typical event."""
+_ANCHORS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    "private_key": (("PRIVATE KEY",), ()),
+    "anthropic_api_key": (("sk-ant-",), ()),
+    "openai_api_key": (("sk-",), ()),
+    "aws_access_key_id": (("AKIA", "ASIA"), ()),
+    "aws_secret_access_key": ((), ("aws_secret", "awssecret")),
+    "github_token": (("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), ()),
+    "slack_token": (("xox",), ()),
+    "slack_webhook": (("://",), ()),
+    "google_api_key": (("AIza",), ()),
+    "jwt": (("eyJ",), ()),
+    "bearer_token": ((), ("bearer",)),
+    "url_password": (("://",), ()),
+    "libpq_password": ((), ("password",)),
+}
+"""Text each built-in detector cannot match without: as it is, and in ``str.casefold`` form
+(for the case-insensitive ones; casefold, unlike lower, also maps the look-alikes that an
+``(?i)`` pattern matches, such as U+017F for ``s``). A detector runs on a string only when one
+of its anchors is in it, and an event whose JSON holds no anchor is not walked at all: substring
+tests, not one regex, because Python's regex engine tries every alternative at every position,
+which cost ten times the tests on a typical event. A detector missing here always runs."""
+_ALL_EXACT: Final = {anchor for exact, _ in _ANCHORS.values() for anchor in exact}
+_EXACT_ANCHORS: Final = tuple(sorted(a for a in _ALL_EXACT if not any(b != a and b in a for b in _ALL_EXACT)))
+"""The exact anchors an event's text is tested for: one that holds another (``sk-ant-``) is not."""
+_FOLDED_ANCHORS: Final = tuple(dict.fromkeys(a for _, folded in _ANCHORS.values() for a in folded))
+_PLACEHOLDER_START: Final = "[REDACTED:"
+_MAX_PATHS_KEPT: Final = 4096
+
+
+_NOT_TEXT: Final = ("image/", "audio/", "video/", "font/")
+"""Blobs of these media types are kept as they are (an image is referenced by its digest)."""
+_TEXT_TYPES: Final = frozenset(
+    {"application/json", "application/x-ndjson", "application/xml", "application/yaml", "application/x-yaml"}
+)
+
+
+def _is_text(media_type: str) -> bool:
+    essence = media_type.partition(";")[0].strip().lower()
+    return essence.startswith("text/") or essence in _TEXT_TYPES or essence.endswith(("+json", "+xml"))
 
 
 def _may_hold_secrets(text: str) -> bool:
-    if any(trigger in text for trigger in _TRIGGERS):
-        return True
-    lowered = text.lower()
-    return any(trigger in lowered for trigger in _LOWER_TRIGGERS)
+    """Whether any built-in detector could match in ``text`` (a loop: cheaper than ``any``)."""
+    for anchor in _EXACT_ANCHORS:
+        if anchor in text:
+            return True
+    folded = text.casefold()
+    for anchor in _FOLDED_ANCHORS:  # noqa: SIM110 - a loop costs less than any() of a generator
+        if anchor in folded:
+            return True
+    return False
+
+
+def _anchored(text: str, folded: str, exact: tuple[str, ...], case_free: tuple[str, ...]) -> bool:
+    for anchor in exact:
+        if anchor in text:
+            return True
+    for anchor in case_free:  # noqa: SIM110 - as above
+        if anchor in folded:
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +220,25 @@ class Redactor:
                 raise ConfigurationError(f"redaction rule name {rule.name!r}: use a-z, 0-9, _ . -")
         self._secret = secret
         patterns = [*BUILTIN_DETECTORS, *(rule for rule in rules if isinstance(rule, PatternRule))]
-        self._patterns = tuple((rule.name, re.compile(rule.pattern), rule.group) for rule in patterns)
+        built_in = len(BUILTIN_DETECTORS)
+        self._patterns = tuple(
+            (
+                rule.name,
+                re.compile(rule.pattern),
+                rule.group,
+                _ANCHORS.get(rule.name) if n < built_in else None,
+            )
+            for n, rule in enumerate(patterns)
+        )
         self._fields = tuple(rule for rule in rules if isinstance(rule, FieldRule))
+        self._field_of_path: dict[str, FieldRule | None] = {}
+        """The field rule for each path seen (fnmatch per string was most of a walk's cost)."""
         self._functions = tuple(rule for rule in rules if isinstance(rule, FunctionRule))
-        self._always_walk = len(patterns) > len(BUILTIN_DETECTORS) or bool(self._fields or self._functions)
+        self._always_walk = (
+            len(patterns) > len(BUILTIN_DETECTORS)
+            or bool(self._fields or self._functions)
+            or any(rule.name not in _ANCHORS for rule in BUILTIN_DETECTORS)
+        )
 
     def __repr__(self) -> str:
         counts = (
@@ -206,7 +254,9 @@ class Redactor:
     def redact_text(self, text: str, path: str = "") -> tuple[str, list[tuple[str, str]]]:
         """``text`` with every secret replaced, and (path, rule) for each replacement."""
         spans: list[tuple[int, int, str]] = []  # start, end, rule; first claim wins
-        protected = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
+        protected = (
+            [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)] if _PLACEHOLDER_START in text else []
+        )
 
         def claim(start: int, end: int, rule: str) -> None:
             if start == end or any(
@@ -215,8 +265,15 @@ class Redactor:
                 return
             spans.append((start, end, rule))
 
+        folded: str | None = None
         patterns = self._patterns if _may_hold_secrets(text) else self._patterns[len(BUILTIN_DETECTORS) :]
-        for name, pattern, group in patterns:
+        for name, pattern, group, anchors in patterns:
+            if anchors is not None:
+                exact, case_free = anchors
+                if case_free and folded is None:
+                    folded = text.casefold()
+                if not _anchored(text, folded or "", exact, case_free):
+                    continue
             for match in pattern.finditer(text):
                 claim(match.start(group), match.end(group), name)
         for function in self._functions:
@@ -237,6 +294,25 @@ class Redactor:
         pieces.append(text[last:])
         return "".join(pieces), [(path, rule) for _, _, rule in spans]
 
+    def redact_blob(self, data: bytes, media_type: str) -> tuple[bytes, list[str]]:
+        """Content as it may be stored (an artifact), and the rules that fired in it.
+
+        Text is redacted like an event's strings (field rules aside: a blob has no fields):
+        content of a text media type (``text/*``, JSON, XML, YAML), read as UTF-8 with any
+        other byte kept as it is, and content of any other type but image, audio, video and
+        font that is valid UTF-8. Everything else is returned unchanged.
+        """
+        if media_type.lower().startswith(_NOT_TEXT):
+            return data, []
+        try:
+            text = data.decode("utf-8", "strict" if not _is_text(media_type) else "surrogateescape")
+        except UnicodeDecodeError:
+            return data, []
+        redacted, found = self.redact_text(text, "blob")
+        if not found:
+            return data, []
+        return redacted.encode("utf-8", "surrogateescape"), [rule for _, rule in found]
+
     def redact(self, event: Event) -> tuple[Event, list[Redaction]]:
         """The event with its secrets replaced (the same object if there were none), and where."""
         if event.kind in _NO_FREE_TEXT or (
@@ -252,9 +328,20 @@ class Redactor:
             return event, []
         return decode_event(data), [Redaction(event.run_id, event.seq, path, rule) for path, rule in fired]
 
+    def _field_rule(self, path: str) -> FieldRule | None:
+        try:
+            return self._field_of_path[path]
+        except KeyError:
+            pass
+        if len(self._field_of_path) >= _MAX_PATHS_KEPT:  # list indexes make paths without end
+            self._field_of_path.clear()
+        field = next((rule for rule in self._fields if fnmatch.fnmatchcase(path, rule.path)), None)
+        self._field_of_path[path] = field
+        return field
+
     def _walk(self, value: Any, path: str, fired: list[tuple[str, str]]) -> Any:
         if isinstance(value, str):
-            field = next((rule for rule in self._fields if fnmatch.fnmatchcase(path, rule.path)), None)
+            field = self._field_rule(path) if self._fields else None
             if field is not None and not PLACEHOLDER.fullmatch(value) and value:
                 fired.append((path, field.name))
                 return self.placeholder(field.name, value)

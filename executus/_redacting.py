@@ -56,7 +56,9 @@ class RedactingStore:
             raise
 
     def put_blob(self, data: bytes, media_type: str) -> str:
-        return self.store.put_blob(data, media_type)
+        """Store content, its text redacted (see :meth:`Redactor.redact_blob`); the stored digest."""
+        stored, _ = self._redaction.redactor.redact_blob(data, media_type)
+        return self.store.put_blob(stored, media_type)
 
     def read_run(self, run_id: str, after_seq: int = 0) -> list[Event]:
         return self.store.read_run(run_id, after_seq)
@@ -70,15 +72,24 @@ class RedactingStore:
     def get_blob(self, sha256: str) -> Blob:
         return self.store.get_blob(sha256)
 
-    def writer(self) -> EventWriter:
+    def writer(self) -> RedactingWriter:
         """The write port for an executor that asks its store for one: the wrapped store's own
-        writer (a SQL store's writer thread) behind a :class:`RedactingWriter`, or appends
-        through this store. Defined here so that it is never the wrapped store's bare writer,
-        which ``__getattr__`` would otherwise hand out, unredacted."""
+        writer (a SQL store's writer thread), or its ``append`` called inline, behind a
+        :class:`RedactingWriter` that shares this store's redactor and :attr:`redactions`.
+        Defined here so that it is never the wrapped store's bare writer, which
+        ``__getattr__`` would otherwise hand out, unredacted."""
         make_writer: Callable[[], EventWriter] | None = getattr(self.store, "writer", None)
-        if make_writer is None:
-            return InlineWriter(self)
-        return RedactingWriter(make_writer(), self._redaction.redactor, read_run=self.store.read_run)
+        return self.inline_writer() if make_writer is None else self._redacting(make_writer())
+
+    def inline_writer(self) -> RedactingWriter:
+        """A write port that redacts, then appends to the wrapped store on the calling thread
+        (what a :class:`~executus.VirtualClock` run records through)."""
+        return self._redacting(InlineWriter(self.store))
+
+    def _redacting(self, writer: EventWriter) -> RedactingWriter:
+        port = RedactingWriter(writer, self._redaction.redactor, read_run=self.store.read_run)
+        port._redaction = self._redaction  # one record of the run's redactions, whichever way in
+        return port
 
     def __getattr__(self, name: str) -> Any:
         # Reads and housekeeping (display_url, close, records...) of the wrapped store.
@@ -113,20 +124,44 @@ class RedactingWriter:
     async def append(
         self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
     ) -> None:
+        batch = self.redact_batch(run_id, events, expected_seq)
+        await self.append_redacted(run_id, batch, expected_seq, epoch=epoch)
+
+    async def put_blob(self, data: bytes, media_type: str) -> str:
+        """Store content, its text redacted (see :meth:`Redactor.redact_blob`); the stored digest."""
+        return (await self.store_blob(data, media_type)).sha256
+
+    def redact_batch(self, run_id: str, events: Sequence[Event], expected_seq: int) -> list[Event]:
+        """The batch that :meth:`append_redacted` will store for ``events``: redacted by this
+        writer, then by the writer it commits through if that one redacts too.
+
+        The run's redaction state moves on with it, so the batch must then be appended.
+        """
         read_run = self._read_run
         history = None if read_run is None else (lambda: read_run(run_id))
         batch = self._redaction.batch(run_id, events, expected_seq, history)
+        if isinstance(self._writer, RedactingWriter):
+            try:
+                return self._writer.redact_batch(run_id, batch, expected_seq)
+            except BaseException:
+                self._redaction.forget(run_id)  # the batch will never be appended
+                raise
+        return batch
+
+    async def append_redacted(
+        self, run_id: str, batch: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
+        """Commit a batch :meth:`redact_batch` returned (fenced by ``epoch`` when given)."""
         try:
-            if epoch is None:
+            if isinstance(self._writer, RedactingWriter):
+                await self._writer.append_redacted(run_id, batch, expected_seq, epoch=epoch)
+            elif epoch is None:  # a writer written before fencing takes no epoch
                 await self._writer.append(run_id, batch, expected_seq)
             else:
                 await self._writer.append(run_id, batch, expected_seq, epoch=epoch)
         except BaseException:
             self._redaction.forget(run_id)
             raise
-
-    async def put_blob(self, data: bytes, media_type: str) -> str:
-        return await self._writer.put_blob(data, media_type)
 
     # Leases pass through: they hold no content to redact.
     async def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
@@ -142,3 +177,18 @@ class RedactingWriter:
         if not isinstance(self._writer, LeaseWriter):
             raise StoreError(f"{type(self._writer).__name__} keeps no leases (it is not a LeaseWriter)")
         return self._writer
+
+    def redact_events(self, events: Sequence[Event]) -> list[Event]:
+        """Each event redacted on its own, for events that will not be stored (a run's events
+        after its recording failed): what a listener may be shown of them."""
+        redacted = [self._redaction.redactor.redact(event)[0] for event in events]
+        if isinstance(self._writer, RedactingWriter):
+            return self._writer.redact_events(redacted)
+        return redacted
+
+    async def store_blob(self, data: bytes, media_type: str) -> Blob:
+        """Store content, its text redacted (see :meth:`Redactor.redact_blob`): what was stored."""
+        stored, _ = self._redaction.redactor.redact_blob(data, media_type)
+        if isinstance(self._writer, RedactingWriter):
+            return await self._writer.store_blob(stored, media_type)
+        return Blob(await self._writer.put_blob(stored, media_type), media_type, stored)

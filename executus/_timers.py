@@ -8,6 +8,8 @@ jumps straight to it.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 
@@ -17,11 +19,20 @@ __all__ = ["WatchdogTimer"]
 
 
 class WatchdogTimer:
-    """Calls ``fire(now)`` once the clock reaches the armed instant; re-arming replaces it."""
+    """Calls ``fire(now)`` once the clock reaches the armed instant; re-arming replaces it.
+
+    A bound method ``fire`` is held weakly (see ``__init__``): the object it belongs to must be
+    kept alive by someone else, as a run's driver is while it runs, or nothing fires.
+    """
 
     def __init__(self, clock: Clock, fire: Callable[[datetime], None], name: str) -> None:
         self._clock = clock
-        self._fire = fire
+        # A method of the object that owns the timer is held weakly: owner -> timer -> method
+        # -> owner would be a reference cycle, and a finished run (its whole transcript) would
+        # then wait for a full garbage collection to be freed instead of going at once.
+        self._fire: Callable[[], Callable[[datetime], None] | None] = (
+            weakref.WeakMethod(fire) if inspect.ismethod(fire) else lambda: fire
+        )
         self._name = name
         self._task: asyncio.Task[None] | None = None
 
@@ -42,4 +53,6 @@ class WatchdogTimer:
         if delay > 0:
             await self._clock.sleep(delay)
         self._task = None
-        self._fire(self._clock.now())
+        fire = self._fire()
+        if fire is not None:  # None: its owner is gone, and nobody is left to tell
+            fire(self._clock.now())

@@ -82,6 +82,7 @@ class Tool:
         "_args_model",
         "_context_param",
         "_is_async",
+        "_spec",
         "description",
         "function",
         "idempotent",
@@ -111,6 +112,7 @@ class Tool:
         schema = args_model.model_json_schema()
         schema.pop("title", None)
         self.parameters: dict[str, JsonValue] = schema
+        self._spec: ToolSpec | None = None
 
     @classmethod
     def from_function(
@@ -173,7 +175,18 @@ class Tool:
 
     def spec(self) -> ToolSpec:
         """What the model is told about this tool."""
-        return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
+        # Every model request carries it: validated once, again only if the tool was changed.
+        spec = self._spec
+        if (
+            spec is None
+            or spec.name != self.name
+            or spec.description != self.description
+            or spec.parameters != self.parameters
+        ):
+            spec = self._spec = ToolSpec(
+                name=self.name, description=self.description, parameters=self.parameters
+            )
+        return spec
 
     def bind(
         self, arguments: Mapping[str, JsonValue], context: ContextParameter

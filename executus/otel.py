@@ -40,7 +40,6 @@ from executus._errors import ConfigurationError, ExecutusError
 from executus._events import ChildRunStarted, Event, RunStarted, ToolStarted
 from executus._otel_records import ContentCapture, SpanRecord, nanoseconds, span_id_for, trace_id_for
 from executus._otel_spans import RunSpans
-from executus._redact import Redactor
 from executus._store import RunSummary
 
 try:
@@ -105,28 +104,18 @@ def content_capture_from_env(redact: Callable[[str], str] | None = None) -> Cont
     """Content capture as ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` sets it (off if unset).
 
     Args:
-        redact: applied to every piece of content before export. By default the built-in
-            secret detectors (keyed like the executor's default, ``$EXECUTUS_REDACTION_KEY``):
-            a back-filled log was already redacted when it was written (placeholders are left
-            alone), but a live exporter sees each event before the write port redacts it.
+        redact: applied to every piece of content before export; by default nothing: a
+            back-filled log was redacted when it was written, and a live exporter hears each
+            event as the store keeps it (``Executor(on_event=...)`` is given redacted events).
+            Pass one for a second pass under your own rules, or for an executor that does not
+            redact (``redaction=None``).
     """
     enabled = os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CONTENT_ON
-    if redact is None:
-        redact = _builtin_redaction() if enabled else _as_is
-    return ContentCapture(enabled, redact)
+    return ContentCapture(enabled, redact or _as_is)
 
 
 def _as_is(text: str) -> str:
     return text
-
-
-def _builtin_redaction() -> Callable[[str], str]:
-    redactor = Redactor()
-
-    def redact(text: str) -> str:
-        return redactor.redact_text(text)[0]
-
-    return redact
 
 
 def default_resource() -> Resource:

@@ -24,11 +24,13 @@ from executus.otel import (
     CAPTURE_CONTENT_ENV,
     ContentCapture,
     OtelExporter,
+    content_capture_from_env,
     export_runs,
     readable_spans,
     span_id_for,
     trace_id_for,
 )
+from executus.redaction import PatternRule, Redactor
 from executus.storage import MemoryStore
 from executus.testing import ScriptedModel
 from replay import Replayer
@@ -377,21 +379,25 @@ def test_captured_content_always_goes_through_the_redaction_hook(demo: MemorySto
 def test_live_export_with_content_from_the_environment_never_sees_a_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A live exporter sees each event before the write port redacts it: its content capture
-    # must redact on its own, with the same built-in detectors.
+    # A live exporter hears each event as the store keeps it: redacted by the executor's own
+    # redactor (its user rules too), with no second pass of the exporter's.
     secret = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" * 2
     monkeypatch.setenv(CAPTURE_CONTENT_ENV, "true")
+    assert content_capture_from_env().redact(secret) == secret  # nothing redacts twice
     memory = InMemorySpanExporter()
     live = OtelExporter(processor=SimpleSpanProcessor(memory))
-    agent = Agent(name="leaky", model=ScriptedModel([f"Your key is {secret}."]))
-    executor = Executor(clock=VirtualClock(), ids=SequentialIds("leak"), on_event=live)
+    agent = Agent(name="leaky", model=ScriptedModel([f"Your key is {secret}, customer CUST-482913."]))
+    redactor = Redactor(b"otel-test-key-0123456789", [PatternRule("customer_id", r"CUST-\d{6}")])
+    executor = Executor(clock=VirtualClock(), ids=SequentialIds("leak"), on_event=live, redaction=redactor)
     result = executor.run_sync(agent, Invocation(), f"Remember {secret}")
     live.shutdown()
 
-    assert result.output == f"Your key is {secret}."  # the caller still gets the real reply
+    assert result.output == f"Your key is {secret}, customer CUST-482913."  # the caller gets the real reply
     text = all_attribute_text(memory.get_finished_spans())
-    assert "Your key is [REDACTED:" in text
+    assert "Your key is [REDACTED:openai_api_key:" in text
+    assert "customer [REDACTED:customer_id:" in text
     assert secret not in text
+    assert "CUST-482913" not in text
 
 
 class _FutureEvent(BaseModel):

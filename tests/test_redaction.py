@@ -233,3 +233,17 @@ def test_a_store_wrapped_for_redaction_never_hands_out_its_bare_writer() -> None
 
         asyncio.run(copy())
         assert found_in("\n".join(event_json(e) for e in store.read_run(result.run_id))) == []
+
+
+def test_case_insensitive_detectors_match_what_their_regex_matches() -> None:
+    # (?i) matches U+017F (long s) for "s" and U+212A (Kelvin) for "k"; the cheap test that
+    # decides whether a detector runs at all must not skip such text.
+    redactor = Redactor(KEY)
+    for planted, rule in (
+        ("host=db pa\u017fsword=hunter2-secret", "libpq_password"),
+        ("Authorization: BEARER tok_9f8e7d6c5b4a3210", "bearer_token"),
+        ("AWS_SECRET_ACCESS_\u212aEY=" + SECRETS["aws_secret_access_key"], "aws_secret_access_key"),
+    ):
+        redacted, found = redactor.redact_text(planted)
+        assert found == [("", rule)], planted
+        assert f"[REDACTED:{rule}:" in redacted

@@ -119,3 +119,17 @@ def test_functions_that_cannot_be_described_are_refused() -> None:
         Tool.from_function(uses_local)
     with pytest.raises(ConfigurationError, match="tool name 'has space'"):
         Tool.from_function(variadic, name="has space")
+
+
+def test_a_tools_spec_is_made_once_and_follows_changes_to_the_tool() -> None:
+    @tool
+    def echo(text: str) -> str:
+        """Say it back."""
+        return text
+
+    first = echo.spec()
+    assert echo.spec() is first  # every model request carries it: not validated again each step
+    echo.description = "Say it back, louder."
+    assert echo.spec().description == "Say it back, louder."
+    echo.parameters = {"type": "object", "properties": {}}
+    assert echo.spec().parameters == {"type": "object", "properties": {}}
