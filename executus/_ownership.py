@@ -12,12 +12,15 @@ paused past its lease): the run then stops where it is, with nothing more writte
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import socket
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from executus._agent import Cancellation
 from executus._clock import Clock, RandomIds
@@ -36,6 +39,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("executus")
+T = TypeVar("T")
 
 DEFAULT_LEASE_TTL = 30.0
 """Seconds a run's lease lasts unless renewed: how long a dead worker's runs wait for recovery."""
@@ -86,6 +90,13 @@ def cancellation_requested(reason: str | None) -> Cancellation | None:
     return cancellation
 
 
+def _weakly(function: Callable[[T], None]) -> Callable[[], Callable[[T], None] | None]:
+    """A bound method held weakly (None once its object is gone); any other callable as is."""
+    if inspect.ismethod(function):
+        return weakref.WeakMethod(function)
+    return lambda: function
+
+
 class Heartbeat:
     """Renews a run's lease every ``ttl / 3`` seconds on the run's clock until stopped.
 
@@ -111,8 +122,10 @@ class Heartbeat:
         self._port = port
         self._ttl = ttl
         self._clock = clock
-        self._on_cancel = on_cancel
-        self._on_lost = on_lost
+        # Held weakly, as the watchdog timer holds its method: driver -> heartbeat -> method ->
+        # driver would be a cycle, and a finished run would wait for a full collection.
+        self._on_cancel = _weakly(on_cancel)
+        self._on_lost = _weakly(on_lost)
         self._cancel_reported = False
         self._task: asyncio.Task[None] | None = None
 
@@ -134,7 +147,9 @@ class Heartbeat:
             try:
                 renewal = await self._port.renew(self.lease, self._ttl)
             except LeaseLostError as lost:
-                self._on_lost(lost)
+                on_lost = self._on_lost()
+                if on_lost is not None:
+                    on_lost(lost)
                 return
             except Exception as error:
                 # The database may be back before the lease runs out; if not, the next renewal
@@ -142,6 +157,7 @@ class Heartbeat:
                 logger.warning("run %s: renewing its lease failed: %s", self.lease.run_id, error)
                 continue
             self.lease = renewal.lease
-            if renewal.cancel_reason is not None and not self._cancel_reported:
+            on_cancel = self._on_cancel()
+            if renewal.cancel_reason is not None and not self._cancel_reported and on_cancel is not None:
                 self._cancel_reported = True
-                self._on_cancel(renewal.cancel_reason or CANCEL_REQUESTED)
+                on_cancel(renewal.cancel_reason or CANCEL_REQUESTED)

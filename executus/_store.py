@@ -379,7 +379,14 @@ class MemoryStore(LeasesThrough):
         self._summaries: dict[str, RunSummary] = {}
         self._blobs: dict[str, Blob] = {}
         self._order: list[str] = []
-        self._leases: LeaseBook = LeaseBook(now, self._status, lambda run_id: self._summaries[run_id].agent)
+        # The book reads the summaries, not the store: store -> book -> store would be a
+        # reference cycle, and a dropped store would wait for a full collection.
+        summaries = self._summaries
+        self._leases: LeaseBook = LeaseBook(
+            now,
+            lambda run_id: None if (summary := summaries.get(run_id)) is None else summary.status,
+            lambda run_id: summaries[run_id].agent,
+        )
 
     def append(
         self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
@@ -449,7 +456,3 @@ class MemoryStore(LeasesThrough):
     def hashes(self, run_id: str) -> list[str]:
         """The hash chain of a run, one hash per event."""
         return list(self._hashes.get(run_id, []))
-
-    def _status(self, run_id: str) -> str | None:
-        summary = self._summaries.get(run_id)
-        return None if summary is None else summary.status

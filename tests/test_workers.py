@@ -116,7 +116,8 @@ def _chaos(
     unfinished = wait_until_finished(store, run_ids, max(1.0, deadline - time.monotonic()))
     codes = fleet.stop()
     assert not unfinished, f"seed {seed}: {len(unfinished)} runs unfinished, e.g. {sorted(unfinished)[:3]}"
-    assert set(codes.values()) == {0}, codes  # SIGTERM is a clean shutdown
+    unclean = {worker_id: fleet.log(worker_id)[-1500:] for worker_id, code in codes.items() if code != 0}
+    assert unclean == {}, codes  # SIGTERM is a clean shutdown
     violations = fleet_violations(store, run_ids, fleet.marker_counts())
     assert violations == [], f"seed {seed}: {violations[:10]}"
     statuses = {store.get_run(run_id).status for run_id in run_ids}
