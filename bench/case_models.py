@@ -1,5 +1,7 @@
 """Case 7, model adapter overhead: ``OpenAIModel.request`` and ``AnthropicModel.request`` against
-calling the same SDK directly, on the same loopback server.
+calling the same SDK directly, on the same loopback server; and the streamed path (a streamed
+reply read by executus as a run reads it, against the SDK streaming directly: see
+:mod:`bench._streamed`).
 
 The server (aiohttp, in its own thread and event loop) answers every POST with one fixed reply
 (a tool call, usage with cached tokens). Each step sends a mid-run transcript: a system prompt,
@@ -29,6 +31,7 @@ from typing import Any
 from bench._config import Config
 from bench._pg import Postgres
 from bench._report import Report, Row
+from bench._streamed import anthropic_events, canned_streamed_calls, openai_events, streamed_calls
 from bench._timing import Measured, interleave
 from executus import (
     AssistantMessage,
@@ -113,7 +116,15 @@ class _Server:
 
     def __enter__(self) -> _Server:
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _SERVE, json.dumps(OPENAI_REPLY), json.dumps(ANTHROPIC_REPLY)],
+            [
+                sys.executable,
+                "-c",
+                _SERVE,
+                json.dumps(OPENAI_REPLY),
+                json.dumps(ANTHROPIC_REPLY),
+                json.dumps(openai_events()),
+                json.dumps(anthropic_events()),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -129,16 +140,24 @@ class _Server:
 
 
 _SERVE = """
-import asyncio, sys
+import asyncio, json, sys
 from aiohttp import web
 
 async def main():
     openai_body, anthropic_body = sys.argv[1], sys.argv[2]
+    openai_events, anthropic_events = json.loads(sys.argv[3]), json.loads(sys.argv[4])
 
     async def answer(request):
-        await request.read()
-        body = anthropic_body if request.path.endswith("/messages") else openai_body
-        return web.Response(text=body, content_type="application/json")
+        anthropic = request.path.endswith("/messages")
+        if not json.loads(await request.read()).get("stream"):
+            body = anthropic_body if anthropic else openai_body
+            return web.Response(text=body, content_type="application/json")
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in anthropic_events if anthropic else openai_events:
+            await response.write(event.encode())
+        await response.write_eof()
+        return response
 
     app = web.Application()
     app.router.add_post("/{path:.*}", answer)
@@ -204,6 +223,53 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
             report.add(Row(CASE, name, alone.median, "ms/step", note=alone.spread()))
             target = f"{provider} adapter adds < 1 ms/step (its own work, alone)"
             report.target(CASE, target, alone.median, alone.median < 1.0, fmt=".3f")
+            _streamed(report, config, runner, provider, url, calls)
+
+
+def _streamed(
+    report: Report, config: Config, runner: asyncio.Runner, provider: str, url: str, calls: int
+) -> None:
+    """The streamed path's overhead per step (see :mod:`bench._streamed`)."""
+    direct, ours, close = streamed_calls(provider, url, _request(), KEY)
+    runner.run(direct())  # connect, and warm both paths up
+    runner.run(ours())
+    results = interleave(
+        {
+            f"{clock}:{variant}": _per_call(runner, call, calls, timer)
+            for clock, timer in (("wall", time.perf_counter), ("cpu", time.process_time))
+            for variant, call in (("direct", direct), ("executus", ours))
+        },
+        config.repetitions,
+    )
+    runner.run(close())
+    for clock in ("cpu", "wall"):
+        sdk, executus = results[f"{clock}:direct"], results[f"{clock}:executus"]
+        unit = f"ms/step {clock}"
+        report.add(Row(CASE, f"{provider} SDK streaming directly", sdk.median, unit, note=sdk.spread()))
+        ratio = executus.median / sdk.median
+        name = f"executus {provider} streamed step (stream_reply + batching)"
+        report.add(Row(CASE, name, executus.median, unit, ratio, "SDK directly", executus.spread()))
+        overhead = executus.median - sdk.median
+        report.add(Row(CASE, f"{provider} streamed overhead", overhead, unit, note=f"{calls} calls a figure"))
+    direct, ours = canned_streamed_calls(provider, _request(), KEY)
+    alone = interleave(
+        {
+            variant: _per_call(runner, call, calls * 4, time.perf_counter)
+            for variant, call in (("direct", direct), ("executus", ours))
+        },
+        config.repetitions,
+    )
+    note = "150 text deltas a step; SDK's parsed stream, no HTTP"
+    sdk_alone, executus_alone = alone["direct"], alone["executus"]
+    report.add(Row(CASE, f"{provider} SDK stream loop, alone", sdk_alone.median, "ms/step", note=note))
+    name = f"executus {provider} streamed step, alone"
+    report.add(Row(CASE, name, executus_alone.median, "ms/step", note=executus_alone.spread()))
+    own = executus_alone.median - sdk_alone.median
+    report.add(
+        Row(CASE, f"{provider} streamed step's own work, alone", own, "ms/step", note="the difference")
+    )
+    target = f"{provider} streamed path adds < 1 ms/step (its own work, alone)"
+    report.target(CASE, target, own, own < 1.0, fmt=".3f")
 
 
 def _report(report: Report, provider: str, clock: str, sdk: Measured, ours: Measured, calls: int) -> None:

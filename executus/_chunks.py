@@ -102,9 +102,10 @@ class ReplyAssembler:
 
     def add(self, chunk: TextDelta | ToolCallDelta | StreamFinished) -> None:
         """Take one more chunk."""
-        if isinstance(chunk, TextDelta):
+        # By kind, not isinstance (an ABC check on pydantic classes): this runs for every delta.
+        if chunk.kind == "text":
             self._text.append(chunk.text)
-        elif isinstance(chunk, ToolCallDelta):
+        elif chunk.kind == "tool_call":
             call = self._calls.setdefault(chunk.index, _CallFragments())
             call.id = call.id or chunk.id or ""
             call.name = call.name or chunk.name or ""

@@ -49,6 +49,7 @@ from executus._events import (
     ErrorInfo,
     Event,
     ModelAttemptFailed,
+    ModelChunk,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -67,6 +68,7 @@ from executus._inputs import (
     ChildRunRequested,
     Input,
     ModelCallFailed,
+    ModelChunksArrived,
     ModelReplied,
     PostRunDone,
     RetryDue,
@@ -314,6 +316,23 @@ class _Decider:
         else:
             self.core.queued_calls = list(calls[1:])
             self.start_tools(calls[:1])
+
+    def chunks_arrived(self, input: ModelChunksArrived) -> None:
+        """Record what arrived of a streamed reply (nothing after the call stopped mattering)."""
+        run = self.run
+        if run.pending_model is None or run.pending_model.step != input.step:
+            return
+        self.record(
+            trusted(
+                ModelChunk,
+                run_id=run.run_id,
+                seq=self.seq,
+                at=self.at,
+                step=input.step,
+                text=input.text,
+                tool_calls=input.tool_calls,
+            )
+        )
 
     def model_failed(self, input: ModelCallFailed) -> None:
         run = self.run
@@ -569,6 +588,7 @@ _HANDLERS: Final[dict[type[Any], Callable[[_Decider, Any], None]]] = {
     RunRequested: _Decider.requested,
     RunResumeRequested: _Decider.resumed,
     ModelReplied: _Decider.model_replied,
+    ModelChunksArrived: _Decider.chunks_arrived,
     ModelCallFailed: _Decider.model_call_failed,
     RetryDue: _Decider.retry_due,
     ToolCallFinished: _Decider.tool_finished,

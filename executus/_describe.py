@@ -18,6 +18,7 @@ from executus._events import (
     Event,
     InFlight,
     ModelAttemptFailed,
+    ModelChunk,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -66,6 +67,8 @@ def describe_event(event: Event) -> tuple[str, str]:
             return f"{agent.name} on {agent.model} ({limits}{critic}): {quote(event.input, 60)}", "quiet"
         case ModelRequested():
             return f"step {event.step}: asked the model ({event.message_count} messages)", "quiet"
+        case ModelChunk():
+            return _describe_chunk(event), "quiet"
         case ModelResponded():
             parts = [quote(event.text, 70)] if event.text else []
             parts += [f"{call.name}({_arguments(call.arguments)})" for call in event.tool_calls]
@@ -127,6 +130,18 @@ def describe_event(event: Event) -> tuple[str, str]:
             return f"{event.status}: {outcome} · {totals}", "good" if event.status == "ok" else "bad"
     # A kind added to the catalogue after this function: named, and shown in full elsewhere.
     return event.kind, "quiet"
+
+
+def _describe_chunk(event: ModelChunk) -> str:
+    """The streamed text in full (a live view shows the reply as it grows), then call fragments."""
+    parts = []
+    if event.text:
+        parts.append(f"“{terminal_text(' '.join(event.text.split()))}”")
+    for fragment in event.tool_calls:
+        name = f"{fragment.name} " if fragment.name else ""
+        call = f"[{fragment.id}] " if fragment.id else ""
+        parts.append(f"call #{fragment.index} {name}{call}+{len(fragment.arguments)} chars of arguments")
+    return f"step {event.step}: streaming {' + '.join(parts) or '(nothing)'}"
 
 
 def _ending(event: RunFinished) -> str:

@@ -65,6 +65,7 @@ from executus._inputs import (
     ChildRunRequested,
     Input,
     ModelCallFailed,
+    ModelChunksArrived,
     PostRunDone,
     RetryDue,
     RunRequested,
@@ -77,13 +78,14 @@ from executus._inputs import (
     reply_input,
 )
 from executus._leases import Lease
-from executus._messages import Image, ImagePart, ModelRequest, ToolCall, UserMessage
-from executus._model import Model, ModelResolver
+from executus._messages import Image, ImagePart, ModelRequest, ModelResponse, ToolCall, UserMessage
+from executus._model import Model, ModelResolver, StreamingModel
 from executus._ownership import HandedOverError, Heartbeat, Takeover
 from executus._recorder import Recorder
 from executus._state import RunState
 from executus._storable import clean_json, clean_text
 from executus._store import EventStore, EventWriter, LeaseWriter
+from executus._streaming import ChunkBatcher, stream_reply, streaming_model
 from executus._timers import WatchdogTimer
 from executus._toolcalls import error_info, invoke, requested_cancellation
 from executus._tools import Tool
@@ -172,6 +174,8 @@ class RunDriver:
         self.model: Model | None = None
         self.session: Session | None = None
         self.model_task: asyncio.Task[None] | None = None
+        self.batcher: ChunkBatcher | None = None
+        """The streamed reply's deltas not yet handed to the core (streaming only)."""
         self.tool_tasks: set[asyncio.Task[None]] = set()
         self.child_waiters: dict[tuple[str, str], asyncio.Future[bool]] = {}
         self.result: Result | None = None
@@ -349,13 +353,22 @@ class RunDriver:
         try:
             while self.result is None and self.stopped is None:
                 item = await self.inbox.get()
-                if isinstance(item, _Wake):
-                    continue
+                if isinstance(item, _Wake) or self.stopped is not None:
+                    continue  # the run stopped here (lease lost or handed over): nothing more
+                if self.batcher is not None and not isinstance(item, ModelChunksArrived):
+                    await self._feed_streamed()
                 input = await self._store_attached(item) if isinstance(item, _Attached) else item
                 if input is not None and self.stopped is None:
                     await self._feed(input)
         finally:
             await self._stop_everything()
+
+    async def _feed_streamed(self) -> None:
+        """Record what arrived of a streamed reply before any other input reaches the core."""
+        assert self.batcher is not None
+        batch = self.batcher.take()
+        if batch is not None:
+            await self._feed(batch)
 
     async def _feed(self, input: Input) -> None:
         decision = decide(self.core, input)
@@ -437,7 +450,11 @@ class RunDriver:
     async def _request(self, model: Model, request: ModelRequest) -> None:
         started = self.clock.now()
         try:
-            response = await model.request(request)
+            streaming = streaming_model(model, request.settings)
+            if streaming is None:
+                response = await model.request(request)
+            else:
+                response = await self._stream(streaming, request)
             now = self.clock.now()
             self._put(reply_input(response, request.step, now, (now - started).total_seconds()))
         except asyncio.CancelledError as cancelled:
@@ -446,6 +463,16 @@ class RunDriver:
             self._put(ModelCallFailed(at=self.clock.now(), step=request.step, error=error_info(cancelled)))
         except Exception as error:
             self._put(ModelCallFailed(at=self.clock.now(), step=request.step, error=error_info(error)))
+
+    async def _stream(self, model: StreamingModel, request: ModelRequest) -> ModelResponse:
+        """Read a streamed reply, its deltas batched into the inbox. The batcher lives only as
+        long as the stream: it refers to the driver, and kept longer it would make a reference
+        cycle that keeps a finished run alive until a full garbage collection."""
+        self.batcher = ChunkBatcher(request.step, self.clock, self._put)
+        try:
+            return await stream_reply(model, request, self.batcher)
+        finally:
+            self.batcher = None
 
     def _wait_to_retry(self, effect: WaitToRetry) -> None:
         """Back off on the run's clock in the model call's slot, so that whatever cancels a

@@ -51,6 +51,7 @@ __all__ = [
     "Event",
     "InFlight",
     "ModelAttemptFailed",
+    "ModelChunk",
     "ModelFailed",
     "ModelRequested",
     "ModelResponded",
@@ -62,6 +63,7 @@ __all__ = [
     "RunStatus",
     "SteerInjected",
     "SteerMessage",
+    "ToolCallFragment",
     "ToolFinished",
     "ToolStarted",
     "canonical_json",
@@ -223,6 +225,36 @@ class ModelRequested(_Event):
     fingerprint: str
     """sha256 over the canonical request (messages, tool schemas): equal requests, equal prints."""
     message_count: int
+
+
+class ToolCallFragment(_Frozen):
+    """Part of one tool call as it streamed in: fragments with the same ``index`` make one call."""
+
+    index: int = Field(ge=0)
+    """The call's position in the reply."""
+    id: str | None = None
+    """The call id (on the call's first fragment)."""
+    name: str | None = None
+    """The tool's name (on the call's first fragment)."""
+    arguments: str = ""
+    """More of the arguments' JSON text, as it arrived (not valid JSON on its own)."""
+
+
+class ModelChunk(_Event):
+    """Part of a streamed reply, as it arrived (a batch of the model's deltas).
+
+    Recorded only when the agent streams (``ModelSettings(stream=True)``): what arrived of a
+    step's reply, in order, so a cancel, a crash or a cut stream leaves it in the log.
+    ``model_responded`` still records the whole reply; the chunks of a step are what led to
+    it (or all that is left of it, when it never came).
+    """
+
+    kind: Literal["model_chunk"] = "model_chunk"
+    step: int = Field(ge=1)
+    text: str = ""
+    """The reply's text that arrived in this batch."""
+    tool_calls: tuple[ToolCallFragment, ...] = ()
+    """Tool-call fragments that arrived in this batch, in arrival order."""
 
 
 class ModelResponded(_Event):
@@ -405,6 +437,7 @@ Event = Annotated[
     RunStarted
     | ChildRunStarted
     | ModelRequested
+    | ModelChunk
     | ModelResponded
     | ModelAttemptFailed
     | ModelFailed
@@ -431,6 +464,7 @@ SCHEMA_VERSIONS: Final[Mapping[str, int]] = {
     "run_started": 1,
     "child_run_started": 1,
     "model_requested": 1,
+    "model_chunk": 1,
     "model_responded": 1,
     "model_attempt_failed": 1,
     "model_failed": 1,

@@ -20,6 +20,7 @@ from executus._attempts import retry_statements
 from executus._events import (
     CriticDecided,
     Event,
+    ModelChunk,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -241,11 +242,12 @@ def _failure(log: _Log) -> list[Statement]:
     failed = next((e for e in log.events if isinstance(e, ModelFailed)), None)
     if failed is not None:
         requested = log.requested[failed.step]
+        streamed, chunk_seqs = _streamed(log, failed.step, requested.seq)
         text = (
             f"The model call of step {failed.step} (requested at seq {requested.seq}) failed at "
-            f"{log.since_start(failed.at)}: {failed.error}."
+            f"{log.since_start(failed.at)}{streamed}: {failed.error}."
         )
-        return [Statement("failure", text, (requested.seq, failed.seq))]
+        return [Statement("failure", text, (requested.seq, *chunk_seqs, failed.seq))]
     error = state.error
     if error is not None and error.type == "MaxIterationsExceeded":
         calls = [e.seq for e in log.events if isinstance(e, ModelRequested)]
@@ -276,6 +278,24 @@ def _failure(log: _Log) -> list[Statement]:
     return [Statement("failure", f"The run failed: {error}.", (log.finished.seq,))]
 
 
+def _streamed(log: _Log, step: int, requested_seq: int) -> tuple[str, tuple[int, ...]]:
+    """What a model call that never answered had streamed: words for a statement, and the
+    ``model_chunk`` events to cite (the first and the last)."""
+    # The last attempt's chunks: a retried attempt's partial reply was not the one that counted.
+    since = max(
+        [requested_seq] + [e.seq for e in log.events if e.kind == "model_attempt_failed" and e.step == step]
+    )
+    chunks = [e for e in log.events if isinstance(e, ModelChunk) and e.step == step and e.seq > since]
+    if not chunks:
+        return "", ()
+    text = "".join(chunk.text for chunk in chunks)
+    calls = len({fragment.index for chunk in chunks for fragment in chunk.tool_calls})
+    parts = [f"{len(text)} characters of text"] if text else []
+    parts += [f"{calls} tool call{'s' if calls != 1 else ''}"] if calls else []
+    ending = f", ending {quote(text[-60:], 60)}" if text else ""
+    return f", after {' and '.join(parts)} had streamed{ending}", (chunks[0].seq, chunks[-1].seq)
+
+
 def _in_flight(log: _Log) -> list[Statement]:
     stop = log.stop_event()
     state = log.state
@@ -303,8 +323,11 @@ def _in_flight(log: _Log) -> list[Statement]:
             cited = (requested.seq, stop.seq) if requested else (stop.seq,)
             text = (
                 f"The model call of step {step} ({item.name}) was requested at {since} and never answered: "
-                f"it had been waiting {ran} {until}."
+                f"it had been waiting {ran} {until}"
             )
+            streamed, chunk_seqs = _streamed(log, step, requested.seq if requested else 0)
+            text += f"{streamed}."
+            cited = (*cited, *chunk_seqs)
         statements.append(Statement("in_flight", text, tuple(sorted(set(cited)))))
     return statements
 

@@ -17,7 +17,7 @@ from typing import Any, Final, TypeAlias
 
 from pydantic import JsonValue, ValidationError
 
-from executus._events import AgentSpec, ArtifactRef, ErrorInfo, SteerMessage
+from executus._events import AgentSpec, ArtifactRef, ErrorInfo, SteerMessage, ToolCallFragment
 from executus._messages import ModelResponse, ToolCall, Usage, sharing_fields_set
 from executus._storable import clean_json, clean_text
 
@@ -27,6 +27,7 @@ __all__ = [
     "ChildRunRequested",
     "Input",
     "ModelCallFailed",
+    "ModelChunksArrived",
     "ModelReplied",
     "PostRunDone",
     "RetryDue",
@@ -89,6 +90,16 @@ class ModelReplied:
     """Seconds the call took, as the driver measured it."""
     finish_reason: str | None = None
     """Why the model stopped, in the provider's words (None: it did not say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChunksArrived:
+    """Part of the streamed reply for ``step`` arrived (a batch of deltas; text already clean)."""
+
+    at: datetime
+    step: int
+    text: str
+    tool_calls: tuple[ToolCallFragment, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +196,7 @@ Input: TypeAlias = (
     RunRequested
     | RunResumeRequested
     | ModelReplied
+    | ModelChunksArrived
     | ModelCallFailed
     | RetryDue
     | ToolCallFinished

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Protocol, TypeAlias, runtime_checkable
 
+from executus._chunks import ModelChunk
 from executus._errors import UnknownModelError
 from executus._messages import ModelRequest, ModelResponse
 
-__all__ = ["Model", "ModelFactory", "ModelRegistry", "ModelResolver", "register_prefix"]
+__all__ = ["Model", "ModelFactory", "ModelRegistry", "ModelResolver", "StreamingModel", "register_prefix"]
 
 
 @runtime_checkable
@@ -22,6 +23,22 @@ class Model(Protocol):
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Answer one step. Raising ends the run as an error (recorded as ``model_failed``)."""
+        ...
+
+
+@runtime_checkable
+class StreamingModel(Model, Protocol):
+    """A model that can also hand its reply over as it arrives.
+
+    When an agent streams (``ModelSettings(stream=True)``) and its model is a
+    ``StreamingModel``, the executor calls :meth:`stream` instead of ``request`` and records
+    what arrives as ``model_chunk`` events, in batches. Both adapters in
+    :mod:`executus.models` are streaming models.
+    """
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        """The reply as chunks: text deltas and tool-call fragments, then ``StreamFinished``.
+        Raising ends the call as failed; what was yielded before stays recorded."""
         ...
 
 

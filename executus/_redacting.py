@@ -155,28 +155,13 @@ class RedactingWriter:
         try:
             if isinstance(self._writer, RedactingWriter):
                 await self._writer.append_redacted(run_id, batch, expected_seq, epoch=epoch)
-            elif epoch is None:  # a writer written before fencing takes no epoch
+            elif epoch is None:
                 await self._writer.append(run_id, batch, expected_seq)
             else:
                 await self._writer.append(run_id, batch, expected_seq, epoch=epoch)
         except BaseException:
             self._redaction.forget(run_id)
             raise
-
-    # Leases pass through: they hold no content to redact.
-    async def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
-        return await self._leases().acquire(run_id, owner, ttl, force=force)
-
-    async def renew(self, lease: Lease, ttl: float) -> Renewal:
-        return await self._leases().renew(lease, ttl)
-
-    async def release(self, lease: Lease) -> None:
-        await self._leases().release(lease)
-
-    def _leases(self) -> LeaseWriter:
-        if not isinstance(self._writer, LeaseWriter):
-            raise StoreError(f"{type(self._writer).__name__} keeps no leases (it is not a LeaseWriter)")
-        return self._writer
 
     def redact_events(self, events: Sequence[Event]) -> list[Event]:
         """Each event redacted on its own, for events that will not be stored (a run's events
@@ -192,3 +177,18 @@ class RedactingWriter:
         if isinstance(self._writer, RedactingWriter):
             return await self._writer.store_blob(stored, media_type)
         return Blob(await self._writer.put_blob(stored, media_type), media_type, stored)
+
+    # Leases pass through: they hold no content to redact.
+    async def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
+        return await self._leases().acquire(run_id, owner, ttl, force=force)
+
+    async def renew(self, lease: Lease, ttl: float) -> Renewal:
+        return await self._leases().renew(lease, ttl)
+
+    async def release(self, lease: Lease) -> None:
+        await self._leases().release(lease)
+
+    def _leases(self) -> LeaseWriter:
+        if not isinstance(self._writer, LeaseWriter):
+            raise StoreError(f"{type(self._writer).__name__} keeps no leases (it is not a LeaseWriter)")
+        return self._writer

@@ -30,6 +30,7 @@ from executus._events import (
     Event,
     InFlight,
     ModelAttemptFailed,
+    ModelChunk,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -86,6 +87,8 @@ class PendingModelCall:
 
     step: int
     started_at: datetime
+    streamed_text: list[str] = field(default_factory=list)
+    """The text of this attempt's ``model_chunk`` events so far, in order (streaming only)."""
     attempt: int = 1
     """The attempt being made (or waited for): 1 until an attempt fails and is retried."""
     retry_at: datetime | None = None
@@ -274,6 +277,11 @@ def _model_requested(state: RunState, event: ModelRequested) -> None:
     state.pending_model = PendingModelCall(step=event.step, started_at=event.at)
 
 
+def _model_chunk(state: RunState, event: ModelChunk) -> None:
+    if state.pending_model is not None and event.text:
+        state.pending_model.streamed_text.append(event.text)
+
+
 def _model_responded(state: RunState, event: ModelResponded) -> None:
     state.pending_model = None
     state.usage = state.usage + event.usage
@@ -285,6 +293,7 @@ def _model_attempt_failed(state: RunState, event: ModelAttemptFailed) -> None:
     if pending is not None and pending.step == event.step:
         pending.attempt = event.attempt + 1
         pending.retry_at = event.next_attempt_at
+        pending.streamed_text.clear()  # the next attempt's reply starts afresh
 
 
 def _model_failed(state: RunState, event: ModelFailed) -> None:
@@ -368,6 +377,7 @@ def _run_finished(state: RunState, event: RunFinished) -> None:
 _APPLIERS: Final[dict[str, Callable[[RunState, Any], None]]] = {
     "child_run_started": _child_run_started,
     "model_requested": _model_requested,
+    "model_chunk": _model_chunk,
     "model_responded": _model_responded,
     "model_attempt_failed": _model_attempt_failed,
     "model_failed": _model_failed,

@@ -379,12 +379,12 @@ class MemoryStore(LeasesThrough):
         self._summaries: dict[str, RunSummary] = {}
         self._blobs: dict[str, Blob] = {}
         self._order: list[str] = []
-        # The book reads the summaries, not the store: store -> book -> store would be a
-        # reference cycle, and a dropped store would wait for a full collection.
+        # The lease book reads the summaries dict, not this store: a cycle back to the store would
+        # keep a dropped store (and every event in it) alive until a full garbage collection.
         summaries = self._summaries
         self._leases: LeaseBook = LeaseBook(
             now,
-            lambda run_id: None if (summary := summaries.get(run_id)) is None else summary.status,
+            lambda run_id: summary.status if (summary := summaries.get(run_id)) else None,
             lambda run_id: summaries[run_id].agent,
         )
 

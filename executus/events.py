@@ -4,8 +4,9 @@ The catalogue is the audit contract. Every run is recorded as these events and n
 in order (``seq`` 1, 2, 3… with no gaps), each a frozen pydantic model with ``run_id``,
 ``seq``, ``at``, ``kind`` and ``schema_version``: :class:`RunStarted` (with the
 :class:`AgentSpec` and :class:`CriticSpec` snapshot), :class:`ChildRunStarted`,
-:class:`ModelRequested`, :class:`ModelResponded`, :class:`ModelAttemptFailed` (a failed attempt
-the retry policy retries), :class:`ModelFailed`, :class:`ToolStarted`,
+:class:`ModelRequested`, :class:`ModelChunk` (part of a streamed reply), :class:`ModelResponded`,
+:class:`ModelAttemptFailed` (a failed attempt the retry policy retries), :class:`ModelFailed`,
+:class:`ToolStarted`,
 :class:`ToolFinished`, :class:`SteerInjected`, :class:`CriticDecided`, :class:`RunCancelled`,
 :class:`RunResumed`, :class:`PostRunFinished` and :class:`RunFinished`. :data:`Event` is their
 union. What a log once recorded stays readable: a kind's shape changes only with a new
@@ -42,6 +43,7 @@ from executus._events import (
     Event,
     InFlight,
     ModelAttemptFailed,
+    ModelChunk,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -53,6 +55,7 @@ from executus._events import (
     RunStatus,
     SteerInjected,
     SteerMessage,
+    ToolCallFragment,
     ToolFinished,
     ToolStarted,
     decode_event,
@@ -72,6 +75,7 @@ __all__ = [
     "EventOrderError",
     "InFlight",
     "ModelAttemptFailed",
+    "ModelChunk",
     "ModelFailed",
     "ModelRequested",
     "ModelResponded",
@@ -87,6 +91,7 @@ __all__ = [
     "SchemaVersionError",
     "SteerInjected",
     "SteerMessage",
+    "ToolCallFragment",
     "ToolFinished",
     "ToolStarted",
     "UnknownEventError",

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
 from pydantic import JsonValue
 
+from executus._chunks import ModelChunk, StreamFinished, TextDelta, ToolCallDelta
 from executus._errors import ScriptExhaustedError
 from executus._messages import ModelRequest, ModelResponse, ToolCall, Usage
 
@@ -71,15 +73,30 @@ def estimate_usage(request: ModelRequest, response: ModelResponse) -> Usage:
 class ScriptedModel:
     """A fake model that serves a script of replies in order.
 
+    It streams too (an agent with ``ModelSettings(stream=True)`` gets each reply as chunks: its
+    text ``chunk_size`` characters at a time, ``chunk_delay`` seconds apart, then each tool call
+    in two fragments), so streamed runs can be tested without a server.
+
     Args:
         script: the replies, one item per model call (a :class:`Hang` delays the next item).
         name: the model name recorded in the run.
+        chunk_size: characters of text per streamed delta.
+        chunk_delay: seconds between streamed deltas (on the event loop's clock).
 
     Raises:
         ScriptExhaustedError: from :meth:`request`, when asked for more replies than scripted.
     """
 
-    def __init__(self, script: Iterable[ScriptItem], *, name: str = "scripted") -> None:
+    def __init__(
+        self,
+        script: Iterable[ScriptItem],
+        *,
+        name: str = "scripted",
+        chunk_size: int = 4,
+        chunk_delay: float = 0.0,
+    ) -> None:
+        self.chunk_size = chunk_size
+        self.chunk_delay = chunk_delay
         self._script = list(script)
         self._position = 0
         self._call_ids = itertools.count(1)
@@ -112,6 +129,21 @@ class ScriptedModel:
             if isinstance(item, BaseException):
                 raise item
             return self._response(item, request)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        """The next reply as chunks (see the class); raises what :meth:`request` raises."""
+        response = await self.request(request)
+        text = response.text or ""
+        for start in range(0, len(text), self.chunk_size):
+            if start and self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+            yield TextDelta(text=text[start : start + self.chunk_size])
+        for index, call in enumerate(response.tool_calls):
+            arguments = json.dumps(call.arguments)
+            middle = len(arguments) // 2
+            yield ToolCallDelta(index=index, id=call.id, name=call.name, arguments=arguments[:middle])
+            yield ToolCallDelta(index=index, arguments=arguments[middle:])
+        yield StreamFinished(usage=response.usage, finish_reason=response.finish_reason)
 
     def _response(
         self, item: str | ModelResponse | ToolCall | list[ToolCall], request: ModelRequest

@@ -47,6 +47,7 @@ from executus._inputs import (
     ChildRunRequested,
     Input,
     ModelCallFailed,
+    ModelChunksArrived,
     ModelReplied,
     PostRunDone,
     RetryDue,
@@ -359,6 +360,15 @@ class Playback:
         pending = self.core.run.pending_model if self.core.run is not None else None
         failures = self.recording.attempts.get(key, [])
         attempt = pending.attempt if pending is not None else 1
+        # What this attempt streamed: the chunks after the previous attempt's failure, before its own.
+        after = failures[attempt - 2].seq if 1 < attempt <= len(failures) + 1 else 0
+        before = failures[attempt - 1].seq if attempt <= len(failures) else math.inf
+        for chunk in self.recording.chunks.get(key, ()):
+            if after < chunk.seq < before:
+                arrived = ModelChunksArrived(
+                    at=chunk.at, step=step, text=chunk.text, tool_calls=chunk.tool_calls
+                )
+                self._schedule(chunk.at, chunk.seq, arrived, in_flight=True)
         if attempt <= len(failures):  # an attempt the recorded run retried
             failed = failures[attempt - 1]
             retried = ModelCallFailed(at=failed.at, step=step, error=failed.error)

@@ -17,6 +17,7 @@ from executus.events import (
     CriticDecided,
     Event,
     ModelAttemptFailed,
+    ModelChunk,
     ModelFailed,
     ModelRequested,
     ModelResponded,
@@ -42,6 +43,8 @@ class Recording:
     """``model_requested`` by (segment, step)."""
     replies: dict[tuple[int, int], ModelResponded | ModelFailed] = field(default_factory=dict)
     """The model's reply or failure by (segment, step)."""
+    chunks: dict[tuple[int, int], list[ModelChunk]] = field(default_factory=dict)
+    """What arrived of a streamed reply, by (segment, step), in order."""
     attempts: dict[tuple[int, int], list[ModelAttemptFailed]] = field(default_factory=dict)
     """The failed attempts the retry policy retried, in order, by (segment, step)."""
     resumes: list[RunResumed] = field(default_factory=list)
@@ -74,6 +77,8 @@ class Recording:
             segment = len(recording.resumes)
             if event.kind == "model_requested":
                 recording.requests[segment, event.step] = event
+            elif event.kind == "model_chunk":
+                recording.chunks.setdefault((segment, event.step), []).append(event)
             elif event.kind == "model_responded" or event.kind == "model_failed":
                 recording.replies[segment, event.step] = event
             elif event.kind == "model_attempt_failed":

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -338,3 +341,48 @@ def serving_in_thread(*replies: Reply) -> Iterator[LoopbackServer]:
     finally:
         stop[0]()
         thread.join()
+
+
+# -- an agent module for ``executus run`` in a subprocess ---------------------------------------
+
+_AGENT_MODULE = """
+from executus import Agent, ModelSettings, tool
+
+
+@tool
+def add(a: int, b: int) -> int:
+    \"\"\"Add two numbers.\"\"\"
+    return a + b
+
+
+agent = Agent(
+    name="calc",
+    model={model!r},
+    system_prompt="You add.",
+    tools=[add],
+    model_settings=ModelSettings(stream={stream!r}),
+)
+"""
+
+MODEL_NAMES = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5"}
+
+
+def write_agent_module(directory: Path, provider: str, *, stream: bool = True) -> None:
+    """Write ``calc_agent.py`` (``calc_agent:agent``, one ``add`` tool) into ``directory``."""
+    (directory / "calc_agent.py").write_text(_AGENT_MODULE.format(model=MODEL_NAMES[provider], stream=stream))
+
+
+def provider_environment(provider: str, url: str | None, key: str | None) -> dict[str, str]:
+    """This process's environment with only the SDK variables that point ``provider`` at ``url``."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    prefix = provider.upper()
+    if key is not None:
+        environment[f"{prefix}_API_KEY"] = key
+    if url is not None:
+        environment[f"{prefix}_BASE_URL"] = url + "/v1" if provider == "openai" else url
+    return environment
+
+
+def executus_command() -> list[str]:
+    """The ``executus`` command line of this interpreter."""
+    return [sys.executable, "-m", "executus.cli"]

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import store as sql_store
-from executus import Agent, Executor, Invocation, SequentialIds, VirtualClock, tool
+from executus import Agent, Executor, Invocation, ModelSettings, SequentialIds, VirtualClock, tool
 from executus._text import terminal_text
 from executus.cli import cli
 from executus.cli._common import Settings
@@ -67,7 +67,8 @@ def broken(reason: str) -> str:
 
 def _record(event_store: MemoryStore | sql_store.SqlStore) -> None:
     model = ScriptedModel([call("fetch", url=PLANT), call("broken", reason=PLANT), f"answer: {PLANT}"])
-    agent = Agent("agent" + PLANT, model, tools=[fetch, broken])
+    # Streamed: the reply's text is in model_chunk events as well as in model_responded.
+    agent = Agent("agent" + PLANT, model, tools=[fetch, broken], model_settings=ModelSettings(stream=True))
     executor = Executor(event_store, clock=VirtualClock(START), ids=SequentialIds("id-"))
     executor.run_sync(agent, Invocation(run_id=RUN_ID, caller_id="caller" + PLANT), f"input {PLANT}")
 

@@ -20,6 +20,7 @@ from executus import (
     Executor,
     Invocation,
     Message,
+    ModelSettings,
     PostRun,
     Session,
     SessionContext,
@@ -67,8 +68,10 @@ def collector_off() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("collector_off")
-def test_a_finished_run_leaves_no_reference_cycle() -> None:
-    agent = Agent("looker", ScriptedModel([[call("lookup", query="a")], [call("lookup", query="b")], "done"]))
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_finished_run_leaves_no_reference_cycle(stream: bool) -> None:
+    script = ScriptedModel([[call("lookup", query="a")], [call("lookup", query="b")], "done"])
+    agent = Agent("looker", script, model_settings=ModelSettings(stream=stream))
     invocation = Invocation(session=NoteKeeper)
     result = Executor(MemoryStore(), clock=SystemClock()).run_sync(agent, invocation, "go")
     assert result.status == "ok"

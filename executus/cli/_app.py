@@ -41,6 +41,7 @@ from executus.cli._render import (
 )
 from executus.cli._replay import replay_command
 from executus.cli._report import report_command
+from executus.cli._run import run_command
 from executus.cli._store import BrowsableStore, resolve_run_id
 from executus.cli._terminal import echo
 from executus.cli._timeline import DEFAULT_GAP_SECONDS, timeline
@@ -339,6 +340,7 @@ cli.add_command(verify_command)
 cli.add_command(checkpoint_command)
 
 cli.add_command(replay_command)
+cli.add_command(run_command)
 cli.add_command(worker_command)
 cli.add_command(submit_command)
 cli.add_command(cancel_command)

@@ -10,8 +10,9 @@ variables::
     Agent(name="helper", model="openai:gpt-4.1-mini")           # OPENAI_API_KEY, OPENAI_BASE_URL
     Agent(name="helper", model="anthropic:claude-sonnet-4-5")   # ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
 
-Both adapters can stream (``ModelSettings(stream=True)``, or :meth:`OpenAIModel.stream` for the
-chunks themselves); every failed call raises :class:`executus.ModelCallError`.
+Both adapters stream (:class:`StreamingModel`): with ``ModelSettings(stream=True)`` the executor
+records each reply as it arrives (``model_chunk`` events, batched), and :meth:`OpenAIModel.stream`
+gives the chunks themselves; every failed call raises :class:`executus.ModelCallError`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from executus._chunks import (
     TextDelta,
     ToolCallDelta,
 )
+from executus._model import StreamingModel
 from executus.models._base import ChatAdapter
 from executus.models._providers import PROVIDERS, model_from_name
 
@@ -42,6 +44,7 @@ __all__ = [
     "PartialReply",
     "ReplyAssembler",
     "StreamFinished",
+    "StreamingModel",
     "TextDelta",
     "ToolCallDelta",
     "model_from_name",

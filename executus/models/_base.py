@@ -197,16 +197,15 @@ class ChatAdapter(abc.ABC):
         except ValueError as error:
             raise self.error(str(error), error_type="malformed_response") from None
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         """The reply as it arrives: text deltas, tool-call fragments, then :class:`StreamFinished`.
 
         Raises:
             ModelCallError: the call failed, or the stream ended before the reply finished
                 (what arrived was already yielded; its usage is unknown).
         """
-        settings = request.settings or self.settings
-        async for chunk in self._chunks(request, settings, ReplyAssembler(), stream=True):
-            yield chunk
+        # The generator itself, not one more generator around it: each layer costs every delta.
+        return self._chunks(request, request.settings or self.settings, ReplyAssembler(), stream=True)
 
     async def _chunks(
         self, request: ModelRequest, settings: ModelSettings, assembler: ReplyAssembler, *, stream: bool
