@@ -25,6 +25,7 @@ from bench import (
     case_replay,
     case_scaling,
     case_steps,
+    case_workers,
 )
 from bench._config import Config
 from bench._machine import describe_machine
@@ -44,6 +45,7 @@ CASES: Final[dict[str, Case]] = {
     "memory": case_memory.run,
     "audit": case_audit.run,
     "models": case_models.run,
+    "workers": case_workers.run,
     "scaling": case_scaling.run,
 }
 

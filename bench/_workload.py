@@ -114,7 +114,9 @@ class BatchCapture(MemoryStore):
         super().__init__()
         self.batches: list[tuple[Event, ...]] = []
 
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
         self.batches.append(tuple(events))
 
     def read_run(self, run_id: str, after_seq: int = 0) -> list[Event]:

@@ -81,6 +81,7 @@ from executus._messages import (
 from executus._model import Model, ModelRegistry, ModelResolver
 from executus._retry import RetryPolicy
 from executus._tools import InvalidArgumentsError, Tool, tool
+from executus._worker import Worker, enqueue
 
 __all__ = [
     "EXECUTOR_VERSION",
@@ -143,6 +144,8 @@ __all__ = [
     "Usage",
     "UserMessage",
     "VirtualClock",
+    "Worker",
+    "enqueue",
     "extend",
     "kill",
     "nudge",

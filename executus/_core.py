@@ -186,6 +186,7 @@ class _Decider:
         downtime = max(0.0, (self.at - run.last_event_at).total_seconds())
         new_deadline = run.deadline + timedelta(seconds=downtime) if run.deadline else None
         pending = set(run.pending_tools)
+        rerun = _calls_to_rerun(run, input)
         self.record(
             RunResumed(
                 run_id=run.run_id,
@@ -196,9 +197,19 @@ class _Decider:
                 old_deadline=run.deadline,
                 new_deadline=new_deadline,
                 executor_version=input.executor_version,
+                worker_id=input.worker_id,
+                previous_owner=input.previous_owner,
+                lease_expired_at=input.lease_expired_at,
+                forced=input.forced or None,
+                rerun=tuple(call.id for call in rerun) or None,
             )
         )
-        for call in unanswered_calls(run):
+        rerun_ids = {call.id for call in rerun}
+        unanswered = [call for call in unanswered_calls(run) if call.id not in rerun_ids]
+        if rerun and not run.agent.parallel_tool_calls:
+            # The calls after the re-run one in a sequential batch follow as they would have.
+            self.core.queued_calls, unanswered = unanswered, []
+        for call in unanswered:
             self.record(
                 trusted(
                     ToolFinished,
@@ -223,7 +234,10 @@ class _Decider:
             self.end(outcome)  # the outcome was recorded, run_finished was not
             return
         self.core.mailbox = [("critic", SteerMessage(text=text)) for text in run.pending_nudges]
-        self.next_step()
+        if rerun:
+            self.effects.append(StartTools(tuple(rerun)))
+        else:
+            self.next_step()
         self.watch()
 
     def next_step(self) -> None:
@@ -555,6 +569,19 @@ class _Decider:
             )
         )
         self.effects.append(Finish(outcome))
+
+
+def _calls_to_rerun(run: RunState, input: RunResumeRequested) -> list[ToolCall]:
+    """The idempotent tool calls in flight that a resume runs again: only when the run carries
+    on (no set-up failure, no outcome already decided)."""
+    idempotent = run.agent.idempotent_tools
+    if not idempotent or input.setup_error is not None or run.kill_reason is not None:
+        return []
+    if decided_outcome(run) is not None:
+        return []
+    return [
+        call for call in unanswered_calls(run) if call.id in run.pending_tools and call.name in idempotent
+    ]
 
 
 _HANDLERS: Final[dict[type[Any], Callable[[_Decider, Any], None]]] = {

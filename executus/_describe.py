@@ -108,7 +108,14 @@ def describe_event(event: Event) -> tuple[str, str]:
             if event.old_deadline and event.new_deadline:
                 moved = f"; deadline {format_clock(event.old_deadline)} → {format_clock(event.new_deadline)}"
             interrupted = _in_flight(event.interrupted)
-            return f"after {format_duration(event.downtime)} down{moved}; interrupted: {interrupted}", "warn"
+            taken = ""
+            if event.worker_id is not None:
+                source = f" from {quote(event.previous_owner)}" if event.previous_owner else ""
+                how = " by force" if event.forced else ""
+                taken = f"{quote(event.worker_id)} took over{source}{how}; "
+            rerun = f"; run again (idempotent): {', '.join(map(quote, event.rerun))}" if event.rerun else ""
+            down = format_duration(event.downtime)
+            return f"{taken}after {down} down{moved}; interrupted: {interrupted}{rerun}", "warn"
         case ChildRunStarted():
             return f"child run {event.child_run_id} from {event.tool_name} [{event.call_id}]", "plain"
         case PostRunFinished():

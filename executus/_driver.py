@@ -11,6 +11,12 @@ When the store gives up, the loop feeds the core a ``StoreFailed`` input instead
 failed decision's effects: nothing starts whose start event is not durable, the run ends,
 the session's post-run hook and cleanup and the ports still run, and :meth:`RunDriver.run`
 raises :class:`~executus.RecordingFailedError`.
+
+When the run is owned (a store with leases), its appends are fenced by the lease and a
+:class:`~executus._ownership.Heartbeat` keeps the lease. Losing it (a fenced append or a
+renewal says another worker owns the run now) stops the run where it is: what is in flight is
+cancelled, and nothing more is written or started (no post-run hook, no ports: the new owner
+finishes the run); :meth:`RunDriver.run` raises :class:`~executus.LeaseLostError`.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from executus._effects import (
     WaitToRetry,
     WakeAt,
 )
-from executus._errors import ConfigurationError, ExecutusError, RecordingFailedError
+from executus._errors import ConfigurationError, ExecutusError, LeaseLostError, RecordingFailedError
 from executus._events import AgentSpec, ArtifactRef, ErrorInfo, Event, SteerMessage
 from executus._inputs import (
     CallerCancelled,
@@ -71,12 +77,14 @@ from executus._inputs import (
     ToolCallFinished,
     reply_input,
 )
+from executus._leases import Lease
 from executus._messages import Image, ImagePart, ModelRequest, ModelResponse, ToolCall, UserMessage
 from executus._model import Model, ModelResolver, StreamingModel
+from executus._ownership import HandedOverError, Heartbeat, Takeover
 from executus._recorder import Recorder
 from executus._state import RunState
 from executus._storable import clean_json, clean_text
-from executus._store import EventStore, EventWriter
+from executus._store import EventStore, EventWriter, LeaseWriter
 from executus._streaming import ChunkBatcher, stream_reply, streaming_model
 from executus._timers import WatchdogTimer
 from executus._toolcalls import error_info, invoke, requested_cancellation
@@ -106,6 +114,12 @@ class Runtime:
     """The runs in progress, by id (what ``Executor.shutdown`` stops)."""
     run_child: Callable[[Agent, Invocation, str], Awaitable[Result]]
     """Runs a child run on the same executor."""
+    leases: LeaseWriter | None = None
+    """Takes, renews and gives up runs' leases (None: the store keeps no leases)."""
+    worker_id: str | None = None
+    """The owner this executor's leases are held as."""
+    lease_ttl: float = 30.0
+    """Seconds a lease lasts unless renewed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +130,11 @@ class _Attached:
     images: tuple[Image, ...]
 
 
-_InboxItem: TypeAlias = Input | _Attached
+class _Wake:
+    """Wakes the loop so that it sees the run stopped here (its lease lost or handed over)."""
+
+
+_InboxItem: TypeAlias = Input | _Attached | _Wake
 
 
 class _RunEndedError(ExecutusError):
@@ -133,6 +151,8 @@ class RunDriver:
         invocation: Invocation,
         run_id: str,
         state: RunState | None = None,
+        lease: Lease | None = None,
+        takeover: Takeover | None = None,
     ) -> None:
         self.runtime = runtime
         self.clock = runtime.clock
@@ -161,6 +181,15 @@ class RunDriver:
         self.result: Result | None = None
         self.artifacts: tuple[Artifact, ...] = ()
         self.finished = asyncio.Event()
+        self.takeover = takeover or Takeover()
+        self.stopped: LeaseLostError | HandedOverError | None = None
+        """Set once the run stops here without ending: its lease was lost, or handed over."""
+        self.heartbeat: Heartbeat | None = None
+        if lease is not None and runtime.leases is not None:
+            self.recorder.epoch = lease.epoch
+            self.heartbeat = Heartbeat(
+                runtime.leases, lease, runtime.lease_ttl, self.clock, self._cancel_requested, self._lose
+            )
 
     # -- the caller's side -------------------------------------------------------------------
 
@@ -169,6 +198,8 @@ class RunDriver:
 
         Raises:
             RecordingFailedError: the store gave up; the run was stopped and cleaned up.
+            LeaseLostError: another worker took the run over; this one stopped it at once and
+                wrote nothing more.
         """
         setup_error = await self._set_up()
         state = self.core.run
@@ -186,8 +217,19 @@ class RunDriver:
             )
         else:
             self._load_images(state)
-            first = RunResumeRequested(at=now, executor_version=self.runtime.version, setup_error=setup_error)
+            takeover = self.takeover
+            first = RunResumeRequested(
+                at=now,
+                executor_version=self.runtime.version,
+                setup_error=setup_error,
+                worker_id=self.runtime.worker_id if self.heartbeat is not None else None,
+                previous_owner=takeover.previous_owner,
+                lease_expired_at=takeover.lease_expired_at,
+                forced=takeover.forced,
+            )
         self.inbox.put_nowait(first)
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         self.runtime.active[self.run_id] = self
         cancellation = self.invocation.cancellation
         unsubscribe = cancellation.subscribe(self.cancel) if cancellation else None
@@ -206,6 +248,9 @@ class RunDriver:
                 unsubscribe()
             self.finished.set()
         loop_task.result()  # a bug in the driver itself propagates
+        await self._release()
+        if self.stopped is not None:
+            raise self.stopped
         if caller_cancelled:
             raise asyncio.CancelledError
         assert self.result is not None
@@ -221,6 +266,41 @@ class RunDriver:
     def shut_down(self, detail: str) -> None:
         """The executor is shutting down."""
         self.inbox.put_nowait(ShutdownRequested(at=self.clock.now(), detail=detail))
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    def _cancel_requested(self, reason: str) -> None:
+        """Another process asked to cancel the run (``executus cancel``): a caller cancel."""
+        self.cancel(reason)
+
+    def hand_over(self) -> None:
+        """Stop the run here without ending it, and release its lease at once, so that another
+        worker resumes it (what a worker does when it shuts down)."""
+        self._stop_here(HandedOverError(f"run {self.run_id} was handed over to other workers"))
+
+    def _lose(self, lost: LeaseLostError) -> None:
+        """Another worker owns the run now: stop everything here at once, write nothing more."""
+        logger.warning("run %s: %s; stopping it here", self.run_id, lost)
+        self._stop_here(lost)
+
+    def _stop_here(self, reason: LeaseLostError | HandedOverError) -> None:
+        if self.stopped is None:
+            self.stopped = reason
+            self.timer.disarm()
+            self._cancel_in_flight()
+            self.inbox.put_nowait(_Wake())
+
+    async def _release(self) -> None:
+        """Give the run's lease up once the run is over here (unless it was lost)."""
+        heartbeat, leases = self.heartbeat, self.runtime.leases
+        if heartbeat is None or leases is None:
+            return
+        await heartbeat.stop()
+        if not isinstance(self.stopped, LeaseLostError):
+            try:
+                await leases.release(heartbeat.lease)
+            except Exception as error:  # the lease runs out by itself
+                logger.warning("run %s: releasing its lease failed: %s", self.run_id, error)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -256,6 +336,8 @@ class RunDriver:
             critic=agent.critic.spec() if agent.critic else None,
             model_settings=agent.model_settings,
             retry=agent.retry,
+            idempotent_tools=tuple(sorted(name for name, tool in self.tools.items() if tool.idempotent))
+            or None,
         )
 
     def _load_images(self, state: RunState) -> None:
@@ -269,12 +351,14 @@ class RunDriver:
 
     async def _loop(self) -> None:
         try:
-            while self.result is None:
+            while self.result is None and self.stopped is None:
                 item = await self.inbox.get()
+                if isinstance(item, _Wake) or self.stopped is not None:
+                    continue  # the run stopped here (lease lost or handed over): nothing more
                 if self.batcher is not None and not isinstance(item, ModelChunksArrived):
                     await self._feed_streamed()
                 input = await self._store_attached(item) if isinstance(item, _Attached) else item
-                if input is not None:
+                if input is not None and self.stopped is None:
                     await self._feed(input)
         finally:
             await self._stop_everything()
@@ -290,6 +374,9 @@ class RunDriver:
         decision = decide(self.core, input)
         try:
             await self.recorder.record(decision.events)
+        except LeaseLostError as lost:
+            self._lose(lost)
+            return
         except Exception as error:
             logger.error("run %s: the store failed, stopping the run: %s", self.run_id, error)
             failed = decide(self.core, StoreFailed(at=self.clock.now(), error=error_info(error)))
@@ -299,6 +386,8 @@ class RunDriver:
 
     async def _perform(self, effects: Sequence[Effect]) -> None:
         for effect in effects:
+            if self.stopped is not None:
+                return
             if isinstance(effect, CallModel):
                 self._call_model(effect)
             elif isinstance(effect, StartTools):
@@ -328,6 +417,8 @@ class RunDriver:
     async def _stop_everything(self) -> None:
         """Cancel whatever still runs and wait until it has stopped, before ``run()`` returns."""
         self.timer.disarm()
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
         self._cancel_in_flight()
         pending = [task for task in (self.model_task, *self.tool_tasks) if task is not None]
         if pending:

@@ -178,6 +178,9 @@ class AgentSpec(_Frozen):
     retry: RetryPolicy | None = omitted_when_none()
     """How failed model calls were retried; None: never (one attempt per step, as every run
     recorded before retries existed)."""
+    idempotent_tools: tuple[str, ...] | None = omitted_when_none()
+    """Names of the tools declared idempotent, sorted (None: none): a call of one that was in
+    flight when its process stopped is run again on recovery instead of failed as interrupted."""
 
 
 class _Event(_Frozen):
@@ -372,18 +375,30 @@ class RunCancelled(_Event):
 
 
 class RunResumed(_Event):
-    """An interrupted run was picked up again from its log by ``Executor.resume``."""
+    """An interrupted run was picked up again from its log: by ``Executor.resume``, or by a
+    worker that claimed it once its owner's lease expired."""
 
     kind: Literal["run_resumed"] = "run_resumed"
     interrupted: tuple[InFlight, ...] = ()
     """What was in flight when the previous process stopped; tools among them are recorded as
-    failed next (they may have had side effects, so they are never re-run behind the model's back)."""
+    failed next (they may have had side effects, so they are never re-run behind the model's
+    back), except those in ``rerun``."""
     downtime: float
     """Seconds between the last recorded event and the resume."""
     old_deadline: AwareDatetime | None = None
     new_deadline: AwareDatetime | None = None
     """The deadline moves by the downtime: time spent dead does not count against max_runtime."""
     executor_version: str
+    worker_id: str | None = omitted_when_none()
+    """The worker that took the run over and owns it from here (None: a run without a lease)."""
+    previous_owner: str | None = omitted_when_none()
+    """The worker that owned the run before (None: never owned, or not known)."""
+    lease_expired_at: AwareDatetime | None = omitted_when_none()
+    """When the previous owner's lease ran out (None: not known, or taken by force)."""
+    forced: bool | None = omitted_when_none()
+    """True when the run was taken over while its previous owner's lease was still live."""
+    rerun: tuple[str, ...] | None = omitted_when_none()
+    """Call ids of the idempotent tool calls in flight that are run again (None: none)."""
 
 
 class ArtifactRef(_Frozen):

@@ -26,11 +26,19 @@ from executus._clock import Clock, IdGenerator, RandomIds, SystemClock, VirtualC
 from executus._driver import RunDriver, Runtime
 from executus._errors import RunNotResumableError
 from executus._events import Event
+from executus._leases import Lease, RunLeases
 from executus._model import Model, ModelRegistry, ModelResolver
+from executus._ownership import (
+    DEFAULT_LEASE_TTL,
+    Takeover,
+    cancellation_requested,
+    default_worker_id,
+    lease_port,
+)
 from executus._redact import Redactor
 from executus._redacting import RedactingStore, RedactingWriter
 from executus._state import rebuild
-from executus._store import EventStore, EventWriter, InlineWriter, MemoryStore
+from executus._store import EventStore, EventWriter, InlineWriter, LeaseWriter, MemoryStore
 
 __all__ = ["EXECUTOR_VERSION", "Executor"]
 
@@ -72,6 +80,17 @@ class Executor:
             ``writer`` a :class:`RedactingWriter`, whose redactor (its key, its rules) then does
             it alone. A :class:`Redactor` of your own (a key, user rules) replaces the default.
             ``None`` records values verbatim: for tests and benchmarks only.
+        worker_id: the owner this executor's runs are leased to, on a store that keeps leases
+            (:class:`~executus.storage.RunLeases`); ``host:pid:random`` by default.
+        lease_ttl: seconds a run's lease lasts unless renewed; the heartbeat renews it every
+            third of that. A worker that dies leaves its runs to others after at most this long.
+
+    Ownership: on a store that keeps leases, every run is owned. The executor takes the run's
+    lease before its first event, fences every append with the lease's epoch, renews the lease
+    on the run's clock, applies cancel requests from other processes (``executus cancel``) as a
+    caller cancel, and releases the lease when the run ends. If another worker takes the run
+    over (this process paused past its lease), the run stops here at once and ``run`` or
+    ``resume`` raises :class:`~executus.LeaseLostError`.
     """
 
     version: str = EXECUTOR_VERSION
@@ -88,6 +107,8 @@ class Executor:
         on_event: Callable[[Event], None] | None = None,
         writer: EventWriter | None = None,
         redaction: Redactor | Literal[_Default.REDACTION] | None = BUILT_IN_REDACTION,
+        worker_id: str | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
     ) -> None:
         self.store: EventStore = store if store is not None else MemoryStore()
         self._resolve: ModelResolver = (
@@ -108,6 +129,12 @@ class Executor:
         chosen = writer if writer is not None else self._default_writer()
         self.writer: EventWriter = self._redacting(chosen, redaction, redacts_already)
         self._active: dict[str, RunDriver] = {}
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive seconds, got {lease_ttl}")
+        self.worker_id: str = worker_id or default_worker_id()
+        self.lease_ttl = lease_ttl
+        # The redacting wrapper passes leases through only to a port that serves them.
+        self._leases = lease_port(self.store, self.writer) if isinstance(chosen, LeaseWriter) else None
 
     def _default_writer(self) -> EventWriter:
         make_writer: Callable[[], EventWriter] | None = getattr(self.store, "writer", None)
@@ -143,10 +170,23 @@ class Executor:
             RecordingFailedError: the run could not be recorded: it was stopped (nothing
                 started that the log does not show), its session cleaned up and the ports
                 called; the log stays valid up to the seq the error names.
+            LeaseHeldError: ``invocation.run_id`` names a run another worker owns.
+            LeaseLostError: another worker took the run over (this process paused past its
+                lease); the run was stopped here at once, with nothing more written or started.
         """
         self.clock.check_loop()
         invocation = invocation or Invocation()
-        driver = RunDriver(self._runtime(), agent, invocation, invocation.run_id or self.ids.new_run_id())
+        run_id = invocation.run_id or self.ids.new_run_id()
+        lease = None
+        if self._leases is not None:
+            lease = await self._leases.acquire(run_id, self.worker_id, self.lease_ttl)
+        return await self._run_leased(agent, invocation, input, run_id, lease)
+
+    async def _run_leased(
+        self, agent: Agent, invocation: Invocation, input: str, run_id: str, lease: Lease | None
+    ) -> Result:
+        """Start a run whose lease is taken already (a worker's claim of a queued run)."""
+        driver = RunDriver(self._runtime(), agent, invocation, run_id, lease=lease)
         return await driver.run(input)
 
     def run_sync(self, agent: Agent, invocation: Invocation | None, input: str) -> Result:
@@ -162,22 +202,57 @@ class Executor:
         finally:
             await self.aclose()
 
-    async def resume(self, run_id: str, agent: Agent, invocation: Invocation | None = None) -> Result:
+    async def resume(
+        self, run_id: str, agent: Agent, invocation: Invocation | None = None, *, force: bool = False
+    ) -> Result:
         """Carry on an interrupted run (one whose log has no ``run_finished``) from its log.
 
         A model call in flight is made again (it has no side effects). A tool call in flight is
         recorded as failed with error type ``Interrupted``, and a call of a sequential batch
         that had not started as ``NotStarted``; the model decides what to do: tools may have
-        side effects, so they are never re-run behind the model's back.
+        side effects, so they are never re-run behind the model's back, unless declared
+        idempotent (``@tool(idempotent=True)``): those are run again.
+
+        On a store that keeps leases, the run's lease is taken first: a run another worker owns
+        (its lease is live) is refused, unless ``force`` (then that worker's next append fails
+        and it stops the run there). ``run_resumed`` records who took the run from whom.
 
         Raises:
             RunNotFoundError: no such run.
             RunNotResumableError: the run already finished.
-            RecordingFailedError: as for :meth:`run`.
+            LeaseHeldError: another worker's lease on the run is live (and not ``force``).
+            RecordingFailedError, LeaseLostError: as for :meth:`run`.
         """
         self.clock.check_loop()
-        state = rebuild(self.store.read_run(run_id))
+        takeover, lease = Takeover(), None
+        leases = self.store if isinstance(self.store, RunLeases) else None
+        if leases is not None and self._leases is not None:
+            # Off the loop: a database that is away must not stall the other runs' heartbeats.
+            summary = await self.clock.run_blocking(lambda: self.store.get_run(run_id))
+            if summary.status != "running":  # RunNotFoundError above: before any lease is taken
+                raise RunNotResumableError(run_id, summary.status)
+            info = await self.clock.run_blocking(lambda: leases.lease_of(run_id))
+            lease = await self._leases.acquire(run_id, self.worker_id, self.lease_ttl, force=force)
+            if info is not None and info.owner is not None and info.owner != self.worker_id:
+                takeover = Takeover(info.owner, None if info.live else info.expires_at, forced=info.live)
+            requested = cancellation_requested(info.cancel_reason if info is not None else None)
+            if requested is not None:
+                invocation = dataclasses.replace(invocation or Invocation(), cancellation=requested)
+        return await self._resume_leased(run_id, agent, invocation, lease, takeover)
+
+    async def _resume_leased(
+        self,
+        run_id: str,
+        agent: Agent,
+        invocation: Invocation | None,
+        lease: Lease | None,
+        takeover: Takeover | None = None,
+    ) -> Result:
+        """Resume a run whose lease is taken already (a worker's claim of an orphaned run)."""
+        state = rebuild(await self.clock.run_blocking(lambda: self.store.read_run(run_id)))
         if state.finished:
+            if lease is not None and self._leases is not None:
+                await self._leases.release(lease)
             raise RunNotResumableError(run_id, state.status)
         invocation = dataclasses.replace(
             invocation or Invocation(),
@@ -185,7 +260,9 @@ class Executor:
             caller_id=state.caller_id,
             parent_run_id=state.parent_run_id,
         )
-        driver = RunDriver(self._runtime(), agent, invocation, run_id, state=state)
+        driver = RunDriver(
+            self._runtime(), agent, invocation, run_id, state=state, lease=lease, takeover=takeover
+        )
         return await driver.run(state.input)
 
     def _runtime(self) -> Runtime:
@@ -201,6 +278,9 @@ class Executor:
             delivery=self._delivery,
             active=self._active,
             run_child=self.run,
+            leases=self._leases,
+            worker_id=self.worker_id,
+            lease_ttl=self.lease_ttl,
         )
 
     async def shutdown(self, detail: str = "the executor is shutting down") -> None:

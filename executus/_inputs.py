@@ -67,6 +67,14 @@ class RunResumeRequested:
     at: datetime
     executor_version: str
     setup_error: ErrorInfo | None = None
+    worker_id: str | None = None
+    """The worker taking the run over (None: the store keeps no leases)."""
+    previous_owner: str | None = None
+    """The worker whose lease on the run expired (or was overridden), if any."""
+    lease_expired_at: datetime | None = None
+    """When that lease ran out (None for a forced takeover of a live lease)."""
+    forced: bool = False
+    """Taken over while the previous owner's lease was live (``resume --force``)."""
 
 
 @dataclass(frozen=True, slots=True)

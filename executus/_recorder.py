@@ -36,8 +36,10 @@ class RedactingPort(EventWriter, Protocol):
         """The batch that :meth:`append_redacted` will store for ``events``."""
         ...
 
-    async def append_redacted(self, run_id: str, batch: Sequence[Event], expected_seq: int) -> None:
-        """Commit a batch :meth:`redact_batch` returned."""
+    async def append_redacted(
+        self, run_id: str, batch: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
+        """Commit a batch :meth:`redact_batch` returned (fenced by ``epoch`` when given)."""
         ...
 
     def redact_events(self, events: Sequence[Event]) -> list[Event]:
@@ -76,6 +78,8 @@ class Recorder:
         self._on_event = on_event
         self._on_step = on_step
         self._redacting = writer if isinstance(writer, RedactingPort) else None
+        self.epoch: int | None = None
+        """The run's lease epoch every append is fenced by (None: unfenced, a store without leases)."""
 
     async def record(self, events: Sequence[Event]) -> None:
         """Commit ``events`` as one batch; a no-op once failed.
@@ -101,10 +105,12 @@ class Recorder:
             for event in batch:
                 self._notify(self._on_event, event, "on_event")
         try:
-            if redacting is None:
+            if redacting is not None:
+                await redacting.append_redacted(self.run_id, batch, self.last_durable_seq, epoch=self.epoch)
+            elif self.epoch is None:  # a writer written before fencing takes no epoch
                 await self._writer.append(self.run_id, batch, self.last_durable_seq)
             else:
-                await redacting.append_redacted(self.run_id, batch, self.last_durable_seq)
+                await self._writer.append(self.run_id, batch, self.last_durable_seq, epoch=self.epoch)
         except Exception as error:
             self.failure = error
             raise

@@ -85,6 +85,7 @@ class Tool:
         "_spec",
         "description",
         "function",
+        "idempotent",
         "name",
         "parameters",
     )
@@ -97,8 +98,12 @@ class Tool:
         description: str,
         args_model: type[BaseModel],
         context_param: str | None,
+        idempotent: bool = False,
     ) -> None:
         self.function = function
+        self.idempotent = idempotent
+        """Safe to run twice with the same arguments: a call in flight when its process stopped
+        is run again on recovery (recorded in the run's agent spec)."""
         self.name = name
         self.description = description
         self._args_model = args_model
@@ -111,9 +116,18 @@ class Tool:
 
     @classmethod
     def from_function(
-        cls, function: Callable[..., Any], *, name: str | None = None, description: str | None = None
+        cls,
+        function: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        idempotent: bool = False,
     ) -> Tool:
         """Make a tool of a typed function (sync or async).
+
+        ``idempotent=True`` declares that running it twice with the same arguments does no
+        harm: a call in flight when its worker died is then run again on recovery, instead of
+        being answered "interrupted" for the model to decide.
 
         Raises:
             ConfigurationError: a parameter has no type annotation, or takes ``*args``.
@@ -156,6 +170,7 @@ class Tool:
             description=description if description is not None else summary,
             args_model=args_model,
             context_param=context_param,
+            idempotent=idempotent,
         )
 
     def spec(self) -> ToolSpec:
@@ -207,22 +222,28 @@ def tool(function: Callable[..., Any], /) -> Tool: ...
 
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None
+    *, name: str | None = None, description: str | None = None, idempotent: bool = False
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
 def tool(
-    function: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    idempotent: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Decorator: turn a typed function into a :class:`Tool`.
 
-    Usable bare (``@tool``) or with options (``@tool(name="search")``).
+    Usable bare (``@tool``) or with options (``@tool(name="search")``,
+    ``@tool(idempotent=True)``: see :meth:`Tool.from_function`).
     """
     if function is not None:
-        return Tool.from_function(function, name=name, description=description)
+        return Tool.from_function(function, name=name, description=description, idempotent=idempotent)
 
     def decorate(inner: Callable[..., Any]) -> Tool:
-        return Tool.from_function(inner, name=name, description=description)
+        return Tool.from_function(inner, name=name, description=description, idempotent=idempotent)
 
     return decorate
 

@@ -322,7 +322,16 @@ class Playback:
         self._timer = None
         self.now = max(self.now, resumed.at)
         self.core = CoreState(self.core.run_id, critic=self.critic, run=rebuild(self.events))
-        self._feed(RunResumeRequested(at=resumed.at, executor_version=EXECUTOR_VERSION))
+        self._feed(
+            RunResumeRequested(
+                at=resumed.at,
+                executor_version=EXECUTOR_VERSION,
+                worker_id=resumed.worker_id,
+                previous_owner=resumed.previous_owner,
+                lease_expired_at=resumed.lease_expired_at,
+                forced=bool(resumed.forced),
+            )
+        )
         return self._crashed()
 
     def _perform(self, effect: Effect) -> None:

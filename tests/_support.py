@@ -22,8 +22,10 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.batches: list[list[str]] = []
 
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        super().append(run_id, events, expected_seq)
+    def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
+        super().append(run_id, events, expected_seq, epoch=epoch)
         self.batches.append([event.kind for event in events])
 
 

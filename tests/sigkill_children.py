@@ -283,7 +283,10 @@ async def _drive(
         if job == "work":
             calls = [executor.run(workload.agent(run), workload.invocation(run), INPUT) for run in ids]
         else:
-            calls = [executor.resume(run, workload.agent(run), workload.invocation(run)) for run in ids]
+            # The worker that ran them was SIGKILLed: its leases are live, and surely orphaned.
+            calls = [
+                executor.resume(run, workload.agent(run), workload.invocation(run), force=True) for run in ids
+            ]
         results = await asyncio.gather(*calls, return_exceptions=True)
     return {
         run_id: result.status if not isinstance(result, BaseException) else f"raised {result!r}"

@@ -326,6 +326,8 @@ def test_the_public_api_is_pinned() -> None:
         "Usage",
         "UserMessage",
         "VirtualClock",
+        "Worker",
+        "enqueue",
         "extend",
         "kill",
         "nudge",

@@ -76,9 +76,11 @@ def _assert_replays(store: MemoryStore, run_id: str) -> list[Event]:
 class _SlowStore(MemoryStore):
     """A store whose commits take 30 ms of wall-clock time, like a loaded database."""
 
-    def append(self, run_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    def append(
+        self, run_id: str, events: Sequence[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
         time.sleep(0.03)
-        super().append(run_id, events, expected_seq)
+        super().append(run_id, events, expected_seq, epoch=epoch)
 
 
 def test_a_run_recorded_on_a_slow_wall_clock_replays_with_its_timestamps() -> None:

@@ -31,9 +31,11 @@ from store import SqlStore, open_store
 class _LoopBlockingStore(SqlStore):
     """A store whose commits block the event loop for 12 ms, as a slow disk would."""
 
-    def append(self, run_id: str, events: list[Event], expected_seq: int) -> None:  # type: ignore[override]
+    def append(  # type: ignore[override]
+        self, run_id: str, events: list[Event], expected_seq: int, *, epoch: int | None = None
+    ) -> None:
         time.sleep(0.012)
-        super().append(run_id, events, expected_seq)
+        super().append(run_id, events, expected_seq, epoch=epoch)
 
 
 @tool

@@ -74,7 +74,8 @@ def test_a_run_killed_mid_tool_resumes_to_the_same_output(sql_url: str, tmp_path
 
         executor = Executor(opened, clock=SystemClock())
         agent = report_writer(tmp_path / "resumed.txt", block=False)
-        resumed = asyncio.run(executor.resume("run-crash", agent))
+        # The killed process's lease is still live: the test knows it is dead, so it forces.
+        resumed = asyncio.run(executor.resume("run-crash", agent, force=True))
         untouched = asyncio.run(
             executor.run(report_writer(tmp_path / "clean.txt", block=False), Invocation(), REPORT_INPUT)
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,18 @@ from executus.cli._replay import replay_command
 from executus.cli._report import report_command
 from executus.cli._run import run_command
 from executus.cli._store import BrowsableStore, resolve_run_id
+from executus.cli._terminal import echo
 from executus.cli._timeline import DEFAULT_GAP_SECONDS, timeline
 from executus.cli._transfer import db_group, export_command, import_command
+from executus.cli._work import (
+    cancel_command,
+    owner_gone,
+    pending_rows,
+    print_pending,
+    resume_command,
+    submit_command,
+    worker_command,
+)
 
 __all__ = ["cli", "main"]
 
@@ -175,10 +184,16 @@ def runs(
         until=parse_when("--until", until, now) if until else None,
         limit=limit,
     )
+    output = Output()
+    if "pending" in statuses:  # queued runs have no log yet: they are listed apart
+        with opened(settings, read_only=True) as event_store:
+            print_pending(output, pending_rows(event_store, limit), as_json)
+        statuses = tuple(status for status in statuses if status != "pending")
+        if not statuses:
+            return
     with opened(settings, read_only=True) as event_store:
         summaries, more = select_runs(event_store, query, statuses)
         where = event_store.display_url
-    output = Output()
     if as_json:
         output.json([summary_json(summary) for summary in summaries])
         return
@@ -232,12 +247,14 @@ def show(ctx: click.Context, run: str, as_json: bool, follow: bool, gap: float, 
         if not as_json:
             _print_header(output, event_store.get_run(run_id))
         try:
-            finished = _print_events(
-                event_store, run_id, output, as_json, gap, follow, settings.sleep, interval
-            )
+            finished = _print_events(event_store, run_id, output, as_json, gap, follow, settings, interval)
         except KeyboardInterrupt:  # Ctrl-C is how a user stops following
             ctx.exit(130)
-    if not finished and not as_json:
+        gone = None if finished else owner_gone(event_store, run_id, settings.now())
+    if gone is not None:
+        # Said even with --json (on stderr): the follow stopped because nobody owns the run.
+        echo(f"run {run_id}: {gone}", err=as_json)
+    elif not finished and not as_json:
         output.line()
         output.line("No run_finished yet: the run is still going or was interrupted (use --follow).", "warn")
 
@@ -249,10 +266,11 @@ def _print_events(
     as_json: bool,
     gap: float,
     follow: bool,
-    sleep: Callable[[float], None],
+    settings: Settings,
     interval: float,
 ) -> bool:
-    """Print a run's events; with ``follow``, poll for more until ``run_finished``. True if finished."""
+    """Print a run's events; with ``follow``, poll for more until ``run_finished``, or until the
+    run's owner is gone (nobody writes more until a worker takes it over). True if finished."""
     events = event_store.read_run(run_id)
     started_at, previous_at, last_seq = events[0].at, None, 0
     while True:
@@ -268,8 +286,10 @@ def _print_events(
                 return True
         if not follow:
             return False
-        sleep(interval)
+        settings.sleep(interval)
         events = event_store.read_run(run_id, after_seq=last_seq)
+        if not events and owner_gone(event_store, run_id, settings.now()) is not None:
+            return False
 
 
 # -- why ---------------------------------------------------------------------------------------
@@ -286,7 +306,9 @@ def why(settings: Settings, run: str, as_json: bool) -> None:
     RUN is a run id, or a prefix of one that no other run shares.
     """
     with opened(settings, read_only=True) as event_store:
-        explanation = explain(event_store.read_run(resolve_run_id(event_store, run)), now=settings.now())
+        run_id = resolve_run_id(event_store, run)
+        explanation = explain(event_store.read_run(run_id), now=settings.now())
+        gone = owner_gone(event_store, run_id, settings.now()) if explanation.status == "running" else None
     output = Output()
     if as_json:
         output.json(
@@ -299,10 +321,14 @@ def why(settings: Settings, run: str, as_json: bool) -> None:
                     {"section": s.section, "text": s.text, "seqs": list(s.seqs)}
                     for s in explanation.statements
                 ],
+                "owner_gone": gone,
             }
         )
     else:
         output.explanation(explanation)
+        if gone is not None:
+            output.line()
+            output.line(f"The run is not going on: {gone}.", "warn")
 
 
 cli.add_command(export_command)
@@ -315,6 +341,10 @@ cli.add_command(checkpoint_command)
 
 cli.add_command(replay_command)
 cli.add_command(run_command)
+cli.add_command(worker_command)
+cli.add_command(submit_command)
+cli.add_command(cancel_command)
+cli.add_command(resume_command)
 
 
 def main() -> None:

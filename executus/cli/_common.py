@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import os
 import sys
 import tempfile
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 
 import click
 
@@ -21,7 +22,7 @@ from executus._errors import ExecutusError
 from executus.cli._store import BrowsableStore, StoreOpener, open_sql_store
 from executus.cli._terminal import echo
 
-__all__ = ["EXIT_BAD_INPUT", "CliError", "ExecutusGroup", "Settings", "db_option", "opened"]
+__all__ = ["EXIT_BAD_INPUT", "CliError", "ExecutusGroup", "Settings", "db_option", "load_object", "opened"]
 
 EXIT_BAD_INPUT: Final = 2
 """Bad input or an unusable database (1 is kept for "a check failed")."""
@@ -85,6 +86,37 @@ def write_atomically(path: Path, text: str) -> None:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
         raise CliError(f"cannot write {path}: {error.strerror or type(error).__name__}") from None
+
+
+T = TypeVar("T")
+
+
+def load_object(spec: str, expected: type[T] | tuple[type, ...], what: str) -> T:
+    """Import ``module:attr`` (the current directory is importable); call it if it is a factory.
+
+    Raises:
+        CliError: it cannot be imported, or is not what the option needs.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise CliError(f"{what} must be given as module:attribute, not {spec!r}")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except Exception as error:
+        raise CliError(f"cannot load {what} {spec}: {one_line(error)}") from None
+    if not isinstance(value, expected) and callable(value):
+        try:
+            value = value()
+        except Exception as error:
+            raise CliError(f"cannot make {what} from {spec}: {one_line(error)}") from None
+    if not isinstance(value, expected):
+        kind = type(value).__name__
+        raise CliError(f"{spec} is {'an' if kind[0].lower() in 'aeiou' else 'a'} {kind}, not {what}")
+    return value  # type: ignore[return-value]
 
 
 def print_error(message: str) -> None:

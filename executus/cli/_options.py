@@ -25,7 +25,8 @@ __all__ = [
     "time_options",
 ]
 
-STATUSES: Final = ("ok", "error", "timeout", "cancelled", "killed", "running")
+STATUSES: Final = ("ok", "error", "timeout", "cancelled", "killed", "running", "pending")
+"""``pending``: queued for workers and not started (``executus submit``); no log yet."""
 MAX_LIMIT: Final = 1_000_000
 """The most runs one command lists or replays."""
 

@@ -8,17 +8,24 @@ that cannot be imported. Errors are one line on stderr.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import click
 
 from executus import Agent, Critic, ExecutusError
-from executus.cli._common import EXIT_INTERRUPTED, CliError, Settings, db_option, one_line, opened
+from executus.cli._common import (
+    EXIT_INTERRUPTED,
+    CliError,
+    Settings,
+    db_option,
+    load_object,
+    one_line,
+    opened,
+)
 from executus.cli._options import (
     FiniteFloat,
     limit_option,
@@ -38,38 +45,7 @@ from replay._replayer import Replayer
 from replay._result import ReplayResult, WhatIfReport
 from replay.cassette import load_cassette
 
-__all__ = ["replay_command"]
-
-
-T = TypeVar("T")
-
-
-def load_object(spec: str, expected: type[T] | tuple[type, ...], what: str) -> T:
-    """Import ``module:attr`` (the current directory is importable); call it if it is a factory.
-
-    Raises:
-        CliError: it cannot be imported, or is not what the option needs.
-    """
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise CliError(f"{what} must be given as module:attribute, not {spec!r}")
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        value: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            value = getattr(value, part)
-    except Exception as error:
-        raise CliError(f"cannot load {what} {spec}: {one_line(error)}") from None
-    if not isinstance(value, expected) and callable(value):
-        try:
-            value = value()
-        except Exception as error:
-            raise CliError(f"cannot make {what} from {spec}: {one_line(error)}") from None
-    if not isinstance(value, expected):
-        kind = type(value).__name__
-        raise CliError(f"{spec} is {'an' if kind[0].lower() in 'aeiou' else 'a'} {kind}, not {what}")
-    return value  # type: ignore[return-value]
+__all__ = ["load_object", "replay_command"]  # load_object: still importable from here (executus run)
 
 
 def _differences(differences: tuple[FieldDifference, ...]) -> list[dict[str, Any]]:

@@ -1,0 +1,322 @@
+"""Commands for runs shared by workers: ``worker``, ``submit``, ``cancel`` and ``resume``.
+
+Exit codes: 0 ok; 1 ``cancel`` of a run that has already finished (nothing to cancel: scripts
+that race a cancel against the run's end can tell it from a typo), or ``resume`` of a run that
+ended other than ok; 2 bad input, an unknown run, a run another worker owns, an unusable
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+
+import click
+
+from executus._agent import Agent
+from executus._errors import ExecutusError, RunNotFoundError
+from executus._executor import Executor
+from executus._leases import LeaseInfo, QueuedRun, RunLeases
+from executus._ownership import DEFAULT_LEASE_TTL
+from executus._store import RunSummary
+from executus._worker import Worker, enqueue
+from executus.cli._common import CliError, Settings, db_option, load_object, one_line, opened
+from executus.cli._options import FiniteFloat
+from executus.cli._render import Cell, Output, format_timestamp, short_id, status_cell
+from executus.cli._store import BrowsableStore, resolve_run_id
+
+__all__ = [
+    "cancel_command",
+    "owner_gone",
+    "pending_rows",
+    "resume_command",
+    "submit_command",
+    "worker_command",
+]
+
+EXIT_ALREADY_FINISHED = 1
+
+
+def _leases(event_store: BrowsableStore) -> RunLeases:
+    if not isinstance(event_store, RunLeases):
+        raise CliError(f"{event_store.display_url} keeps no leases or work queue (run executus db upgrade)")
+    return event_store
+
+
+def load_agents(specs: Iterable[str]) -> list[Agent]:
+    """The agents ``--agents`` names: ``MODULE`` (every Agent in it) or ``MODULE:ATTR`` (an
+    Agent, a factory of one, or a list of them).
+
+    Raises:
+        CliError: a spec cannot be loaded, or names no agent.
+    """
+    agents: list[Agent] = []
+    for spec in specs:
+        if ":" in spec:
+            found: Agent | list[object] | tuple[object, ...] = load_object(
+                spec, (Agent, list, tuple), "an Agent or a list of Agents"
+            )
+            listed: list[object] = [found] if isinstance(found, Agent) else list(found)
+        else:
+            listed = [value for value in vars(_import(spec)).values() if isinstance(value, Agent)]
+            if not listed:
+                raise CliError(f"module {spec} has no Agent at module level; name one with {spec}:ATTR")
+        for agent in listed:
+            if not isinstance(agent, Agent):
+                raise CliError(f"{spec} is not an Agent or a list of Agents")
+            if agent not in agents:
+                agents.append(agent)
+    return agents
+
+
+def _import(module_name: str) -> ModuleType:
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        return importlib.import_module(module_name)
+    except Exception as error:
+        raise CliError(f"cannot load module {module_name}: {one_line(error)}") from None
+
+
+# -- worker ------------------------------------------------------------------------------------
+
+
+@click.command("worker", short_help="Claim and run queued and orphaned runs.")
+@db_option
+@click.option(
+    "--agents",
+    "agent_specs",
+    multiple=True,
+    required=True,
+    metavar="MODULE[:ATTR]",
+    help="The agents to run: every Agent in MODULE, or MODULE:ATTR (repeatable).",
+)
+@click.option("--concurrency", type=click.IntRange(min=1, max=10_000), default=4, show_default=True)
+@click.option("--worker-id", metavar="ID", help="This worker's id (default: host:pid:random).")
+@click.option(
+    "--lease",
+    "lease_ttl",
+    type=FiniteFloat(min=1),
+    default=DEFAULT_LEASE_TTL,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a run's lease lasts unless renewed: a dead worker's runs wait this long.",
+)
+@click.option("--poll", type=FiniteFloat(min=0.01), default=0.5, show_default=True, hidden=True)
+@click.pass_obj
+def worker_command(
+    settings: Settings,
+    agent_specs: tuple[str, ...],
+    concurrency: int,
+    worker_id: str | None,
+    lease_ttl: float,
+    poll: float,
+) -> None:
+    """Claim and run queued runs and runs whose worker died, until SIGTERM or Ctrl-C.
+
+    On SIGTERM or SIGINT the worker stops claiming and hands the runs it drives over: it stops
+    them where they are (nothing recorded) and releases their leases, so another worker, or
+    this one restarted, resumes them at once.
+    """
+    agents = load_agents(agent_specs)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    executus_logger = logging.getLogger("executus")  # this worker's own news only, not its libraries'
+    executus_logger.addHandler(handler)
+    executus_logger.setLevel(logging.INFO)
+    with opened(settings) as event_store:
+        _leases(event_store)
+        worker = Worker(
+            event_store,
+            agents,
+            concurrency=concurrency,
+            worker_id=worker_id,
+            lease_ttl=lease_ttl,
+            poll_interval=poll,
+        )
+        names = ", ".join(sorted(worker.agents))
+        where = event_store.display_url
+
+        def announce() -> None:
+            line = f"worker {worker.worker_id}: agents {names}; up to {concurrency} runs at once; {where}"
+            Output().line(line, "accent")
+            sys.stdout.flush()
+
+        asyncio.run(worker.run_until_signalled(announce))
+    Output().line(f"worker {worker.worker_id} stopped")
+
+
+# -- submit ------------------------------------------------------------------------------------
+
+
+@click.command("submit", short_help="Queue a run for workers.")
+@db_option
+@click.argument("agent_spec", metavar="MODULE:ATTR")
+@click.argument("input")
+@click.option("--caller", metavar="ID", help="The caller the run is for.")
+@click.option("--json", "as_json", is_flag=True, help="Print the queued run as JSON.")
+@click.pass_obj
+def submit_command(
+    settings: Settings, agent_spec: str, input: str, caller: str | None, as_json: bool
+) -> None:
+    """Queue a run of the agent MODULE:ATTR on INPUT; prints its run id.
+
+    A worker with an agent of that name (`executus worker --agents MODULE`) picks it up.
+    """
+    agent = load_object(agent_spec, Agent, "an Agent")
+    with opened(settings) as event_store:
+        run_id = enqueue(event_store, agent, input, caller)
+    output = Output()
+    if as_json:
+        output.json({"run_id": run_id, "agent": agent.name, "caller_id": caller, "status": "pending"})
+    else:
+        output.line(run_id)
+
+
+# -- cancel ------------------------------------------------------------------------------------
+
+
+@click.command("cancel", short_help="Ask the owning worker to cancel a run.")
+@db_option
+@click.argument("run")
+@click.option("--reason", metavar="TEXT", help="Why; recorded in the run's run_cancelled.")
+@click.pass_context
+def cancel_command(ctx: click.Context, run: str, reason: str | None) -> None:
+    """Ask the worker that owns RUN to cancel it; it applies the request within one heartbeat,
+    recorded as a caller cancel with the reason. A queued run is cancelled as it starts.
+
+    Exit 0: the request is recorded; 1: the run had already finished; 2: no such run.
+    """
+    settings = ctx.ensure_object(Settings)
+    output = Output()
+    with opened(settings) as event_store:
+        leases = _leases(event_store)
+        run_id, summary = _find(event_store, leases, run)
+        if summary is not None and summary.status != "running":
+            output.line(f"run {run_id} has already finished ({summary.status}): nothing to cancel", "warn")
+            ctx.exit(EXIT_ALREADY_FINISHED)
+        leases.request_cancel(run_id, reason)
+        info = leases.lease_of(run_id)
+    if summary is None:
+        output.line(f"cancel requested for queued run {run_id}: it is cancelled as a worker starts it")
+    elif info is not None and info.live and info.owner is not None:
+        output.line(
+            f"cancel requested for run {run_id}: its owner {info.owner} applies it within one heartbeat"
+        )
+    else:
+        output.line(
+            f"cancel requested for run {run_id}: no worker owns it now; it is applied when one takes it over"
+        )
+
+
+def _find(event_store: BrowsableStore, leases: RunLeases, typed: str) -> tuple[str, RunSummary | None]:
+    """The run ``typed`` names: a recorded one (with its summary) or a queued one (None)."""
+    try:
+        run_id = resolve_run_id(event_store, typed)
+    except RunNotFoundError:
+        queued = [run.run_id for run in leases.queued_runs(limit=None) if run.run_id.startswith(typed)]
+        if len(queued) == 1:
+            return queued[0], None
+        raise
+    return run_id, event_store.get_run(run_id)
+
+
+# -- resume ------------------------------------------------------------------------------------
+
+
+@click.command("resume", short_help="Carry on an interrupted run.")
+@db_option
+@click.argument("run")
+@click.option("--agent", "agent_spec", required=True, metavar="MODULE:ATTR", help="The run's agent.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Take the run over even while another worker's lease on it is live (that worker stops "
+    "it at its next write). Only when you know that worker is gone.",
+)
+@click.pass_context
+def resume_command(ctx: click.Context, run: str, agent_spec: str, force: bool) -> None:
+    """Carry on an interrupted RUN (no run_finished in its log) from its log, in this process.
+
+    Refused while another worker's lease on the run is live (exit 2): the run is alive
+    elsewhere. Exit 0: the run ended ok; 1: it ended otherwise.
+    """
+    settings = ctx.ensure_object(Settings)
+    agent = load_object(agent_spec, Agent, "an Agent")
+    with opened(settings) as event_store:
+        run_id = resolve_run_id(event_store, run)
+        executor = Executor(event_store)
+        try:
+            result = asyncio.run(executor.resume(run_id, agent, force=force))
+        except ExecutusError as error:
+            raise CliError(one_line(error)) from None
+    output = Output()
+    output.cells([Cell(f"run {result.run_id}", "accent"), status_cell(result.status)])
+    if result.output is not None:
+        output.line(result.output)
+    elif result.error is not None:
+        output.line(str(result.error), "warn")
+    if not result.ok:
+        ctx.exit(1)
+
+
+# -- what show, why and runs add -----------------------------------------------------------------
+
+
+def owner_gone(event_store: BrowsableStore, run_id: str, now: datetime) -> str | None:
+    """One line saying the run's owner is gone (its lease expired, and nobody took it over),
+    or None while an owner holds it, or when the store keeps no leases."""
+    if not isinstance(event_store, RunLeases):
+        return None
+    info: LeaseInfo | None = event_store.lease_of(run_id)
+    if info is None or info.live or info.owner is None or info.expires_at is None:
+        return None
+    ago = max(0.0, (now - info.expires_at).total_seconds())
+    return (
+        f"its owner {info.owner} is gone: the lease expired at {format_timestamp(info.expires_at)} UTC "
+        f"({ago:.0f}s ago) and no worker has taken the run over yet; `executus worker` recovers it, "
+        f"or `executus resume {short_id(run_id)} --agent MODULE:ATTR`"
+    )
+
+
+def pending_rows(event_store: BrowsableStore, limit: int | None) -> list[QueuedRun]:
+    """The queued runs ``runs --status pending`` lists, oldest first."""
+    return _leases(event_store).queued_runs(limit)
+
+
+def print_pending(output: Output, queued: list[QueuedRun], as_json: bool) -> None:
+    if as_json:
+        output.json(
+            [
+                {
+                    "run_id": run.run_id,
+                    "agent": run.agent,
+                    "caller_id": run.caller_id,
+                    "status": "pending",
+                    "submitted_at": run.submitted_at.isoformat(),
+                    "input": run.input,
+                }
+                for run in queued
+            ]
+        )
+        return
+    if not queued:
+        output.line("No queued runs.")
+        return
+    rows = [
+        [
+            Cell(short_id(run.run_id)),
+            Cell(run.agent),
+            status_cell("pending"),
+            Cell(format_timestamp(run.submitted_at)),
+            Cell(run.caller_id or "", "quiet"),
+        ]
+        for run in queued
+    ]
+    output.table(("RUN", "AGENT", "STATUS", "SUBMITTED", "CALLER"), rows)
