@@ -136,6 +136,32 @@ def test_chaos_on_postgresql_sigkills_and_a_restart(own_postgres: ThrowawayPostg
             fleet.stop()
 
 
+def test_a_worker_started_while_postgresql_is_down_waits_for_it(
+    own_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    empty_tables(own_postgres.url)
+    fleet = Fleet(own_postgres.url, tmp_path, lease=2.0, concurrency=2, step=0.01, tool_seconds=0.01)
+    own_postgres.stop_server()
+    try:
+        worker_id = fleet.start()
+        worker = fleet.processes[worker_id]
+        _wait_for(
+            lambda: "waiting for the database" in fleet.log(worker_id) or worker.poll() is not None,
+            what="the worker to wait",
+        )
+        assert worker.poll() is None, fleet.log(worker_id)
+    finally:
+        own_postgres.start_server()
+    try:
+        with SqlStore(own_postgres.url) as store:
+            run_id = enqueue(store, "payer", "order 1", caller_id="late")
+            assert wait_until_finished(store, [run_id], TIMEOUT) == set()
+            assert store.get_run(run_id).status == "ok"
+    finally:
+        codes = fleet.stop()
+    assert codes == {worker_id: 0}, fleet.log(worker_id)
+
+
 def test_chaos_on_sqlite_with_processes_on_one_host(tmp_path: Path, sqlite_template: Path) -> None:
     path = tmp_path / "chaos.db"
     path.write_bytes(sqlite_template.read_bytes())

@@ -9,18 +9,21 @@ database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Final
 
 import click
 
 from executus._agent import Agent
-from executus._errors import ExecutusError, RunNotFoundError
+from executus._errors import DatabaseUnavailableError, ExecutusError, RunNotFoundError
 from executus._executor import Executor
 from executus._leases import LeaseInfo, QueuedRun, RunLeases
 from executus._ownership import DEFAULT_LEASE_TTL
@@ -30,6 +33,7 @@ from executus.cli._common import CliError, Settings, db_option, load_object, one
 from executus.cli._options import FiniteFloat
 from executus.cli._render import Cell, Output, format_timestamp, short_id, status_cell
 from executus.cli._store import BrowsableStore, resolve_run_id
+from executus.cli._terminal import echo
 
 __all__ = [
     "cancel_command",
@@ -84,6 +88,10 @@ def _import(module_name: str) -> ModuleType:
         raise CliError(f"cannot load module {module_name}: {one_line(error)}") from None
 
 
+DATABASE_WAIT: Final = 60.0
+"""Seconds ``executus worker`` waits at start-up for a PostgreSQL server that refuses connections."""
+
+
 # -- worker ------------------------------------------------------------------------------------
 
 
@@ -108,6 +116,16 @@ def _import(module_name: str) -> ModuleType:
     metavar="SECONDS",
     help="How long a run's lease lasts unless renewed: a dead worker's runs wait this long.",
 )
+@click.option(
+    "--wait-for-database",
+    "database_wait",
+    type=FiniteFloat(min=0),
+    default=DATABASE_WAIT,
+    show_default=True,
+    metavar="SECONDS",
+    help="A PostgreSQL server that refuses connections at start-up (still starting, restarting) "
+    "is retried this long before the worker gives up.",
+)
 @click.option("--poll", type=FiniteFloat(min=0.01), default=0.5, show_default=True, hidden=True)
 @click.pass_obj
 def worker_command(
@@ -116,6 +134,7 @@ def worker_command(
     concurrency: int,
     worker_id: str | None,
     lease_ttl: float,
+    database_wait: float,
     poll: float,
 ) -> None:
     """Claim and run queued runs and runs whose worker died, until SIGTERM or Ctrl-C.
@@ -130,7 +149,7 @@ def worker_command(
     executus_logger = logging.getLogger("executus")  # this worker's own news only, not its libraries'
     executus_logger.addHandler(handler)
     executus_logger.setLevel(logging.INFO)
-    with opened(settings) as event_store:
+    with _opened_when_up(settings, database_wait) as event_store:
         _leases(event_store)
         worker = Worker(
             event_store,
@@ -150,6 +169,40 @@ def worker_command(
 
         asyncio.run(worker.run_until_signalled(announce))
     Output().line(f"worker {worker.worker_id} stopped")
+
+
+@contextlib.contextmanager
+def _opened_when_up(settings: Settings, wait: float) -> Iterator[BrowsableStore]:
+    """The configured store, once a PostgreSQL server that refuses connections accepts them.
+
+    A worker is started by a supervisor, often beside the database (a compose file, a reboot):
+    a server still starting or restarting is worth waiting for, as the writer waits out an
+    outage mid-run. SQLite has no server, and any other failure is an error at once.
+    """
+    give_up_at = time.monotonic() + wait
+    while True:
+        try:
+            event_store = settings.open_store(settings.db_url, read_only=False)
+            break
+        except DatabaseUnavailableError as error:
+            if not _refused_connection(error, settings) or time.monotonic() >= give_up_at:
+                raise
+            echo(f"waiting for the database: {error}", err=True)
+            time.sleep(min(1.0, max(0.0, give_up_at - time.monotonic())))
+    try:
+        yield event_store
+    finally:
+        event_store.close()
+
+
+def _refused_connection(error: DatabaseUnavailableError, settings: Settings) -> bool:
+    url = settings.db_url or ""
+    cause = error.__cause__
+    return (
+        url.startswith("postgresql")
+        and cause is not None
+        and "OperationalError" in {kind.__name__ for kind in type(cause).__mro__}
+    )
 
 
 # -- submit ------------------------------------------------------------------------------------
