@@ -431,12 +431,14 @@ def test_appends_from_many_threads_to_one_store_all_land_in_order(sql_store: Sql
 
 
 def test_an_unreachable_database_fails_the_append_in_one_line_without_the_password() -> None:
+    # A refused connection is retried for the retry window (30 s by default) before it fails.
+    settings = WriterSettings(retry_window=1.0)
     for url in (
         "postgresql+psycopg://alice:s3cret@127.0.0.1:1/runs",
         "sqlite:////nonexistent-dir/executus.db",
     ):
         with (
-            SqlStore(url) as unreachable,
+            SqlStore(url, settings=settings) as unreachable,
             pytest.raises(DatabaseUnavailableError, match="cannot open database") as raised,
         ):
             unreachable.append("run-1", [started("run-1")], 0)
