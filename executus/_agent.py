@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol, TypeAlias
@@ -18,6 +17,7 @@ from executus._model import Model
 from executus._retry import RetryPolicy
 from executus._state import RunState
 from executus._tools import ContextParameter, Tool
+from executus._weak import weakly
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -162,7 +162,7 @@ def _held_weakly(
     """``function``, holding its object weakly if it is a bound method (gone: a no-op)."""
     if not inspect.ismethod(function):
         return function
-    method = weakref.WeakMethod(function)
+    method = weakly(function)
 
     def call(text: str, images: tuple[Image, ...]) -> None:
         alive = method()

@@ -12,21 +12,19 @@ paused past its lease): the run then stops where it is, with nothing more writte
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import socket
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 from executus._agent import Cancellation
 from executus._clock import Clock, RandomIds
 from executus._errors import ExecutusError, LeaseLostError
 from executus._leases import Lease, RunLeases
 from executus._store import EventStore, EventWriter, LeaseWriter
+from executus._weak import weakly
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
@@ -39,7 +37,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("executus")
-T = TypeVar("T")
 
 DEFAULT_LEASE_TTL = 30.0
 """Seconds a run's lease lasts unless renewed: how long a dead worker's runs wait for recovery."""
@@ -90,13 +87,6 @@ def cancellation_requested(reason: str | None) -> Cancellation | None:
     return cancellation
 
 
-def _weakly(function: Callable[[T], None]) -> Callable[[], Callable[[T], None] | None]:
-    """A bound method held weakly (None once its object is gone); any other callable as is."""
-    if inspect.ismethod(function):
-        return weakref.WeakMethod(function)
-    return lambda: function
-
-
 class Heartbeat:
     """Renews a run's lease every ``ttl / 3`` seconds on the run's clock until stopped.
 
@@ -124,8 +114,8 @@ class Heartbeat:
         self._clock = clock
         # Held weakly, as the watchdog timer holds its method: driver -> heartbeat -> method ->
         # driver would be a cycle, and a finished run would wait for a full collection.
-        self._on_cancel = _weakly(on_cancel)
-        self._on_lost = _weakly(on_lost)
+        self._on_cancel = weakly(on_cancel)
+        self._on_lost = weakly(on_lost)
         self._cancel_reported = False
         self._task: asyncio.Task[None] | None = None
 

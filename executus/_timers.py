@@ -8,12 +8,11 @@ jumps straight to it.
 from __future__ import annotations
 
 import asyncio
-import inspect
-import weakref
 from collections.abc import Callable
 from datetime import datetime
 
 from executus._clock import Clock
+from executus._weak import weakly
 
 __all__ = ["WatchdogTimer"]
 
@@ -30,9 +29,7 @@ class WatchdogTimer:
         # A method of the object that owns the timer is held weakly: owner -> timer -> method
         # -> owner would be a reference cycle, and a finished run (its whole transcript) would
         # then wait for a full garbage collection to be freed instead of going at once.
-        self._fire: Callable[[], Callable[[datetime], None] | None] = (
-            weakref.WeakMethod(fire) if inspect.ismethod(fire) else lambda: fire
-        )
+        self._fire = weakly(fire)
         self._name = name
         self._task: asyncio.Task[None] | None = None
 
