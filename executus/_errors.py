@@ -264,7 +264,16 @@ class BlobNotFoundError(StoreError):
 
 
 class DatabaseUnavailableError(StoreError):
-    """The database cannot be reached or opened; the message names the URL without its password."""
+    """The database cannot be reached or opened; the message names the URL without its password.
+
+    Attributes:
+        server_down: a database server could not be connected to (refused, unreachable, still
+            starting): worth retrying later, unlike a bad URL, a missing file or a refused login.
+    """
+
+    def __init__(self, message: str, *, server_down: bool = False) -> None:
+        super().__init__(message)
+        self.server_down = server_down
 
 
 class StoreUnavailableError(DatabaseUnavailableError):

@@ -316,4 +316,10 @@ def statement_failed(url: str | URL, doing: str, error: BaseException, *, lost: 
 
 
 def _cannot_open(url: str | URL, error: BaseException) -> DatabaseUnavailableError:
-    return DatabaseUnavailableError(f"cannot open database {display_url(url)}: {one_line(error)}")
+    # PEP 249 files a failed connection under OperationalError; SQLite has no server to wait for.
+    server_down = make_url(url).get_backend_name() != "sqlite" and any(
+        kind.__name__ == "OperationalError" for kind in type(error).__mro__
+    )
+    return DatabaseUnavailableError(
+        f"cannot open database {display_url(url)}: {one_line(error)}", server_down=server_down
+    )

@@ -185,7 +185,7 @@ def _opened_when_up(settings: Settings, wait: float) -> Iterator[BrowsableStore]
             event_store = settings.open_store(settings.db_url, read_only=False)
             break
         except DatabaseUnavailableError as error:
-            if not _refused_connection(error, settings) or time.monotonic() >= give_up_at:
+            if not error.server_down or time.monotonic() >= give_up_at:
                 raise
             echo(f"waiting for the database: {error}", err=True)
             time.sleep(min(1.0, max(0.0, give_up_at - time.monotonic())))
@@ -193,16 +193,6 @@ def _opened_when_up(settings: Settings, wait: float) -> Iterator[BrowsableStore]
         yield event_store
     finally:
         event_store.close()
-
-
-def _refused_connection(error: DatabaseUnavailableError, settings: Settings) -> bool:
-    url = settings.db_url or ""
-    cause = error.__cause__
-    return (
-        url.startswith("postgresql")
-        and cause is not None
-        and "OperationalError" in {kind.__name__ for kind in type(cause).__mro__}
-    )
 
 
 # -- submit ------------------------------------------------------------------------------------
