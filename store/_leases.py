@@ -136,6 +136,7 @@ class SqlLeases:
     def claim(self, owner: str, ttl: float, limit: int, agents: Collection[str] | None = None) -> list[Claim]:
         if limit < 1:
             return []
+        run_agent = func.coalesce(queue.c.agent, runs.c.agent)
         with self._writing("claiming runs") as (connection, now):
             due = (
                 select(
@@ -147,6 +148,8 @@ class SqlLeases:
                     queue.c.input,
                     queue.c.caller_id,
                     queue.c.submitted_at,
+                    leases.c.cancel_reason,
+                    run_agent.label("run_agent"),
                 )
                 .select_from(
                     leases.outerjoin(queue, queue.c.run_id == leases.c.run_id).outerjoin(
@@ -164,7 +167,7 @@ class SqlLeases:
                 .with_for_update(of=leases, skip_locked=True)
             )
             if agents is not None:
-                due = due.where(func.coalesce(queue.c.agent, runs.c.agent).in_(list(agents)))
+                due = due.where(run_agent.in_(list(agents)))
             rows = connection.execute(due).all()
             expires_at = now + timedelta(seconds=ttl)
             take = (
@@ -184,6 +187,8 @@ class SqlLeases:
                 else QueuedRun(row.run_id, row.agent, row.input, row.caller_id, row.submitted_at),
                 row.owner,
                 None if row.owner is None else row.expires_at,
+                row.run_agent,
+                row.cancel_reason,
             )
             for row in rows
         ]
