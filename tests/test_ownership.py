@@ -16,12 +16,15 @@ from executus import (
     LeaseHeldError,
     LeaseLostError,
     SequentialIds,
+    ToolContext,
     VirtualClock,
     Worker,
     enqueue,
     tool,
 )
+from executus._ownership import HandedOverError
 from executus.events import RunCancelled, RunResumed, ToolFinished
+from executus.forensics import explain
 from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call
 from replay import Replayer
@@ -174,6 +177,50 @@ def test_recovery_reruns_an_idempotent_tool_in_flight_and_answers_the_other_inte
     assert error.type == "Interrupted"
     # The recovered run replays as recorded: the takeover and the re-run included.
     replayed = Replayer(blobs=store).replay_run(events)
+    assert replayed.divergence is None, replayed.divergence
+
+
+@pytest.mark.parametrize("stop", ["lease lost", "handed over"])
+def test_a_child_run_of_a_run_stopped_here_ends_saying_its_parent_stopped(stop: str) -> None:
+    clock, store, executor = _setup()
+    accountant = Agent("accountant", ScriptedModel([call("transfer", amount=9)]), tools=[transfer])
+
+    @tool
+    async def delegate(task: str, context: ToolContext) -> str:
+        """Hand the task to the accountant, as a child run.
+
+        Args:
+            task: what to do.
+        """
+        result = await context.start_child(accountant, task)
+        return result.output or ""
+
+    agent = Agent("manager", ScriptedModel([call("delegate", task="pay the rent")]), tools=[delegate])
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(executor.run(agent, None, "rent is due"))
+        await _until(store, "run-0002", "tool_started")  # the child's transfer is under way
+        if stop == "lease lost":
+            store.acquire("run-0001", "worker-b", 30, force=True)  # another worker took it over
+            await clock.sleep(11)  # the next heartbeat hears of it
+        else:
+            executor._active["run-0001"].hand_over()  # this worker is shutting down
+        with pytest.raises(LeaseLostError if stop == "lease lost" else HandedOverError):
+            await task
+
+    clock.run(scenario())
+    child = store.read_run("run-0002")
+    assert store.get_run("run-0002").status == "cancelled"
+    (cancelled,) = [event for event in child if isinstance(event, RunCancelled)]
+    assert cancelled.cause == "parent_stopped"
+    assert "run-0001" in cancelled.detail
+    assert ("worker-b" if stop == "lease lost" else "handed over") in cancelled.detail
+    assert [flight.name for flight in cancelled.in_flight] == ["transfer"]
+    assert store.get_run("run-0001").status == "running"  # the parent's log: for its next owner
+    (outcome, *_) = explain(child).section("outcome")[1:]
+    assert "parent stopped" in outcome.text
+    assert "caller" not in outcome.text
+    replayed = Replayer(blobs=store).replay_run(child)
     assert replayed.divergence is None, replayed.divergence
 
 
