@@ -26,7 +26,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, inspect, select
 
 from executus import SchemaOutdatedError, StoreError
-from store._engine import WRITE_OPTION, connect, create_store_engine, display_url, read_only_url
+from store._engine import (
+    WRITE_OPTION,
+    connect,
+    create_store_engine,
+    display_url,
+    read_only_url,
+    require_supported_server,
+)
 from store._schema import metadata
 
 __all__ = [
@@ -91,6 +98,7 @@ def current_revision(url: str) -> str | None:
         engine = create_store_engine(locked)
     try:
         with connect(engine, url, "reading the schema version") as connection:
+            require_supported_server(connection, url)
             return _revision(connection)
     finally:
         engine.dispose()
@@ -128,6 +136,7 @@ def ensure_schema(engine: Engine, url: str, *, create: bool = True) -> None:
         DatabaseUnavailableError: the database cannot be opened.
     """
     with connect(engine, url, "reading the schema version") as connection:
+        require_supported_server(connection, url)
         current = _revision(connection)
         fresh = current is None and not _has_any_table(connection)
     head = head_revision()
@@ -160,6 +169,7 @@ def ensure_schema(engine: Engine, url: str, *, create: bool = True) -> None:
 @contextmanager
 def _migrating(engine: Engine, url: str) -> Iterator[Connection]:
     with connect(engine, url, "migrating the schema") as connection:
+        require_supported_server(connection, url)
         connection.execution_options(**{WRITE_OPTION: True})
         with connection.begin():
             if connection.dialect.name == "postgresql":
