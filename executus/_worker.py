@@ -20,7 +20,12 @@ from typing import Any, Final
 
 from executus._agent import Agent, Invocation, Result
 from executus._clock import IdGenerator, RandomIds
-from executus._errors import ConfigurationError, LeaseLostError, RecordingFailedError
+from executus._errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    LeaseLostError,
+    RecordingFailedError,
+)
 from executus._executor import Executor
 from executus._leases import Claim, RunLeases
 from executus._ownership import HandedOverError, Takeover, cancellation_requested
@@ -204,6 +209,8 @@ class Worker:
             pass
         except RecordingFailedError as failed:
             logger.error("worker %s: run %s could not be recorded: %s", self.worker_id, run_id, failed)
+        except DatabaseUnavailableError as away:  # the run was given back: it is claimed again
+            logger.warning("worker %s: run %s could not be taken up: %s", self.worker_id, run_id, away)
         except Exception:
             logger.exception("worker %s: run %s failed", self.worker_id, run_id)
         return None

@@ -12,6 +12,7 @@ from _support import START
 
 from executus import (
     Agent,
+    DatabaseUnavailableError,
     Executor,
     LeaseHeldError,
     LeaseLostError,
@@ -23,7 +24,7 @@ from executus import (
     tool,
 )
 from executus._ownership import HandedOverError
-from executus.events import RunCancelled, RunResumed, ToolFinished
+from executus.events import Event, RunCancelled, RunResumed, ToolFinished
 from executus.forensics import explain
 from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call
@@ -253,3 +254,50 @@ def test_a_worker_runs_queued_runs_and_hands_a_run_in_flight_over_when_it_stops(
 
 def _has_log(store: MemoryStore, run_id: str) -> bool:
     return run_id in {summary.run_id for summary in store.list_runs()}
+
+
+class _OutageStore(MemoryStore):
+    """A store whose next ``outages`` reads of a run fail as a database that went away does."""
+
+    outages = 0
+
+    def read_run(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        if self.outages:
+            self.outages -= 1
+            raise DatabaseUnavailableError("lost the connection to the database while reading a run")
+        return super().read_run(run_id, after_seq)
+
+
+def test_a_claimed_run_whose_first_read_fails_is_given_back_at_once_not_held_for_its_lease() -> None:
+    store = _OutageStore()
+    orphaned = Executor(store, ids=SequentialIds(), worker_id="w0", lease_ttl=30)
+    agent = Agent("slow", ScriptedModel([call("transfer", amount=7)]), tools=[transfer])
+
+    async def orphan() -> None:  # a run whose worker stopped it where it was
+        task = asyncio.ensure_future(orphaned.run(agent, None, "pay"))
+        while not TRANSFERS:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        orphaned._active["run-0001"].hand_over()
+        with pytest.raises(HandedOverError):
+            await task
+
+    asyncio.run(orphan())
+    store.outages = 1  # the claim commits, then the resume's read of the log fails
+    after = Agent("slow", ScriptedModel(["paid already"]), tools=[transfer])
+    worker = Worker(store, [after], concurrency=1, worker_id="w1", lease_ttl=30, poll_interval=0.05)
+
+    async def recover() -> None:
+        task = asyncio.ensure_future(worker.run())
+        # Within a few polls, not the 30 s lease a stranded claim would wait out.
+        for _ in range(100):
+            if store.get_run("run-0001").status != "running":
+                break
+            await asyncio.sleep(0.05)
+        worker.stop()
+        await task
+
+    asyncio.run(recover())
+    assert store.outages == 0
+    assert store.get_run("run-0001").status == "ok"
+    resumed = [event for event in store.read_run("run-0001") if isinstance(event, RunResumed)]
+    assert [(event.worker_id, event.previous_owner) for event in resumed] == [("w1", "w1")]
