@@ -179,6 +179,9 @@ class _Decider:
         if input.setup_error is not None:
             self.end(Outcome("error", error=input.setup_error))
             return
+        if input.cancelled is not None:
+            self.cancel("caller", input.cancelled)
+            return
         self.next_step()
         self.watch()
 
@@ -233,6 +236,9 @@ class _Decider:
         outcome = decided_outcome(run)
         if outcome is not None:
             self.end(outcome)  # the outcome was recorded, run_finished was not
+            return
+        if input.cancelled is not None:
+            self.cancel("caller", input.cancelled)
             return
         self.core.mailbox = [("critic", SteerMessage(text=text)) for text in run.pending_nudges]
         if rerun:
@@ -577,9 +583,11 @@ class _Decider:
 
 def _calls_to_rerun(run: RunState, input: RunResumeRequested) -> list[ToolCall]:
     """The idempotent tool calls in flight that a resume runs again: only when the run carries
-    on (no set-up failure, no outcome already decided)."""
+    on (no set-up failure, no cancel waiting, no outcome already decided)."""
     idempotent = run.agent.idempotent_tools
-    if not idempotent or input.setup_error is not None or run.kill_reason is not None:
+    if not idempotent or input.setup_error is not None or input.cancelled is not None:
+        return []
+    if run.kill_reason is not None:
         return []
     if decided_outcome(run) is not None:
         return []

@@ -207,6 +207,10 @@ class RunDriver:
         setup_error = await self._set_up()
         state = self.core.run
         now = self.clock.now()
+        # A cancel asked for before the run started (a handle cancelled early, or a cancel that
+        # waited for a worker to take the run over) ends it before any side effect.
+        cancellation = self.invocation.cancellation
+        cancelled = cancellation.detail if cancellation is not None else None
         if state is None:
             first: Input = RunRequested(
                 at=now,
@@ -217,6 +221,7 @@ class RunDriver:
                 parent_call_id=self.invocation.parent_call_id,
                 executor_version=self.runtime.version,
                 setup_error=setup_error,
+                cancelled=cancelled,
             )
         else:
             self._load_images(state)
@@ -229,12 +234,12 @@ class RunDriver:
                 previous_owner=takeover.previous_owner,
                 lease_expired_at=takeover.lease_expired_at,
                 forced=takeover.forced,
+                cancelled=cancelled,
             )
         self.inbox.put_nowait(first)
         if self.heartbeat is not None:
             self.heartbeat.start()
         self.runtime.active[self.run_id] = self
-        cancellation = self.invocation.cancellation
         unsubscribe = cancellation.subscribe(self.cancel) if cancellation else None
         loop_task = asyncio.get_running_loop().create_task(self._loop(), name=f"executus-run-{self.run_id}")
         caller_cancelled = False

@@ -225,6 +225,56 @@ def test_a_child_run_of_a_run_stopped_here_ends_saying_its_parent_stopped(stop: 
     assert replayed.divergence is None, replayed.divergence
 
 
+def test_a_cancel_waiting_for_the_takeover_ends_the_run_before_any_model_call_or_rerun() -> None:
+    """``executus cancel`` of a run whose worker died: the worker that takes it over records the
+    takeover, answers what was in flight, and ends the run cancelled with the reason; it neither
+    calls the model nor re-runs the idempotent tool."""
+    clock, store, executor = _setup()
+    agent = Agent(
+        "payer",
+        ScriptedModel([[call("fetch", url="a"), call("transfer", amount=5)]]),
+        tools=[fetch, transfer],
+    )
+
+    async def die() -> None:
+        task = asyncio.ensure_future(executor.run(agent, None, "pay"))
+        while len(TRANSFERS) + len(FETCHES) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        executor._active["run-0001"].hand_over()
+        with pytest.raises(Exception, match="handed over"):
+            await task
+
+    clock.run(die())
+    store.request_cancel("run-0001", "the customer changed their mind")
+    recovering = Executor(store, clock=clock, worker_id="worker-b")
+    model = ScriptedModel(["never asked"])
+    result = clock.run(recovering.resume("run-0001", Agent("payer", model, tools=[fetch, transfer])))
+
+    assert result.status == "cancelled"
+    assert model.requests == []
+    assert (FETCHES, TRANSFERS) == (["a"], [5])
+    events = store.read_run("run-0001")
+    resumed_at = next(index for index, event in enumerate(events) if isinstance(event, RunResumed))
+    assert [event.kind for event in events[resumed_at:]] == [
+        "run_resumed",
+        "tool_finished",
+        "tool_finished",
+        "run_cancelled",
+        "run_finished",
+    ]
+    resumed, cancelled = events[resumed_at], events[-2]
+    assert isinstance(resumed, RunResumed)
+    assert resumed.rerun is None
+    assert isinstance(cancelled, RunCancelled)
+    assert (cancelled.cause, cancelled.detail, cancelled.in_flight) == (
+        "caller",
+        "the customer changed their mind",
+        (),
+    )
+    replayed = Replayer(blobs=store).replay_run(events)
+    assert replayed.divergence is None, replayed.divergence
+
+
 # -- a Worker in this process ----------------------------------------------------------------------
 
 

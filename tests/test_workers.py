@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -309,14 +310,26 @@ def test_resume_refuses_a_run_whose_lease_is_live_in_one_line(fleet: Fleet, sql_
         assert refused.stderr.count("\n") == 1
         assert "busy" in refused.stderr
         assert "--force" in refused.stderr
+        # While its worker lives, why names it; runs has nothing to warn about.
+        why = _cli("--db", sql_url, "why", run_id)
+        assert "The run is going on: worker busy holds its lease until" in why.stdout
+        listed = json.loads(_cli("--db", sql_url, "runs", "--json").stdout)
+        assert [(run["run_id"], run["status"], run["owner_gone"]) for run in listed] == [
+            (run_id, "running", None)
+        ]
         fleet.kill(worker)
-        # Its lease runs out: show --follow and why say the owner is gone instead of waiting.
+        # Its lease runs out: show --follow, why and runs say the owner is gone instead of waiting.
         _wait_for(lambda: not store.lease_of(run_id).live, what="the lease to expire")  # type: ignore[union-attr]
         followed = _cli("--db", sql_url, "show", run_id, "--follow")
         assert followed.returncode == 0
         assert "owner busy is gone" in followed.stdout
         why = _cli("--db", sql_url, "why", run_id)
         assert "owner busy is gone" in why.stdout
+        assert "going on: worker" not in why.stdout
+        listed = json.loads(_cli("--db", sql_url, "runs", "--json").stdout)
+        assert re.fullmatch(r"owner gone [0-9.]+s ago \(busy\)", listed[0]["owner_gone"])
+        table = _cli("--db", sql_url, "runs").stdout  # 80 columns: the worker's id may be cut
+        assert re.search(rf"{run_id[:8]}  payer +running .+  owner gone [0-9.]+s ago \(", table)
 
 
 @pytest.mark.parametrize(
