@@ -70,6 +70,7 @@ from executus._inputs import (
     ModelCallFailed,
     ModelChunksArrived,
     ModelReplied,
+    ParentStopped,
     PostRunDone,
     RetryDue,
     RunRequested,
@@ -509,6 +510,9 @@ class _Decider:
     def shutdown(self, input: ShutdownRequested) -> None:
         self.cancel("shutdown", input.detail)
 
+    def parent_stopped(self, input: ParentStopped) -> None:
+        self.cancel("parent_stopped", input.detail)
+
     def store_failed(self, input: StoreFailed) -> None:
         core = self.core
         if core.run is None or core.run.finished:
@@ -605,6 +609,7 @@ _HANDLERS: Final[dict[type[Any], Callable[[_Decider, Any], None]]] = {
     TimerFired: _Decider.timer_fired,
     CallerCancelled: _Decider.caller_cancelled,
     ShutdownRequested: _Decider.shutdown,
+    ParentStopped: _Decider.parent_stopped,
     StoreFailed: _Decider.store_failed,
     PostRunDone: _Decider.post_run_done,
 }

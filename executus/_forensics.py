@@ -226,6 +226,7 @@ def _outcome(log: _Log) -> list[Statement]:
             "timeout": "The run's deadline passed",
             "caller": "The caller cancelled the run",
             "shutdown": "The executor shut down and cancelled the run",
+            "parent_stopped": "The run's parent stopped in this process without ending, which cancelled it",
         }[cancelled.cause]
         when = log.since_start(cancelled.at)
         detail = f": {cancelled.detail}" if cancelled.detail and cancelled.cause != "timeout" else ""

@@ -29,6 +29,7 @@ __all__ = [
     "ModelCallFailed",
     "ModelChunksArrived",
     "ModelReplied",
+    "ParentStopped",
     "PostRunDone",
     "RetryDue",
     "RunRequested",
@@ -162,6 +163,14 @@ class ShutdownRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class ParentStopped:
+    """The run's parent stopped in this process without ending (its lease lost, or handed over)."""
+
+    at: datetime
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class SteerArrived:
     """A session or a tool attached a message for the model's next step."""
 
@@ -209,6 +218,7 @@ Input: TypeAlias = (
     | TimerFired
     | CallerCancelled
     | ShutdownRequested
+    | ParentStopped
     | SteerArrived
     | ChildRunRequested
     | StoreFailed

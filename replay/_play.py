@@ -49,6 +49,7 @@ from executus._inputs import (
     ModelCallFailed,
     ModelChunksArrived,
     ModelReplied,
+    ParentStopped,
     PostRunDone,
     RetryDue,
     RunRequested,
@@ -201,6 +202,8 @@ class Playback:
                 self._external(cancel, CallerCancelled(at=cancel.at, detail=cancel.detail))
             elif cancel.cause == "shutdown":
                 self._external(cancel, ShutdownRequested(at=cancel.at, detail=cancel.detail))
+            elif cancel.cause == "parent_stopped":
+                self._external(cancel, ParentStopped(at=cancel.at, detail=cancel.detail))
             elif self.strict_timers and not (
                 cancel.cause == "critic_kill" and events[cancel.seq - 2].kind == "critic_decided"
             ):

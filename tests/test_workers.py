@@ -163,6 +163,45 @@ def test_a_worker_started_while_postgresql_is_down_waits_for_it(
     assert codes == {worker_id: 0}, fleet.log(worker_id)
 
 
+PICKUP_AFTER_RESTART = 10.0
+"""Seconds a worker that stayed up through a PostgreSQL restart may take to start a new run:
+well under its lease (30 s), so that only a worker that is really back in business passes."""
+
+
+def test_a_worker_connected_through_a_postgresql_restart_picks_up_a_new_run_promptly(
+    own_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    empty_tables(own_postgres.url)
+    fleet = Fleet(own_postgres.url, tmp_path, lease=30.0, concurrency=8, step=0.05, tool_seconds=2.0)
+    try:
+        worker_id = fleet.start()
+        with SqlStore(own_postgres.url) as store:
+            busy = [enqueue(store, "payer", f"order {index}", caller_id="busy") for index in range(4)]
+            _wait_for(lambda: sum(fleet.marker_counts().values()) >= len(busy), what="the charges")
+        # The server goes away under the worker's runs (their tools in flight, their heartbeats
+        # and appends due), its claim poll and its LISTEN connection, and comes back.
+        own_postgres.stop_server()
+        time.sleep(0.5)
+        own_postgres.start_server()
+        with SqlStore(own_postgres.url) as store:
+            run_id = enqueue(store, "payer", "after the restart", caller_id="late")
+            _wait_for(
+                lambda: _has_started(store, run_id), PICKUP_AFTER_RESTART, f"the worker to start {run_id}"
+            )
+            assert wait_until_finished(store, [*busy, run_id], TIMEOUT) == set()
+            assert {store.get_run(run_id).status for run_id in [*busy, run_id]} == {"ok"}
+    finally:
+        codes = fleet.stop()
+    assert codes == {worker_id: 0}, fleet.log(worker_id)
+
+
+def _has_started(store: SqlStore, run_id: str) -> bool:
+    try:
+        return bool(store.read_run(run_id))
+    except Exception:  # not recorded yet (or the database is still waking up)
+        return False
+
+
 def test_chaos_on_sqlite_with_processes_on_one_host(tmp_path: Path, sqlite_template: Path) -> None:
     path = tmp_path / "chaos.db"
     path.write_bytes(sqlite_template.read_bytes())
