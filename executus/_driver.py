@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
-
-from pydantic import JsonValue, TypeAdapter
 
 from executus._agent import (
     Agent,
@@ -38,7 +35,6 @@ from executus._agent import (
     BudgetPort,
     DeliveryPort,
     Invocation,
-    PostRun,
     Result,
     Session,
     SessionContext,
@@ -58,8 +54,9 @@ from executus._effects import (
     WaitToRetry,
     WakeAt,
 )
+from executus._ending import call_ports, post_run, result_of
 from executus._errors import ConfigurationError, ExecutusError, LeaseLostError, RecordingFailedError
-from executus._events import AgentSpec, ArtifactRef, ErrorInfo, Event, SteerMessage
+from executus._events import AgentSpec, ErrorInfo, Event, SteerMessage
 from executus._inputs import (
     CallerCancelled,
     ChildRunRequested,
@@ -84,7 +81,7 @@ from executus._model import Model, ModelResolver, StreamingModel
 from executus._ownership import HandedOverError, Heartbeat, Takeover
 from executus._recorder import Recorder
 from executus._state import RunState
-from executus._storable import clean_json, clean_text
+from executus._storable import clean_text
 from executus._store import EventStore, EventWriter, LeaseWriter
 from executus._streaming import ChunkBatcher, stream_reply, streaming_model
 from executus._timers import WatchdogTimer
@@ -94,8 +91,6 @@ from executus._tools import Tool
 __all__ = ["RunDriver", "Runtime"]
 
 logger = logging.getLogger("executus")
-_METADATA: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(dict[str, JsonValue])
-"""What a post-run hook's metadata must be: JSON (anything else is the hook's error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,90 +571,17 @@ class RunDriver:
     # -- the end -----------------------------------------------------------------------------
 
     async def _post_run(self, outcome: Outcome) -> PostRunDone:
-        """The session's post-run hook and cleanup; neither can fail the run, nor hang it in
-        ``running`` by raising ``CancelledError``."""
-        state = self.core.run
-        session = self.session
+        """The session's post-run hook and cleanup (see :func:`~executus._ending.post_run`)."""
+        state, session = self.core.run, self.session
         if session is None or state is None or state.post_run_done:
             return PostRunDone(at=self.clock.now(), ran=False)
-        artifacts: tuple[Artifact, ...] = ()
-        metadata: dict[str, JsonValue] = {}
-        post_run_error = cleanup_error = None
-        try:
-            made = await session.post_run(list(state.transcript), outcome.output, outcome.error)
-            post_run = made if isinstance(made, PostRun) else PostRun()
-            artifacts = tuple(post_run.artifacts)
-            metadata = _METADATA.validate_python(clean_json(dict(post_run.metadata)))
-        except (Exception, asyncio.CancelledError) as error:
-            if isinstance(error, asyncio.CancelledError) and requested_cancellation():
-                raise
-            logger.exception("run %s: post_run failed", self.run_id)
-            post_run_error = error_info(error)
-        try:
-            await session.cleanup()
-        except (Exception, asyncio.CancelledError) as error:
-            if isinstance(error, asyncio.CancelledError) and requested_cancellation():
-                raise
-            logger.exception("run %s: session cleanup failed", self.run_id)
-            cleanup_error = error_info(error)
-        refs = []
-        for artifact in artifacts:
-            # The reference names what the store keeps: a text artifact's redacted bytes.
-            kept = artifact.data
-            if self.recorder.failure is None:
-                try:
-                    kept = (await self.recorder.put_blob(artifact.data, artifact.media_type)).data
-                except Exception as error:
-                    logger.error("run %s: the store failed to keep an artifact: %s", self.run_id, error)
-                    self.recorder.failure = error
-            refs.append(
-                ArtifactRef(
-                    name=clean_text(artifact.name),
-                    media_type=clean_text(artifact.media_type),
-                    sha256=hashlib.sha256(kept).hexdigest(),
-                    size=len(kept),
-                )
-            )
-        self.artifacts = artifacts
-        return PostRunDone(
-            at=self.clock.now(),
-            ran=True,
-            artifacts=tuple(refs),
-            metadata=metadata,
-            error=post_run_error,
-            cleanup_error=cleanup_error,
-        )
+        done, self.artifacts = await post_run(session, state, outcome, self.recorder, self.clock)
+        return done
 
     async def _finish(self, outcome: Outcome) -> None:
         """Build the result and call the ports (whatever happened, store failure included)."""
         state = self.core.run
         assert state is not None
         result = result_of(outcome, state, self.artifacts)
-        runtime = self.runtime
-        if runtime.delivery is not None:
-            try:
-                await runtime.delivery.deliver(result)
-            except Exception:
-                logger.exception("run %s: delivery failed", self.run_id)
-        if runtime.budget is not None:
-            try:
-                await runtime.budget.commit(self.invocation.caller_id, result.duration)
-            except Exception:
-                logger.exception("run %s: budget commit failed", self.run_id)
+        await call_ports(result, self.invocation.caller_id, self.runtime.delivery, self.runtime.budget)
         self.result = result
-
-
-def result_of(outcome: Outcome, state: RunState, artifacts: tuple[Artifact, ...]) -> Result:
-    """What the caller gets for a decided run; the live driver and the replayer build it alike."""
-    return Result(
-        run_id=state.run_id,
-        status=outcome.status,
-        output=outcome.output,
-        error=outcome.error,
-        steps=state.steps,
-        usage=state.usage,
-        duration=state.duration if state.duration is not None else 0.0,
-        state=state,
-        artifacts=artifacts,
-        metadata=dict(state.post_run_metadata),
-    )

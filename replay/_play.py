@@ -30,7 +30,6 @@ from typing import Final, NamedTuple
 from executus import EXECUTOR_VERSION, Artifact, CriticDecision, Result
 from executus._core import CoreState, decide
 from executus._critic import Critic
-from executus._driver import result_of
 from executus._effects import (
     CallModel,
     CancelInFlight,
@@ -42,6 +41,7 @@ from executus._effects import (
     WaitToRetry,
     WakeAt,
 )
+from executus._ending import result_of
 from executus._inputs import (
     CallerCancelled,
     ChildRunRequested,
