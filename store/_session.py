@@ -42,15 +42,19 @@ from executus.storage import RunSummary
 from store._engine import one_line, raw_connect, statement_failed
 from store._hot import (
     EVENT_COLUMNS,
+    POSTGRES_INSERT_EVENTS,
     POSTGRES_INSERT_EVENTS_ARRAYS,
     POSTGRES_STEP_COLUMNS,
     POSTGRES_UPDATE_STEPS_ARRAYS,
+    SQLITE_INSERT_EVENTS,
     SUMMARY_FIELDS,
     AppendTransaction,
+    EventRow,
     Parameters,
     RaceLost,
     Statement,
     Statements,
+    sqlite_time,
 )
 from store._settings import WriterSettings
 
@@ -122,10 +126,6 @@ class _Session(AppendTransaction):
     def abort(self) -> None:
         """Make a driver call blocked on this connection fail (called from another thread)."""
 
-    def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        statement = self._statements.insert_events
-        self._cursor.executemany(statement.sql, [statement.parameters(row) for row in rows])
-
     def insert_run(self, summary: RunSummary) -> None:
         statement, parameters = self._statements.insert_run(summary)
         self._cursor.execute(statement.sql, parameters)
@@ -187,6 +187,15 @@ class _SqliteSession(_Session):
                 self.discard()
             raise
         return result
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        self._cursor.executemany(
+            SQLITE_INSERT_EVENTS,
+            [
+                (run_id, seq, kind, schema_version, sqlite_time(at), payload, bytes.fromhex(digest))
+                for run_id, seq, kind, schema_version, at, payload, digest in rows
+            ],
+        )
 
     def read_run(self, run_id: str) -> RunSummary | None:
         statement = self._statements.select_run
@@ -288,13 +297,19 @@ class _PostgresSession(_Session):
             sent.append((cursor, len(self._steps)))
         return sent
 
-    def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        if len(rows) <= _FEW_ROWS:  # one run's append: arrays cost more than they save
-            super().insert_events(rows)
-            return
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
         # Times are aware datetimes (the events' own), which psycopg sends as timestamptz: the
         # conversion UtcDateTime would make is not needed.
-        columns = {name: [row[name] for row in rows] for name in EVENT_COLUMNS}
+        values = [
+            (run_id, seq, kind, schema_version, at, payload, bytes.fromhex(digest))
+            for run_id, seq, kind, schema_version, at, payload, digest in rows
+        ]
+        if len(rows) <= _FEW_ROWS:  # one run's append: arrays cost more than they save
+            self._cursor.executemany(POSTGRES_INSERT_EVENTS, values)
+            return
+        columns = {
+            name: list(column) for name, column in zip(EVENT_COLUMNS, zip(*values, strict=True), strict=True)
+        }
         self._cursor.execute(POSTGRES_INSERT_EVENTS_ARRAYS, columns)
 
     def abort(self) -> None:
