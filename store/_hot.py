@@ -56,6 +56,8 @@ __all__ = [
     "POSTGRES_STEP_COLUMNS",
     "POSTGRES_UPDATE_STEPS_ARRAYS",
     "SQLITE_INSERT_EVENTS",
+    "SQLITE_STEP_COLUMNS",
+    "SQLITE_UPDATE_STEPS",
     "SUMMARY_FIELDS",
     "AppendTransaction",
     "EventRow",
@@ -122,6 +124,16 @@ POSTGRES_STEP_COLUMNS: Final = (
     "head_hash",
 )
 """The runs-row columns an append can change before its run finishes (none of them NULL)."""
+SQLITE_STEP_COLUMNS: Final = tuple(name for name in POSTGRES_STEP_COLUMNS if name != "status")
+"""SQLite: the runs-row columns an ordinary step's append sets; status is left out (it is
+indexed, and SQLite rewrites an index's entry whenever a statement sets its column)."""
+SQLITE_UPDATE_STEPS: Final = (
+    f"UPDATE {runs.name} SET {', '.join(f'{name} = ?' for name in SQLITE_STEP_COLUMNS)}"
+    " WHERE run_id = ? AND last_seq = ?"
+)
+"""SQLite: one run's row after an append that changes only :data:`SQLITE_STEP_COLUMNS`, its
+parameters those columns' values then the run id and the expected last_seq (the guard
+:meth:`Statements.update_run` has). All of a group's go in one ``executemany``."""
 _POSTGRES_STEP_TYPES: Final = ("varchar", "integer", "bigint", "bigint", "integer", "timestamptz", "varchar")
 POSTGRES_UPDATE_STEPS_ARRAYS: Final = (
     f"UPDATE {runs.name} SET "

@@ -47,6 +47,8 @@ from store._hot import (
     POSTGRES_STEP_COLUMNS,
     POSTGRES_UPDATE_STEPS_ARRAYS,
     SQLITE_INSERT_EVENTS,
+    SQLITE_STEP_COLUMNS,
+    SQLITE_UPDATE_STEPS,
     SUMMARY_FIELDS,
     AppendTransaction,
     EventRow,
@@ -81,6 +83,9 @@ _POSTGRES_DELETE_QUEUED: Final = "DELETE FROM queue WHERE run_id = ANY(%s)"
 _step_values: Final = attrgetter(*POSTGRES_STEP_COLUMNS)
 _other_values: Final = attrgetter(
     *(name for name in SUMMARY_FIELDS if name not in POSTGRES_STEP_COLUMNS and name != "last_seq")
+)
+_sqlite_other_values: Final = attrgetter(
+    *(name for name in SUMMARY_FIELDS if name not in SQLITE_STEP_COLUMNS and name != "last_seq")
 )
 
 
@@ -171,12 +176,19 @@ class _SqliteSession(_Session):
         self._connection = connection
         self._cursor = connection.cursor()
         self._cursor.execute(f"PRAGMA busy_timeout = {max(1, round(lock_timeout * 1000))}")
+        self._steps: list[tuple[Any, ...]] = []
+        """The parameters of :data:`SQLITE_UPDATE_STEPS` for the transaction's ordinary appends."""
 
     def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
         self.committing = False
+        self._steps.clear()
         self._cursor.execute("BEGIN IMMEDIATE")
         try:
             result = body(self)
+            if self._steps:
+                self._cursor.executemany(SQLITE_UPDATE_STEPS, self._steps)
+                if self._cursor.rowcount != len(self._steps):  # summed over the rows
+                    raise RaceLost
             self.committing = True
             self._cursor.execute("COMMIT")
         except BaseException:
@@ -210,6 +222,20 @@ class _SqliteSession(_Session):
         return None if row is None else bytes(row[0]).hex()
 
     def update_run(self, old: RunSummary, new: RunSummary) -> None:
+        if _sqlite_other_values(old) == _sqlite_other_values(new):
+            self._steps.append(
+                (
+                    new.steps,
+                    new.input_tokens,
+                    new.output_tokens,
+                    new.last_seq,
+                    sqlite_time(new.last_event_at),
+                    new.head_hash,
+                    old.run_id,
+                    old.last_seq,
+                )
+            )
+            return
         statement, parameters = self._statements.update_run(old, new)
         if self._cursor.execute(statement.sql, parameters).rowcount != 1:
             raise RaceLost
