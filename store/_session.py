@@ -84,6 +84,8 @@ _step_values: Final = attrgetter(*POSTGRES_STEP_COLUMNS)
 _other_values: Final = attrgetter(
     *(name for name in SUMMARY_FIELDS if name not in POSTGRES_STEP_COLUMNS and name != "last_seq")
 )
+_STEP_ARRAYS: Final = ("run_id", "expected_seq", *POSTGRES_STEP_COLUMNS)
+"""The arrays :data:`POSTGRES_UPDATE_STEPS_ARRAYS` takes, in its order."""
 _sqlite_other_values: Final = attrgetter(
     *(name for name in SUMMARY_FIELDS if name not in SQLITE_STEP_COLUMNS and name != "last_seq")
 )
@@ -312,13 +314,8 @@ class _PostgresSession(_Session):
             sent.append((cursor, len(parameters)))
         if self._steps:
             cursor = self._update_cursors[len(self._updates)]
-            columns: dict[str, list[Any]] = {"run_id": [], "expected_seq": []}
-            columns.update((name, []) for name in POSTGRES_STEP_COLUMNS)
-            for old, new in self._steps:
-                columns["run_id"].append(old.run_id)
-                columns["expected_seq"].append(old.last_seq)
-                for name, value in zip(POSTGRES_STEP_COLUMNS, _step_values(new), strict=True):
-                    columns[name].append(value)
+            rows = [(old.run_id, old.last_seq, *_step_values(new)) for old, new in self._steps]
+            columns = dict(zip(_STEP_ARRAYS, map(list, zip(*rows, strict=True)), strict=True))
             cursor.execute(POSTGRES_UPDATE_STEPS_ARRAYS, columns)
             sent.append((cursor, len(self._steps)))
         return sent
@@ -326,17 +323,14 @@ class _PostgresSession(_Session):
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         # Times are aware datetimes (the events' own), which psycopg sends as timestamptz: the
         # conversion UtcDateTime would make is not needed.
-        values = [
-            (run_id, seq, kind, schema_version, at, payload, bytes.fromhex(digest))
-            for run_id, seq, kind, schema_version, at, payload, digest in rows
-        ]
+        *columns, digests = zip(*rows, strict=True)
+        columns.append(tuple(map(bytes.fromhex, digests)))
         if len(rows) <= _FEW_ROWS:  # one run's append: arrays cost more than they save
-            self._cursor.executemany(POSTGRES_INSERT_EVENTS, values)
+            self._cursor.executemany(POSTGRES_INSERT_EVENTS, list(zip(*columns, strict=True)))
             return
-        columns = {
-            name: list(column) for name, column in zip(EVENT_COLUMNS, zip(*values, strict=True), strict=True)
-        }
-        self._cursor.execute(POSTGRES_INSERT_EVENTS_ARRAYS, columns)
+        self._cursor.execute(
+            POSTGRES_INSERT_EVENTS_ARRAYS, dict(zip(EVENT_COLUMNS, map(list, columns), strict=True))
+        )
 
     def abort(self) -> None:
         # shutdown() on a duplicate of the socket ends the connection for the original too: the
