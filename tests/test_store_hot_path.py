@@ -1,33 +1,140 @@
 """The store writer's shortcuts give exactly what the plain definitions give.
 
-The writer folds a batch's events into the run's row at once (``summarize_batch``) rather than
-one row per event; these tests hold it to the plain per-event projection, written out here as
-the oracle, on every golden run cut into batches at every point and on generated runs.
+- An event's texts (``event_json_and_body``: what its hash covers, and the body a row keeps)
+  are encoded without pydantic's ``model_dump`` wrapper: they must stay byte for byte what
+  ``json.dumps`` of ``model_dump(mode="json")`` gives, and what the golden cassettes hold.
+- The writer folds a batch's events into the run's row at once (``summarize_batch``) rather
+  than one row per event: it must give the plain per-event projection, written out here as the
+  oracle, on every golden run cut into batches at every point and on generated runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from executus import ToolCall, Usage
 from executus._store import summarize_batch
-from executus.events import Event, EventOrderError
-from executus.storage import GENESIS_HASH, RunSummary, chain_hash, event_json, summarize
+from executus.events import (
+    ErrorInfo,
+    Event,
+    EventOrderError,
+    ModelResponded,
+    RunCancelled,
+    ToolFinished,
+    ToolStarted,
+    encode_event,
+)
+from executus.storage import GENESIS_HASH, RunSummary, chain_hash, event_json, event_json_and_body, summarize
 from replay import load_cassette
 from tests.store_events import T0, cancelled, finished, started, step
 
 _GOLDEN = Path(__file__).parent / "golden"
-GOLDEN_RUNS = {
-    path.relative_to(_GOLDEN).as_posix(): load_cassette(path).events
-    for path in sorted([*_GOLDEN.glob("*.jsonl"), *_GOLDEN.glob("v0_1_0/*.jsonl")])
-}
+_GOLDEN_FILES = sorted([*_GOLDEN.glob("*.jsonl"), *_GOLDEN.glob("v0_1_0/*.jsonl")])
+GOLDEN_RUNS = {path.relative_to(_GOLDEN).as_posix(): load_cassette(path).events for path in _GOLDEN_FILES}
+_ENVELOPE = ("run_id", "seq", "kind", "schema_version", "at")
+
+
+def _plain_texts(event: Event) -> tuple[str, str]:
+    """An event's full and body texts by their definition: the standard library's JSON encoder
+    with sorted keys and no whitespace, over pydantic's ``model_dump(mode="json")``."""
+    data = event.model_dump(mode="json")
+    body = {key: value for key, value in data.items() if key not in _ENVELOPE}
+    encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return encoder.encode(data), encoder.encode(body)
+
+
+@pytest.mark.parametrize("path", _GOLDEN_FILES, ids=lambda path: path.relative_to(_GOLDEN).as_posix())
+def test_every_golden_events_texts_are_its_stored_line_and_the_plain_encoding(path: Path) -> None:
+    lines = set(path.read_text(encoding="utf-8").splitlines())
+    for event in load_cassette(path).events:
+        full, body = event_json_and_body(event)
+        assert full in lines
+        assert (full, body) == _plain_texts(event)
+        assert encode_event(event) == event.model_dump(mode="json")
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_ARGUMENTS = st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=5)
+_ENVELOPES = st.fixed_dictionaries(
+    {
+        "run_id": st.text(min_size=1, max_size=20),
+        "seq": st.integers(min_value=1, max_value=2**31 - 1),
+        "at": st.datetimes(
+            min_value=datetime(1970, 1, 2),
+            max_value=datetime(9998, 12, 31),
+            timezones=st.sampled_from([UTC, timezone(timedelta(hours=-9, minutes=-30))]),
+        ),
+    }
+)
+_SECONDS = st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False)
+_ERRORS = st.builds(ErrorInfo, type=st.text(max_size=10), message=st.text(max_size=30))
+_EVENTS = st.one_of(
+    st.builds(
+        lambda envelope, call_id, name, arguments: ToolStarted(
+            **envelope, call_id=call_id, name=name, arguments=arguments
+        ),
+        _ENVELOPES,
+        st.text(max_size=10),
+        st.text(max_size=10),
+        _ARGUMENTS,
+    ),
+    st.builds(
+        lambda envelope, result, error, duration: ToolFinished(
+            **envelope, call_id="call-1", name="search", result=result, error=error, duration=duration
+        ),
+        _ENVELOPES,
+        st.none() | st.text(),
+        st.none() | _ERRORS,
+        _SECONDS,
+    ),
+    st.builds(
+        lambda envelope, text, arguments, tokens, latency, finish: ModelResponded(
+            **envelope,
+            step=1,
+            text=text,
+            tool_calls=tuple(
+                ToolCall(id=f"call-{index}", name="search", arguments=args)
+                for index, args in enumerate(arguments)
+            ),
+            usage=Usage(input_tokens=tokens, output_tokens=tokens // 3),
+            latency=latency,
+            finish_reason=finish,
+        ),
+        _ENVELOPES,
+        st.none() | st.text(),
+        st.lists(_ARGUMENTS, max_size=3),
+        st.integers(min_value=0, max_value=2**40),
+        _SECONDS,
+        st.none() | st.text(max_size=10),
+    ),
+    st.builds(
+        lambda envelope, detail: RunCancelled(**envelope, cause="caller", detail=detail),
+        _ENVELOPES,
+        st.text(),
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(event=_EVENTS)
+def test_generated_events_texts_are_the_plain_encoding(event: Event) -> None:
+    assert event_json_and_body(event) == _plain_texts(event)
+    assert event_json(event) == _plain_texts(event)[0]
 
 
 def _oracle(summary: RunSummary | None, event: Event, head_hash: str) -> RunSummary:
