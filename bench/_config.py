@@ -32,6 +32,7 @@ class Config:
         lag_runs: runs recording at once through the writer in the loop-lag case.
         lag_steps: steps of each of those runs.
         lag_fault: seconds the database is locked or stalled in the loop-lag case.
+        model_calls: calls to each loopback model server a figure of the adapters' case takes.
     """
 
     quick: bool
@@ -53,6 +54,7 @@ class Config:
     lag_runs: int
     lag_steps: int
     lag_fault: float
+    model_calls: int
 
     @classmethod
     def full(cls, workdir: Path) -> Config:
@@ -77,6 +79,7 @@ class Config:
             lag_runs=100,
             lag_steps=100,
             lag_fault=2.0,
+            model_calls=300,
         )
 
     @classmethod
@@ -102,6 +105,7 @@ class Config:
             lag_runs=100,
             lag_steps=5,
             lag_fault=0.5,
+            model_calls=50,
         )
 
     def repetitions_for(self, steps: int) -> int:

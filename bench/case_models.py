@@ -192,7 +192,7 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
         note = f"not installed: {', '.join(missing)} (pip install -e '.[test]')"
         report.add(Row(CASE, "adapter overhead", None, "ms/step", note=note))
         return
-    calls = 50 if config.quick else 300
+    calls = config.model_calls
     with _Server() as server, asyncio.Runner() as runner:
         url = f"http://127.0.0.1:{server.port}"
         canned = {"OpenAI": _canned_openai(), "Anthropic": _canned_anthropic()}

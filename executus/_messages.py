@@ -13,7 +13,7 @@ import hashlib
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypeVar, overload
+from typing import Annotated, Any, Final, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic_core import PydanticUndefined
@@ -47,26 +47,40 @@ _REQUIRED: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
-class _Construction:
-    """How :func:`trusted` fills a model's ``__dict__``: its fields in order, with defaults."""
+class _Plan:
+    """How :func:`trusted` builds one model from one set of field names, worked out once."""
 
     template: dict[str, Any]
-    """Every field, in order: its default, or ``_REQUIRED``, or ``_REQUIRED`` for a factory's."""
+    """Every field, in order, with its default (``_REQUIRED`` where it has none or a factory)."""
     factories: tuple[tuple[str, Callable[[], Any]], ...]
-    required: tuple[str, ...]
-    frozen: bool
+    """The default factories of the fields not given."""
+    fields_set: set[str] | None
+    """The ``__pydantic_fields_set__`` every such model shares (frozen models), or None: a set of
+    its own each (a mutable model may add to it)."""
 
 
 @functools.cache
-def _construction(cls: type[BaseModel]) -> _Construction:
+def _plan(cls: type[BaseModel], names: tuple[str, ...]) -> _Plan:
+    """The plan for ``cls`` made from ``names``; a missing required field or an unknown name is
+    a bug, and raises ``TypeError`` (on every call: a failed call caches nothing)."""
     template: dict[str, Any] = {}
     factories: list[tuple[str, Callable[[], Any]]] = []
     for name, info in cls.model_fields.items():
         template[name] = _REQUIRED if info.default is PydanticUndefined else info.default
-        if info.default_factory is not None:
+        if info.default_factory is not None and name not in names:
             factories.append((name, info.default_factory))  # type: ignore[arg-type]  # no arguments here
-    required = tuple(name for name, default in template.items() if default is _REQUIRED)
-    return _Construction(template, tuple(factories), required, bool(cls.model_config.get("frozen")))
+    unknown = sorted(set(names) - set(template))
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {unknown}")
+    missing = [
+        name
+        for name, default in template.items()
+        if default is _REQUIRED and name not in names and name not in dict(factories)
+    ]
+    if missing:
+        raise TypeError(f"{cls.__name__} needs {missing[0]}")
+    frozen = bool(cls.model_config.get("frozen"))
+    return _Plan(template, tuple(factories), _shared_fields_set(cls, names) if frozen else None)
 
 
 @functools.cache
@@ -89,34 +103,31 @@ def sharing_fields_set(model: _Model) -> _Model:
     return model
 
 
+_set_attribute: Final = object.__setattr__
+
+
 def trusted(cls: type[_Model], **values: Any) -> _Model:
     """``cls`` made from values that were validated already, without validating them again.
 
     What ``model_construct`` does, a fraction of its cost: a fold makes a message per reply and
-    per tool result, and ``model_construct`` (which re-derives every field's default on every
-    call) was most of a rebuild. Fields not given take their defaults; a required field that is
-    missing, or a name that is no field, is a bug, and raises ``TypeError``.
+    per tool result, and the core an event per step, and ``model_construct`` (which re-derives
+    every field's default on every call) was most of a rebuild. What to fill in is worked out
+    once per model and set of names (each call site always gives the same names). Fields not
+    given take their defaults; a required field that is missing, or a name that is no field, is
+    a bug, and raises ``TypeError``.
     """
-    construction = _construction(cls)
-    fields = construction.template.copy()
+    plan = _plan(cls, tuple(values))
+    fields = plan.template.copy()
     fields.update(values)
-    if len(fields) != len(construction.template):
-        raise TypeError(f"{cls.__name__} has no field {sorted(set(values) - set(construction.template))}")
-    for name, factory in construction.factories:
-        if name not in values:
-            fields[name] = factory()
-    for name in construction.required:
-        if fields[name] is _REQUIRED:
-            raise TypeError(f"{cls.__name__} needs {name}")
+    for name, factory in plan.factories:
+        fields[name] = factory()
     instance = cls.__new__(cls)
-    object.__setattr__(instance, "__dict__", fields)
-    object.__setattr__(
-        instance,
-        "__pydantic_fields_set__",
-        _shared_fields_set(cls, tuple(values)) if construction.frozen else set(values),
+    _set_attribute(instance, "__dict__", fields)
+    _set_attribute(
+        instance, "__pydantic_fields_set__", set(values) if plan.fields_set is None else plan.fields_set
     )
-    object.__setattr__(instance, "__pydantic_extra__", None)
-    object.__setattr__(instance, "__pydantic_private__", None)
+    _set_attribute(instance, "__pydantic_extra__", None)
+    _set_attribute(instance, "__pydantic_private__", None)
     return instance
 
 

@@ -4,6 +4,12 @@ The migration scripts are found next to this module (``store/migrations``), so a
 executus can migrate a database from any directory; ``alembic.ini`` at the repository root
 points at the same scripts for developers who run the ``alembic`` command itself.
 
+Alembic itself (and Mako, which it pulls in) is imported only when a migration runs: opening a
+store whose database is already at the newest revision, which is every open but the first, reads
+the version row with one query. The revisions this code knows are its migration scripts' file
+names (``0001_...``, ``0002_...``: one linear chain, numbered in order; a test holds Alembic's own
+view of the scripts to that). That halves ``import store`` and the heap a process starts with.
+
 Every migration runs in one transaction on a connection handed to Alembic through
 ``config.attributes["connection"]`` (the env supports that for tests, which migrate inside a
 transaction too). On SQLite the transaction is ``BEGIN IMMEDIATE``; on PostgreSQL it takes an
@@ -17,17 +23,16 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, func, inspect, select
+from sqlalchemy import Connection, Engine, func, inspect, select, text
 
 from executus import SchemaOutdatedError, StoreError
 from store._engine import WRITE_OPTION, connect, create_store_engine, display_url, read_only_url
 from store._schema import metadata
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
     "MIGRATIONS_DIRECTORY",
@@ -36,10 +41,12 @@ __all__ = [
     "ensure_schema",
     "head_revision",
     "is_known_revision",
+    "known_revisions",
     "upgrade",
 ]
 
 MIGRATIONS_DIRECTORY: Final = Path(__file__).resolve().parent / "migrations"
+_VERSION_TABLE: Final = "alembic_version"
 _MIGRATION_LOCK_KEY: Final = 0x6578_6563_6D69_6772 >> 1
 """The PostgreSQL advisory lock held while migrating ("execmigr" in ASCII, halved)."""
 
@@ -50,6 +57,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     Args:
         connection: run migrations on this connection, inside the caller's transaction.
     """
+    from alembic.config import Config  # only to migrate: see the module docstring
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
     if connection is not None:
@@ -58,17 +67,19 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 @functools.cache
-def _scripts() -> ScriptDirectory:
-    """The migration scripts, loaded once per process (they ship with the code)."""
-    return ScriptDirectory.from_config(alembic_config())
+def known_revisions() -> tuple[str, ...]:
+    """This code's migrations, oldest first: the number each script's file name starts with."""
+    names = sorted(
+        path.name for path in (MIGRATIONS_DIRECTORY / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+    )
+    if not names:  # pragma: no cover - the package always ships its migrations
+        raise StoreError(f"no migrations found in {MIGRATIONS_DIRECTORY}")
+    return tuple(name.partition("_")[0] for name in names)
 
 
 def head_revision() -> str:
     """The newest migration this code knows: what ``upgrade`` brings a database to."""
-    head = _scripts().get_current_head()
-    if head is None:  # pragma: no cover - the package always ships its migrations
-        raise StoreError(f"no migrations found in {MIGRATIONS_DIRECTORY}")
-    return head
+    return known_revisions()[-1]
 
 
 def current_revision(url: str) -> str | None:
@@ -108,7 +119,7 @@ def upgrade(url: str) -> None:
     try:
         with _migrating(engine, url) as connection:
             _check_known(connection, url)
-            command.upgrade(alembic_config(connection), "head")
+            _upgrade_to_head(connection)
     finally:
         engine.dispose()
 
@@ -139,7 +150,7 @@ def ensure_schema(engine: Engine, url: str, *, create: bool = True) -> None:
         with _migrating(engine, url) as connection:
             # Re-read under the lock: another process may have created the schema meanwhile.
             if _revision(connection) is None and not _has_any_table(connection):
-                command.upgrade(alembic_config(connection), "head")
+                _upgrade_to_head(connection)
     with connect(engine, url, "reading the schema version") as connection:
         _check_known(connection, url)
         current = _revision(connection)
@@ -167,18 +178,34 @@ def _migrating(engine: Engine, url: str) -> Iterator[Connection]:
             yield connection
 
 
+def _upgrade_to_head(connection: Connection) -> None:
+    from alembic import command  # only to migrate: see the module docstring
+
+    command.upgrade(alembic_config(connection), "head")
+
+
 def _revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The database's revision, read as Alembic keeps it: None without a version row.
+
+    Raises:
+        StoreError: the version table holds more than one revision (branches executus never makes).
+    """
+    if not inspect(connection).has_table(_VERSION_TABLE):
+        return None
+    revisions = connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars().all()
+    if len(revisions) > 1:
+        raise StoreError(f"the schema version table holds {len(revisions)} revisions: {', '.join(revisions)}")
+    return revisions[0] if revisions else None
 
 
 def _has_any_table(connection: Connection) -> bool:
     existing = set(inspect(connection).get_table_names())
-    return bool(existing & ({*metadata.tables, "alembic_version"}))
+    return bool(existing & ({*metadata.tables, _VERSION_TABLE}))
 
 
 def is_known_revision(revision: str) -> bool:
     """Whether ``revision`` is one of this code's migrations (else a newer executus made it)."""
-    return revision in {script.revision for script in _scripts().walk_revisions()}
+    return revision in known_revisions()
 
 
 def _check_known(connection: Connection, url: str) -> None:

@@ -113,6 +113,8 @@ def test_messages_a_fold_builds_without_validation_equal_validated_ones() -> Non
     assert folded[0].model_fields_set == {"call_id", "name", "content"}
     with pytest.raises(TypeError, match="ToolMessage needs content"):
         trusted(ToolMessage, call_id="c1", name="lookup")
+    with pytest.raises(TypeError, match=r"ToolMessage has no field \['colour'\]"):
+        trusted(ToolMessage, call_id="c1", name="lookup", content="found", colour="red")
 
 
 def test_the_fingerprints_hand_built_message_data_is_pydantics_dump() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import bindparam, insert, inspect, text
 from store_events import T0, expected_hashes, fold, record, run_events, step, unusual_run
 
@@ -23,7 +24,7 @@ from executus.events import Event
 from executus.storage import GENESIS_HASH, chain_hash, event_json
 from store import SqlStore, current_revision, default_url, head_revision, open_store, upgrade
 from store._engine import create_store_engine
-from store._migrate import alembic_config
+from store._migrate import alembic_config, known_revisions
 from store._schema import UtcDateTime
 from store._schema import runs as runs_table
 
@@ -101,6 +102,33 @@ def test_a_database_migrated_by_a_newer_executus_is_refused(fresh_url: str) -> N
     for attempt in (open_store, upgrade):
         with pytest.raises(StoreError, match="newer executus"):
             attempt(fresh_url)
+
+
+def test_a_version_table_with_two_revisions_is_refused_in_one_line(fresh_url: str) -> None:
+    upgrade(fresh_url)
+    _execute(fresh_url, "INSERT INTO alembic_version (version_num) VALUES ('0003')")
+    with pytest.raises(StoreError, match="holds 2 revisions"):
+        open_store(fresh_url)
+
+
+def test_the_revisions_known_without_alembic_are_alembics_own() -> None:
+    """Opening a store reads revisions by the scripts' file names, so that Alembic is imported
+    only to migrate: the names must say what Alembic itself reads from the scripts."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert known_revisions() == tuple(reversed([script.revision for script in scripts.walk_revisions()]))
+    assert head_revision() == scripts.get_current_head()
+
+
+def test_opening_a_database_at_the_newest_revision_does_not_import_alembic(tmp_path: Path) -> None:
+    """Every open but a database's first: Alembic and Mako are most of ``import store``."""
+    url = f"sqlite:///{tmp_path / 'ready.db'}"
+    upgrade(url)
+    script = (
+        "import sys, store; store.open_store(sys.argv[1]).list_runs(); "
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'alembic', 'mako'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", script, url], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
 
 
 def test_tables_not_made_by_migrations_are_refused(fresh_url: str) -> None:
