@@ -11,7 +11,11 @@ machinery:
 - Every statement is a Core construct over ``store._schema``, compiled once for the engine's
   dialect, and its parameters go through the same types' bind processors. The schema stays
   single-sourced, and rows written here read back through SQLAlchemy exactly as if SQLAlchemy
-  had written them (SQLite keeps datetimes as naive UTC text in SQLAlchemy's format).
+  had written them (SQLite keeps datetimes as naive UTC text in SQLAlchemy's format). The
+  exceptions are the statements a group commit runs once per event or per run (the events
+  inserts, the runs rows of ordinary steps, PostgreSQL's arrays): plain SQL over the schema's
+  names, whose values the sessions convert themselves (:func:`sqlite_time`), so that a row
+  costs no mapping and no bind processing.
 - One DB-API connection is held for appends. It comes from the engine's pool, so the engine's
   ``connect`` listener has set it up (SQLite's pragmas and its manual transaction control),
   and an in-memory SQLite database's single shared connection is shared here too. The store
@@ -21,9 +25,12 @@ machinery:
   inserts and the runs-row update in one round trip; the update's row count is checked before
   ``COMMIT`` is sent, in a second. Each events row records its transaction's id (``tx``), which
   lets readers tail the log without appends taking any global lock (``store._sql.read_after``).
-- The runs row is updated only in the columns whose values changed (usually last_seq,
-  last_event_at and head_hash): SQLite rewrites an index's pages when a statement sets its
-  column, even to the same value, and four of the row's indexed columns never change.
+- The runs row is updated only in the columns whose values may change, never in an indexed
+  column that did not: SQLite rewrites an index's pages when a statement sets its column, even
+  to the same value, and four of the row's indexed columns never change. An ordinary step sets
+  the unindexed step columns (:data:`SQLITE_STEP_COLUMNS`; on PostgreSQL, whose HOT update minds
+  only values, :data:`POSTGRES_STEP_COLUMNS`), all of a group's in one statement; a run's first
+  and last appends set what changed.
 
 This module holds the statements and the interface a transaction offers the batch writer
 (``store._batch``); ``store._session`` holds the connection and how a transaction runs on it.

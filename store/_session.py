@@ -165,7 +165,8 @@ class _Session(AppendTransaction):
 
 
 class _SqliteSession(_Session):
-    """``BEGIN IMMEDIATE``, the statements, ``COMMIT``; one cursor serves them all."""
+    """``BEGIN IMMEDIATE``, the statements, ``COMMIT``; one cursor serves them all. The runs
+    rows of the group's ordinary steps wait for one ``executemany`` just before ``COMMIT``."""
 
     def __init__(
         self,
@@ -323,7 +324,7 @@ class _PostgresSession(_Session):
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         # Times are aware datetimes (the events' own), which psycopg sends as timestamptz: the
         # conversion UtcDateTime would make is not needed.
-        *columns, digests = zip(*rows, strict=True)
+        *columns, digests = zip(*rows, strict=True)  # the rows' columns, in EVENT_COLUMNS order
         columns.append(tuple(map(bytes.fromhex, digests)))
         if len(rows) <= _FEW_ROWS:  # one run's append: arrays cost more than they save
             self._cursor.executemany(POSTGRES_INSERT_EVENTS, list(zip(*columns, strict=True)))
