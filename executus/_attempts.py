@@ -63,6 +63,7 @@ _ENDINGS: Final = {
     "timeout": "the deadline passed",
     "caller": "the caller cancelled the run",
     "shutdown": "the executor shut down",
+    "parent_stopped": "its parent run stopped here",
 }
 
 

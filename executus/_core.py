@@ -70,6 +70,7 @@ from executus._inputs import (
     ModelCallFailed,
     ModelChunksArrived,
     ModelReplied,
+    ParentStopped,
     PostRunDone,
     RetryDue,
     RunRequested,
@@ -178,6 +179,9 @@ class _Decider:
         if input.setup_error is not None:
             self.end(Outcome("error", error=input.setup_error))
             return
+        if input.cancelled is not None:
+            self.cancel("caller", input.cancelled)
+            return
         self.next_step()
         self.watch()
 
@@ -232,6 +236,9 @@ class _Decider:
         outcome = decided_outcome(run)
         if outcome is not None:
             self.end(outcome)  # the outcome was recorded, run_finished was not
+            return
+        if input.cancelled is not None:
+            self.cancel("caller", input.cancelled)
             return
         self.core.mailbox = [("critic", SteerMessage(text=text)) for text in run.pending_nudges]
         if rerun:
@@ -503,6 +510,9 @@ class _Decider:
     def shutdown(self, input: ShutdownRequested) -> None:
         self.cancel("shutdown", input.detail)
 
+    def parent_stopped(self, input: ParentStopped) -> None:
+        self.cancel("parent_stopped", input.detail)
+
     def store_failed(self, input: StoreFailed) -> None:
         core = self.core
         if core.run is None or core.run.finished:
@@ -573,9 +583,11 @@ class _Decider:
 
 def _calls_to_rerun(run: RunState, input: RunResumeRequested) -> list[ToolCall]:
     """The idempotent tool calls in flight that a resume runs again: only when the run carries
-    on (no set-up failure, no outcome already decided)."""
+    on (no set-up failure, no cancel waiting, no outcome already decided)."""
     idempotent = run.agent.idempotent_tools
-    if not idempotent or input.setup_error is not None or run.kill_reason is not None:
+    if not idempotent or input.setup_error is not None or input.cancelled is not None:
+        return []
+    if run.kill_reason is not None:
         return []
     if decided_outcome(run) is not None:
         return []
@@ -597,6 +609,7 @@ _HANDLERS: Final[dict[type[Any], Callable[[_Decider, Any], None]]] = {
     TimerFired: _Decider.timer_fired,
     CallerCancelled: _Decider.caller_cancelled,
     ShutdownRequested: _Decider.shutdown,
+    ParentStopped: _Decider.parent_stopped,
     StoreFailed: _Decider.store_failed,
     PostRunDone: _Decider.post_run_done,
 }

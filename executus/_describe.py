@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Final, get_args
 
 from pydantic import JsonValue
 
 from executus._attempts import failure_label
 from executus._events import (
+    CancelCause,
     ChildRunStarted,
     CriticDecided,
     Event,
@@ -35,6 +37,8 @@ from executus._forensics import format_clock, format_duration, quote
 from executus._text import terminal_text
 
 __all__ = ["describe_event"]
+
+_CANCEL_CAUSES: Final = frozenset(get_args(CancelCause))
 
 
 def _arguments(arguments: dict[str, JsonValue], limit: int = 60) -> str:
@@ -149,7 +153,7 @@ def _ending(event: RunFinished) -> str:
     if error is None:
         return "no error recorded"
     # A stop's error repeats the cancel cause recorded just before it; the message says more.
-    return error.message if error.type in ("critic_kill", "timeout", "caller", "shutdown") else str(error)
+    return error.message if error.type in _CANCEL_CAUSES else str(error)
 
 
 def _describe_decision(event: CriticDecided) -> str:

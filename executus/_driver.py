@@ -66,6 +66,7 @@ from executus._inputs import (
     Input,
     ModelCallFailed,
     ModelChunksArrived,
+    ParentStopped,
     PostRunDone,
     RetryDue,
     RunRequested,
@@ -178,6 +179,8 @@ class RunDriver:
         """The streamed reply's deltas not yet handed to the core (streaming only)."""
         self.tool_tasks: set[asyncio.Task[None]] = set()
         self.child_waiters: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self.children: set[str] = set()
+        """The child runs this run's tools started and are waiting on."""
         self.result: Result | None = None
         self.artifacts: tuple[Artifact, ...] = ()
         self.finished = asyncio.Event()
@@ -204,6 +207,10 @@ class RunDriver:
         setup_error = await self._set_up()
         state = self.core.run
         now = self.clock.now()
+        # A cancel asked for before the run started (a handle cancelled early, or a cancel that
+        # waited for a worker to take the run over) ends it before any side effect.
+        cancellation = self.invocation.cancellation
+        cancelled = cancellation.detail if cancellation is not None else None
         if state is None:
             first: Input = RunRequested(
                 at=now,
@@ -214,6 +221,7 @@ class RunDriver:
                 parent_call_id=self.invocation.parent_call_id,
                 executor_version=self.runtime.version,
                 setup_error=setup_error,
+                cancelled=cancelled,
             )
         else:
             self._load_images(state)
@@ -226,12 +234,12 @@ class RunDriver:
                 previous_owner=takeover.previous_owner,
                 lease_expired_at=takeover.lease_expired_at,
                 forced=takeover.forced,
+                cancelled=cancelled,
             )
         self.inbox.put_nowait(first)
         if self.heartbeat is not None:
             self.heartbeat.start()
         self.runtime.active[self.run_id] = self
-        cancellation = self.invocation.cancellation
         unsubscribe = cancellation.subscribe(self.cancel) if cancellation else None
         loop_task = asyncio.get_running_loop().create_task(self._loop(), name=f"executus-run-{self.run_id}")
         caller_cancelled = False
@@ -287,8 +295,18 @@ class RunDriver:
         if self.stopped is None:
             self.stopped = reason
             self.timer.disarm()
+            self._stop_children(str(reason))
             self._cancel_in_flight()
             self.inbox.put_nowait(_Wake())
+
+    def _stop_children(self, detail: str) -> None:
+        """End this run's child runs here, as cancelled because their parent stopped (before
+        their tools' tasks are cancelled, which would read as a caller cancel): whoever resumes
+        this run finds their tool calls interrupted, and nobody would wait for their results."""
+        for child_id in self.children:
+            child = self.runtime.active.get(child_id)
+            if child is not None:
+                child.inbox.put_nowait(ParentStopped(at=child.clock.now(), detail=detail))
 
     async def _release(self) -> None:
         """Give the run's lease up once the run is over here (unless it was lost)."""
@@ -529,7 +547,11 @@ class RunDriver:
             parent_run_id=self.run_id,
             parent_call_id=call_id,
         )
-        return await self.runtime.run_child(agent, child, input)
+        self.children.add(child_id)
+        try:
+            return await self.runtime.run_child(agent, child, input)
+        finally:
+            self.children.discard(child_id)
 
     def _attach(self, text: str, images: tuple[Image, ...]) -> None:
         self._put(_Attached(text, images))

@@ -44,6 +44,7 @@ class Outcome:
 STATUS_OF_CAUSE: Final[Mapping[CancelCause, RunStatus]] = {
     "caller": "cancelled",
     "shutdown": "cancelled",
+    "parent_stopped": "cancelled",
     "timeout": "timeout",
     "critic_kill": "killed",
 }

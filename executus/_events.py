@@ -73,7 +73,10 @@ __all__ = [
 ]
 
 RunStatus: TypeAlias = Literal["ok", "error", "timeout", "cancelled", "killed"]
-CancelCause: TypeAlias = Literal["caller", "timeout", "critic_kill", "shutdown"]
+CancelCause: TypeAlias = Literal["caller", "timeout", "critic_kill", "shutdown", "parent_stopped"]
+"""Why a run was cancelled. ``parent_stopped``: its parent run stopped in this process without
+ending (its lease was lost to another worker, or it was handed over), so the child run it was
+waiting on was ended here. A new value is no new schema version: no stored row changes."""
 CriticDecisionKind: TypeAlias = Literal["nudge", "extend", "raise_steps", "kill"]
 
 

@@ -15,6 +15,7 @@ tools see) keeps the real values.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import importlib.metadata
@@ -249,11 +250,17 @@ class Executor:
         takeover: Takeover | None = None,
     ) -> Result:
         """Resume a run whose lease is taken already (a worker's claim of an orphaned run)."""
-        state = rebuild(await self.clock.run_blocking(lambda: self.store.read_run(run_id)))
-        if state.finished:
+        try:
+            state = rebuild(await self.clock.run_blocking(lambda: self.store.read_run(run_id)))
+            if state.finished:
+                raise RunNotResumableError(run_id, state.status)
+        except BaseException:
+            # Give the run back at once rather than hold it, unstarted, for a whole lease (a
+            # database that was away: the claim committed, this read did not).
             if lease is not None and self._leases is not None:
-                await self._leases.release(lease)
-            raise RunNotResumableError(run_id, state.status)
+                with contextlib.suppress(Exception):
+                    await self._leases.release(lease)
+            raise
         invocation = dataclasses.replace(
             invocation or Invocation(),
             run_id=run_id,

@@ -211,8 +211,8 @@ def _outcome(log: _Log) -> list[Statement]:
     if finished is None:
         text = (
             f"The log ends at seq {log.last.seq} ({log.last.kind}, {log.since_start(log.last.at)}) without "
-            "run_finished: the run is still going, or the process running it stopped (resume it with "
-            "Executor.resume)."
+            "run_finished: the run is still going, or the process running it stopped (a worker recovers "
+            "it, or resume it: `executus resume RUN --agent MODULE:ATTR`, or Executor.resume)."
         )
         return [*first, Statement("outcome", text, (log.last.seq,))]
     end = finished.seq
@@ -226,6 +226,7 @@ def _outcome(log: _Log) -> list[Statement]:
             "timeout": "The run's deadline passed",
             "caller": "The caller cancelled the run",
             "shutdown": "The executor shut down and cancelled the run",
+            "parent_stopped": "The run's parent stopped in this process without ending, which cancelled it",
         }[cancelled.cause]
         when = log.since_start(cancelled.at)
         detail = f": {cancelled.detail}" if cancelled.detail and cancelled.cause != "timeout" else ""

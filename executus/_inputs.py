@@ -29,6 +29,7 @@ __all__ = [
     "ModelCallFailed",
     "ModelChunksArrived",
     "ModelReplied",
+    "ParentStopped",
     "PostRunDone",
     "RetryDue",
     "RunRequested",
@@ -58,6 +59,9 @@ class RunRequested:
     executor_version: str
     setup_error: ErrorInfo | None = None
     """Why the run could not be set up (it ends as an error at once), or None."""
+    cancelled: str | None = None
+    """The detail of a cancel asked for before the run started (it ends cancelled at once,
+    before any side effect), or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,9 @@ class RunResumeRequested:
     """When that lease ran out (None for a forced takeover of a live lease)."""
     forced: bool = False
     """Taken over while the previous owner's lease was live (``resume --force``)."""
+    cancelled: str | None = None
+    """The detail of a cancel asked for before the run was taken over (a cross-process cancel
+    waiting for a worker): it ends cancelled at once, re-running and starting nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +163,14 @@ class ShutdownRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class ParentStopped:
+    """The run's parent stopped in this process without ending (its lease lost, or handed over)."""
+
+    at: datetime
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class SteerArrived:
     """A session or a tool attached a message for the model's next step."""
 
@@ -203,6 +218,7 @@ Input: TypeAlias = (
     | TimerFired
     | CallerCancelled
     | ShutdownRequested
+    | ParentStopped
     | SteerArrived
     | ChildRunRequested
     | StoreFailed

@@ -74,6 +74,11 @@ class Claim:
     """Who held the run before (None for a queued run never claimed)."""
     previous_expiry: datetime | None
     """When the previous owner's lease ran out."""
+    agent: str
+    """The run's agent name (a worker picks its agent by it)."""
+    cancel_reason: str | None = None
+    """The reason of a cancel requested before the claim (an empty text for no reason): the
+    claimer applies it as the run starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +284,7 @@ class LeaseBook:
     def claim(self, owner: str, ttl: float, limit: int, agents: Collection[str] | None = None) -> list[Claim]:
         with self._work:
             now = self._now()
-            due: list[tuple[datetime, str, _Row, QueuedRun | None]] = []
+            due: list[tuple[datetime, str, _Row, QueuedRun | None, str]] = []
             for run_id, row in self._rows.items():
                 if row.expires_at > now:
                     continue
@@ -288,11 +293,11 @@ class LeaseBook:
                     continue  # finished, or leased by a caller that never started it
                 agent = queued.agent if queued is not None else self._run_agent(run_id)
                 if agents is None or agent in agents:
-                    due.append((row.expires_at, run_id, row, queued))
+                    due.append((row.expires_at, run_id, row, queued, agent))
             due.sort(key=lambda candidate: (candidate[0], candidate[1]))
             expires_at = now + timedelta(seconds=ttl)
             claims = []
-            for _, run_id, row, queued in due[: max(limit, 0)]:
+            for _, run_id, row, queued, agent in due[: max(limit, 0)]:
                 previous_owner, previous_expiry = row.owner, row.expires_at
                 lease = self._take(run_id, row, owner, expires_at)
                 claims.append(
@@ -301,6 +306,8 @@ class LeaseBook:
                         queued,
                         previous_owner,
                         None if previous_owner is None else previous_expiry,
+                        agent,
+                        row.cancel_reason,
                     )
                 )
             return claims

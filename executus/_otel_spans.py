@@ -57,6 +57,7 @@ _NO_CONTENT: Final = ContentCapture()
 _CANCEL_ERROR_TYPES: Final[Mapping[str, str]] = {
     "caller": "cancelled",
     "shutdown": "cancelled",
+    "parent_stopped": "cancelled",
     "timeout": "timeout",
     "critic_kill": "killed",
 }

@@ -52,6 +52,7 @@ _STOP_LABELS: Final = {
     "timeout": "timed out",
     "caller": "cancelled",
     "shutdown": "shut down",
+    "parent_stopped": "parent stopped",
 }
 
 

@@ -20,7 +20,12 @@ from typing import Any, Final
 
 from executus._agent import Agent, Invocation, Result
 from executus._clock import IdGenerator, RandomIds
-from executus._errors import ConfigurationError, LeaseLostError, RecordingFailedError
+from executus._errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    LeaseLostError,
+    RecordingFailedError,
+)
 from executus._executor import Executor
 from executus._leases import Claim, RunLeases
 from executus._ownership import HandedOverError, Takeover, cancellation_requested
@@ -186,18 +191,15 @@ class Worker:
     async def _drive(self, claim: Claim) -> Result | None:
         run_id = claim.lease.run_id
         executor = self.executor
+        # A cancel requested before the claim is applied as the run starts.
+        cancellation = cancellation_requested(claim.cancel_reason)
         try:
-            # A cancel requested before the claim is applied as the run starts.
-            info = await asyncio.to_thread(self._leases.lease_of, run_id)
-            cancellation = cancellation_requested(info.cancel_reason if info is not None else None)
+            agent = self.agents[claim.agent]
             queued = claim.queued
             if queued is not None:
                 invocation = Invocation(run_id=run_id, caller_id=queued.caller_id, cancellation=cancellation)
-                agent = self.agents[queued.agent]
                 return await executor._run_leased(agent, invocation, queued.input, run_id, claim.lease)
-            summary = await asyncio.to_thread(self.store.get_run, run_id)
             takeover = Takeover(claim.previous_owner, claim.previous_expiry)
-            agent = self.agents[summary.agent]
             logger.info("worker %s: resuming run %s (was %s's)", self.worker_id, run_id, claim.previous_owner)
             invocation = Invocation(cancellation=cancellation)
             return await executor._resume_leased(run_id, agent, invocation, claim.lease, takeover)
@@ -207,6 +209,8 @@ class Worker:
             pass
         except RecordingFailedError as failed:
             logger.error("worker %s: run %s could not be recorded: %s", self.worker_id, run_id, failed)
+        except DatabaseUnavailableError as away:  # the run was given back: it is claimed again
+            logger.warning("worker %s: run %s could not be taken up: %s", self.worker_id, run_id, away)
         except Exception:
             logger.exception("worker %s: run %s failed", self.worker_id, run_id)
         return None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
 
@@ -49,6 +49,7 @@ from executus._inputs import (
     ModelCallFailed,
     ModelChunksArrived,
     ModelReplied,
+    ParentStopped,
     PostRunDone,
     RetryDue,
     RunRequested,
@@ -66,6 +67,7 @@ from executus.events import (
     Event,
     ModelFailed,
     ModelResponded,
+    RunCancelled,
     RunFinished,
     RunState,
     rebuild,
@@ -200,6 +202,8 @@ class Playback:
                 self._external(cancel, CallerCancelled(at=cancel.at, detail=cancel.detail))
             elif cancel.cause == "shutdown":
                 self._external(cancel, ShutdownRequested(at=cancel.at, detail=cancel.detail))
+            elif cancel.cause == "parent_stopped":
+                self._external(cancel, ParentStopped(at=cancel.at, detail=cancel.detail))
             elif self.strict_timers and not (
                 cancel.cause == "critic_kill" and events[cancel.seq - 2].kind == "critic_decided"
             ):
@@ -259,6 +263,7 @@ class Playback:
                 parent_call_id=started.parent_call_id,
                 executor_version=EXECUTOR_VERSION,
                 setup_error=setup_error,
+                cancelled=_carried_cancel(self.recording.events, 1, started.at),
             ),
         )
         while self.result is None and not self._crashed():
@@ -330,6 +335,9 @@ class Playback:
                 previous_owner=resumed.previous_owner,
                 lease_expired_at=resumed.lease_expired_at,
                 forced=bool(resumed.forced),
+                cancelled=None
+                if resumed.rerun
+                else _carried_cancel(self.recording.events, resumed.seq, resumed.at),
             )
         )
         return self._crashed()
@@ -458,6 +466,28 @@ class Playback:
             Artifact(ref.name, ref.media_type, self.blobs(ref.sha256).data) for ref in state.artifacts
         )
         return result_of(outcome, state, artifacts)
+
+
+def _carried_cancel(events: Sequence[Event], first: int, at: datetime) -> str | None:
+    """The detail of a caller cancel that the run's start or a resume carried, or None.
+
+    A cancel asked for before the run started (or before a worker took it over) is recorded
+    in the start's own decision, right after its events (a resume's answers to the calls it
+    found unanswered) and at its instant: no other input's decision records a caller cancel
+    there, since a start always goes on to call the model or end otherwise.
+
+    Args:
+        events: the recorded log.
+        first: the index of the first event after ``run_started`` or ``run_resumed``.
+        at: the instant of that event.
+    """
+    index = first
+    while index < len(events) and events[index].kind == "tool_finished" and events[index].at == at:
+        index += 1
+    following = events[index] if index < len(events) else None
+    if isinstance(following, RunCancelled) and following.cause == "caller" and following.at == at:
+        return following.detail
+    return None
 
 
 def _replied(reply: ModelResponded) -> ModelReplied:

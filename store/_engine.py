@@ -53,11 +53,16 @@ __all__ = [
     "one_line",
     "raw_connect",
     "read_only_url",
+    "require_supported_server",
     "statement_failed",
+    "unsupported_server",
 ]
 
 SQLITE_BUSY_TIMEOUT_SECONDS: Final = 30.0
 POSTGRES_CONNECT_TIMEOUT_SECONDS: Final = 10
+POSTGRES_MIN_VERSION: Final = (13,)
+"""The oldest PostgreSQL executus runs on: the store's reading by position needs ``xid8`` and
+``pg_snapshot_xmin`` (PostgreSQL 13)."""
 WRITE_OPTION: Final = "executus_write"
 """Execution option: a transaction begun on this connection will write (SQLite: BEGIN IMMEDIATE)."""
 
@@ -285,6 +290,33 @@ def connect(engine: Engine, url: str | URL, doing: str) -> Iterator[Connection]:
             yield connection
         except exc.DBAPIError as error:
             raise statement_failed(url, doing, error, lost=error.connection_invalidated) from error
+
+
+def unsupported_server(
+    version: tuple[int | str, ...] | None, url: str | URL
+) -> DatabaseUnavailableError | None:
+    """The error for a PostgreSQL server of ``version`` (the dialect's ``server_version_info``)
+    that is too old for executus, or None when it will do (or its version is not known)."""
+    if not version or not isinstance(version[0], int) or version[0] >= POSTGRES_MIN_VERSION[0]:
+        return None
+    found = ".".join(str(part) for part in version)
+    return DatabaseUnavailableError(
+        f"{display_url(url)} runs PostgreSQL {found}; executus needs PostgreSQL "
+        f"{POSTGRES_MIN_VERSION[0]} or newer (it uses xid8 and pg_snapshot_xmin)"
+    )
+
+
+def require_supported_server(connection: Connection, url: str | URL) -> None:
+    """Refuse a PostgreSQL server too old for executus (see :data:`POSTGRES_MIN_VERSION`).
+
+    Raises:
+        DatabaseUnavailableError: the server is older; one line, naming its version.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    error = unsupported_server(connection.dialect.server_version_info, url)
+    if error is not None:
+        raise error
 
 
 def raw_connect(engine: Engine, url: str | URL) -> PoolProxiedConnection:

@@ -26,7 +26,21 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, and_, bindparam, exc, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Engine,
+    Interval,
+    and_,
+    bindparam,
+    exc,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -39,7 +53,7 @@ from executus import (
 )
 from executus.storage import Claim, Lease, LeaseInfo, QueuedRun, Renewal
 from store._engine import WRITE_OPTION, connect, raw_connect
-from store._schema import leases, queue, runs
+from store._schema import UtcDateTime, leases, queue, runs
 
 __all__ = ["WORK_CHANNEL", "SqlLeases"]
 
@@ -66,14 +80,33 @@ class SqlLeases:
         self._listener: PoolProxiedConnection | None = None
         self._listening = threading.Lock()
         self._closed = False
+        self._statements()
 
     @contextmanager
-    def _writing(self, doing: str) -> Iterator[tuple[Connection, datetime]]:
-        """A write transaction, and the database's time at its start."""
+    def _writing(self, doing: str) -> Iterator[Connection]:
+        """A write transaction."""
         with connect(self._engine, self._url, doing) as connection:
             connection.execution_options(**{WRITE_OPTION: True})
             with connection.begin():
-                yield connection, self._now(connection)
+                yield connection
+
+    @contextmanager
+    def _one_statement(self, doing: str) -> Iterator[Connection]:
+        """A connection for one writing statement, atomic by itself. PostgreSQL commits it as it
+        runs (autocommit: no BEGIN and COMMIT round trips); SQLite takes the write lock first,
+        as every writer there does."""
+        if not self._postgres:
+            with self._writing(doing) as connection:
+                yield connection
+            return
+        with connect(self._engine, self._url, doing) as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextmanager
+    def _writing_at(self, doing: str) -> Iterator[tuple[Connection, datetime]]:
+        """A write transaction, and the database's time at its start."""
+        with self._writing(doing) as connection:
+            yield connection, self._now(connection)
 
     def _now(self, connection: Connection) -> datetime:
         if not self._postgres:
@@ -81,41 +114,67 @@ class SqlLeases:
         now: datetime = connection.execute(select(func.now())).scalar_one()
         return now.astimezone(UTC)
 
+    def _clock(self, ttl: float) -> dict[str, Any]:
+        """The parameters of :attr:`_now_sql` and :attr:`_expiry_sql` for a lease of ``ttl`` s."""
+        if self._postgres:
+            return {"ttl": timedelta(seconds=ttl)}
+        now = datetime.now(UTC)
+        return {"now": now, "expires_at": now + timedelta(seconds=ttl)}
+
+    def _statements(self) -> None:
+        """Build acquire's, renew's and release's statements once: each is one round trip (the
+        database's clock read inside it), and building a statement costs more than running it."""
+        if self._postgres:
+            # Server-side, so that no round trip reads the database's time first.
+            self._now_sql: Any = func.now(type_=UtcDateTime())
+            self._expiry_sql: Any = self._now_sql + bindparam("ttl", type_=Interval())
+        else:
+            self._now_sql = bindparam("now", type_=UtcDateTime())
+            self._expiry_sql = bindparam("expires_at", type_=UtcDateTime())
+        run_id: Any = bindparam("key_run_id")
+        owner: Any = bindparam("owner")
+        epoch: Any = bindparam("key_epoch")
+        upsert = _insert(self._engine.dialect.name).values(
+            run_id=run_id, owner=owner, epoch=1, expires_at=self._expiry_sql, finished=False
+        )
+        free = or_(leases.c.owner.is_(None), leases.c.owner == owner, leases.c.expires_at <= self._now_sql)
+        # A new run's lease row is made with epoch 1; an existing one is taken (epoch + 1) only
+        # if it is free, ours, expired or forced: no row back means another owner holds it.
+        self._acquire = upsert.on_conflict_do_update(
+            index_elements=[leases.c.run_id],
+            set_={"owner": owner, "epoch": leases.c.epoch + 1, "expires_at": self._expiry_sql},
+            where=or_(bindparam("force", type_=Boolean()), free),
+        ).returning(leases.c.epoch, leases.c.expires_at)
+        ours = and_(leases.c.run_id == run_id, leases.c.epoch == epoch)
+        self._renew = (
+            update(leases)
+            .where(ours)
+            .values(expires_at=self._expiry_sql)
+            .returning(leases.c.cancel_reason, leases.c.expires_at)
+        )
+        finished = exists().where(and_(runs.c.run_id == run_id, runs.c.status != "running"))
+        self._release = update(leases).where(ours).values(expires_at=self._now_sql, finished=finished)
+
     def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
-        with self._writing(f"acquiring run {run_id}") as (connection, now):
-            # A row to lock even for a new run, so that two first acquires take turns on it.
-            connection.execute(
-                _insert(self._engine.dialect.name)
-                .values(run_id=run_id, owner=None, epoch=0, expires_at=now, finished=False)
-                .on_conflict_do_nothing(index_elements=[leases.c.run_id])
-            )
-            row = connection.execute(
-                select(leases.c.owner, leases.c.epoch, leases.c.expires_at)
-                .where(leases.c.run_id == run_id)
-                .with_for_update()
-            ).one()
-            if row.owner not in (None, owner) and row.expires_at > now and not force:
-                raise LeaseHeldError(run_id, row.owner, row.expires_at)
-            expires_at = now + timedelta(seconds=ttl)
-            connection.execute(
-                update(leases)
-                .where(leases.c.run_id == run_id)
-                .values(owner=owner, epoch=row.epoch + 1, expires_at=expires_at)
-            )
-        return Lease(run_id, owner, row.epoch + 1, expires_at)
+        parameters = {"key_run_id": run_id, "owner": owner, "force": force, **self._clock(ttl)}
+        with self._one_statement(f"acquiring run {run_id}") as connection:
+            taken = connection.execute(self._acquire, parameters).one_or_none()
+            if taken is None:
+                held = connection.execute(
+                    select(leases.c.owner, leases.c.expires_at).where(leases.c.run_id == run_id)
+                ).one()
+                raise LeaseHeldError(run_id, held.owner, held.expires_at)
+        return Lease(run_id, owner, taken.epoch, taken.expires_at)
 
     def renew(self, lease: Lease, ttl: float) -> Renewal:
-        with self._writing(f"renewing the lease of run {lease.run_id}") as (connection, now):
-            expires_at = now + timedelta(seconds=ttl)
-            renewed = connection.execute(
-                update(leases)
-                .where(and_(leases.c.run_id == lease.run_id, leases.c.epoch == lease.epoch))
-                .values(expires_at=expires_at)
-                .returning(leases.c.cancel_reason)
-            ).one_or_none()
+        parameters = {"key_run_id": lease.run_id, "key_epoch": lease.epoch, **self._clock(ttl)}
+        with self._one_statement(f"renewing the lease of run {lease.run_id}") as connection:
+            renewed = connection.execute(self._renew, parameters).one_or_none()
             if renewed is None:
                 raise LeaseLostError(lease.run_id, lease.epoch, self._owner(connection, lease.run_id))
-        return Renewal(Lease(lease.run_id, lease.owner, lease.epoch, expires_at), renewed.cancel_reason)
+        return Renewal(
+            Lease(lease.run_id, lease.owner, lease.epoch, renewed.expires_at), renewed.cancel_reason
+        )
 
     @staticmethod
     def _owner(connection: Connection, run_id: str) -> str | None:
@@ -125,18 +184,15 @@ class SqlLeases:
         return owner
 
     def release(self, lease: Lease) -> None:
-        run_finished = exists().where(and_(runs.c.run_id == lease.run_id, runs.c.status != "running"))
-        with self._writing(f"releasing run {lease.run_id}") as (connection, now):
-            connection.execute(
-                update(leases)
-                .where(and_(leases.c.run_id == lease.run_id, leases.c.epoch == lease.epoch))
-                .values(expires_at=now, finished=run_finished)
-            )
+        parameters = {"key_run_id": lease.run_id, "key_epoch": lease.epoch, **self._clock(0)}
+        with self._one_statement(f"releasing run {lease.run_id}") as connection:
+            connection.execute(self._release, parameters)
 
     def claim(self, owner: str, ttl: float, limit: int, agents: Collection[str] | None = None) -> list[Claim]:
         if limit < 1:
             return []
-        with self._writing("claiming runs") as (connection, now):
+        run_agent = func.coalesce(queue.c.agent, runs.c.agent)
+        with self._writing_at("claiming runs") as (connection, now):
             due = (
                 select(
                     leases.c.run_id,
@@ -147,6 +203,8 @@ class SqlLeases:
                     queue.c.input,
                     queue.c.caller_id,
                     queue.c.submitted_at,
+                    leases.c.cancel_reason,
+                    run_agent.label("run_agent"),
                 )
                 .select_from(
                     leases.outerjoin(queue, queue.c.run_id == leases.c.run_id).outerjoin(
@@ -164,7 +222,7 @@ class SqlLeases:
                 .with_for_update(of=leases, skip_locked=True)
             )
             if agents is not None:
-                due = due.where(func.coalesce(queue.c.agent, runs.c.agent).in_(list(agents)))
+                due = due.where(run_agent.in_(list(agents)))
             rows = connection.execute(due).all()
             expires_at = now + timedelta(seconds=ttl)
             take = (
@@ -184,12 +242,14 @@ class SqlLeases:
                 else QueuedRun(row.run_id, row.agent, row.input, row.caller_id, row.submitted_at),
                 row.owner,
                 None if row.owner is None else row.expires_at,
+                row.run_agent,
+                row.cancel_reason,
             )
             for row in rows
         ]
 
     def enqueue(self, agent: str, input: str, *, run_id: str, caller_id: str | None = None) -> QueuedRun:
-        with self._writing(f"submitting run {run_id}") as (connection, now):
+        with self._writing_at(f"submitting run {run_id}") as (connection, now):
             if connection.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first() is not None:
                 raise RunExistsError(run_id)
             try:
@@ -209,7 +269,7 @@ class SqlLeases:
         return QueuedRun(run_id, agent, input, caller_id, now)
 
     def request_cancel(self, run_id: str, reason: str | None) -> None:
-        with self._writing(f"asking run {run_id} to cancel") as (connection, now):
+        with self._writing_at(f"asking run {run_id} to cancel") as (connection, now):
             asked = connection.execute(
                 update(leases)
                 .where(leases.c.run_id == run_id)

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import Connection, Engine, func, inspect, select, text
 
 from executus import SchemaOutdatedError, StoreError
-from store._engine import WRITE_OPTION, connect, create_store_engine, display_url, read_only_url
+from store._engine import (
+    WRITE_OPTION,
+    connect,
+    create_store_engine,
+    display_url,
+    read_only_url,
+    require_supported_server,
+)
 from store._schema import metadata
 
 if TYPE_CHECKING:
@@ -102,6 +109,7 @@ def current_revision(url: str) -> str | None:
         engine = create_store_engine(locked)
     try:
         with connect(engine, url, "reading the schema version") as connection:
+            require_supported_server(connection, url)
             return _revision(connection)
     finally:
         engine.dispose()
@@ -136,9 +144,11 @@ def ensure_schema(engine: Engine, url: str, *, create: bool = True) -> None:
         SchemaOutdatedError: the database is behind this code's migrations.
         StoreError: the database was migrated by a newer executus, or holds tables that no
             migration made.
-        DatabaseUnavailableError: the database cannot be opened.
+        DatabaseUnavailableError: the database cannot be opened, or its server is older than
+            PostgreSQL 13.
     """
     with connect(engine, url, "reading the schema version") as connection:
+        require_supported_server(connection, url)
         current = _revision(connection)
         fresh = current is None and not _has_any_table(connection)
     head = head_revision()
@@ -171,6 +181,7 @@ def ensure_schema(engine: Engine, url: str, *, create: bool = True) -> None:
 @contextmanager
 def _migrating(engine: Engine, url: str) -> Iterator[Connection]:
     with connect(engine, url, "migrating the schema") as connection:
+        require_supported_server(connection, url)
         connection.execution_options(**{WRITE_OPTION: True})
         with connection.begin():
             if connection.dialect.name == "postgresql":

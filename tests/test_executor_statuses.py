@@ -22,6 +22,7 @@ from executus import (
     tool,
 )
 from executus.testing import ScriptedModel, call, hang
+from replay import Replayer
 
 
 @tool
@@ -187,6 +188,21 @@ def test_caller_cancellation_handle_gives_a_cancelled_result_not_a_timeout() -> 
     cancelled = recorded.of_kind("run_cancelled")[0]
     assert (cancelled.cause, cancelled.detail) == ("caller", "user pressed stop")
     assert recorded.kinds[-2:] == ["run_cancelled", "run_finished"]
+
+
+def test_a_handle_cancelled_before_the_run_starts_ends_it_before_the_model_is_called() -> None:
+    cancellation = Cancellation()
+    cancellation.cancel("changed my mind")
+    model = ScriptedModel(["never asked"])
+    recorded = record(Agent("eager", model), invocation=Invocation(cancellation=cancellation))
+
+    assert recorded.result.status == "cancelled"
+    assert model.requests == []
+    assert recorded.kinds == ["run_started", "run_cancelled", "run_finished"]
+    cancelled = recorded.of_kind("run_cancelled")[0]
+    assert (cancelled.cause, cancelled.detail, cancelled.in_flight) == ("caller", "changed my mind", ())
+    replayed = Replayer().replay_run(recorded.events)
+    assert replayed.divergence is None, replayed.divergence
 
 
 def test_cancelling_the_callers_task_records_the_run_then_propagates() -> None:

@@ -143,6 +143,7 @@ def test_a_queued_run_is_claimed_once_and_leaves_the_queue_when_it_starts(leases
     assert (info.owner, info.live) == (None, False)
     [claim] = leases.claim("worker-a", LIVE, limit=10)
     assert claim.queued == queued
+    assert (claim.agent, claim.cancel_reason) == ("librarian", None)
     assert (claim.lease.owner, claim.lease.epoch) == ("worker-a", 1)
     assert (claim.previous_owner, claim.previous_expiry) == (None, None)
     assert leases.claim("worker-b", LIVE, limit=10) == []
@@ -179,6 +180,7 @@ def test_an_unfinished_run_whose_lease_expired_is_claimed_and_a_finished_one_nev
     leases.release(done)
     [claim] = leases.claim("worker-b", LIVE, limit=10)
     assert claim.queued is None
+    assert claim.agent == "librarian"  # the recorded run's, as the worker picks its agent by it
     assert (claim.lease.run_id, claim.lease.owner, claim.lease.epoch) == ("run-1", "worker-b", 2)
     assert (claim.previous_owner, claim.previous_expiry) == ("worker-a", lease.expires_at)
     assert leases.claim("worker-c", LIVE, limit=10) == []
@@ -213,6 +215,7 @@ def test_a_cancel_request_without_a_reason_is_still_a_request(leases: LeasingSto
     leases.enqueue("librarian", "hi", run_id="run-1")
     leases.request_cancel("run-1", None)
     [claim] = leases.claim("worker-a", LIVE, limit=1)
+    assert claim.cancel_reason == ""  # the claimer applies it as the run starts
     assert leases.renew(claim.lease, LIVE).cancel_reason == ""
 
 

@@ -12,16 +12,20 @@ from _support import START
 
 from executus import (
     Agent,
+    DatabaseUnavailableError,
     Executor,
     LeaseHeldError,
     LeaseLostError,
     SequentialIds,
+    ToolContext,
     VirtualClock,
     Worker,
     enqueue,
     tool,
 )
-from executus.events import RunCancelled, RunResumed, ToolFinished
+from executus._ownership import HandedOverError
+from executus.events import Event, RunCancelled, RunResumed, ToolFinished
+from executus.forensics import explain
 from executus.storage import MemoryStore
 from executus.testing import ScriptedModel, call
 from replay import Replayer
@@ -177,6 +181,100 @@ def test_recovery_reruns_an_idempotent_tool_in_flight_and_answers_the_other_inte
     assert replayed.divergence is None, replayed.divergence
 
 
+@pytest.mark.parametrize("stop", ["lease lost", "handed over"])
+def test_a_child_run_of_a_run_stopped_here_ends_saying_its_parent_stopped(stop: str) -> None:
+    clock, store, executor = _setup()
+    accountant = Agent("accountant", ScriptedModel([call("transfer", amount=9)]), tools=[transfer])
+
+    @tool
+    async def delegate(task: str, context: ToolContext) -> str:
+        """Hand the task to the accountant, as a child run.
+
+        Args:
+            task: what to do.
+        """
+        result = await context.start_child(accountant, task)
+        return result.output or ""
+
+    agent = Agent("manager", ScriptedModel([call("delegate", task="pay the rent")]), tools=[delegate])
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(executor.run(agent, None, "rent is due"))
+        await _until(store, "run-0002", "tool_started")  # the child's transfer is under way
+        if stop == "lease lost":
+            store.acquire("run-0001", "worker-b", 30, force=True)  # another worker took it over
+            await clock.sleep(11)  # the next heartbeat hears of it
+        else:
+            executor._active["run-0001"].hand_over()  # this worker is shutting down
+        with pytest.raises(LeaseLostError if stop == "lease lost" else HandedOverError):
+            await task
+
+    clock.run(scenario())
+    child = store.read_run("run-0002")
+    assert store.get_run("run-0002").status == "cancelled"
+    (cancelled,) = [event for event in child if isinstance(event, RunCancelled)]
+    assert cancelled.cause == "parent_stopped"
+    assert "run-0001" in cancelled.detail
+    assert ("worker-b" if stop == "lease lost" else "handed over") in cancelled.detail
+    assert [flight.name for flight in cancelled.in_flight] == ["transfer"]
+    assert store.get_run("run-0001").status == "running"  # the parent's log: for its next owner
+    (outcome, *_) = explain(child).section("outcome")[1:]
+    assert "parent stopped" in outcome.text
+    assert "caller" not in outcome.text
+    replayed = Replayer(blobs=store).replay_run(child)
+    assert replayed.divergence is None, replayed.divergence
+
+
+def test_a_cancel_waiting_for_the_takeover_ends_the_run_before_any_model_call_or_rerun() -> None:
+    """``executus cancel`` of a run whose worker died: the worker that takes it over records the
+    takeover, answers what was in flight, and ends the run cancelled with the reason; it neither
+    calls the model nor re-runs the idempotent tool."""
+    clock, store, executor = _setup()
+    agent = Agent(
+        "payer",
+        ScriptedModel([[call("fetch", url="a"), call("transfer", amount=5)]]),
+        tools=[fetch, transfer],
+    )
+
+    async def die() -> None:
+        task = asyncio.ensure_future(executor.run(agent, None, "pay"))
+        while len(TRANSFERS) + len(FETCHES) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        executor._active["run-0001"].hand_over()
+        with pytest.raises(Exception, match="handed over"):
+            await task
+
+    clock.run(die())
+    store.request_cancel("run-0001", "the customer changed their mind")
+    recovering = Executor(store, clock=clock, worker_id="worker-b")
+    model = ScriptedModel(["never asked"])
+    result = clock.run(recovering.resume("run-0001", Agent("payer", model, tools=[fetch, transfer])))
+
+    assert result.status == "cancelled"
+    assert model.requests == []
+    assert (FETCHES, TRANSFERS) == (["a"], [5])
+    events = store.read_run("run-0001")
+    resumed_at = next(index for index, event in enumerate(events) if isinstance(event, RunResumed))
+    assert [event.kind for event in events[resumed_at:]] == [
+        "run_resumed",
+        "tool_finished",
+        "tool_finished",
+        "run_cancelled",
+        "run_finished",
+    ]
+    resumed, cancelled = events[resumed_at], events[-2]
+    assert isinstance(resumed, RunResumed)
+    assert resumed.rerun is None
+    assert isinstance(cancelled, RunCancelled)
+    assert (cancelled.cause, cancelled.detail, cancelled.in_flight) == (
+        "caller",
+        "the customer changed their mind",
+        (),
+    )
+    replayed = Replayer(blobs=store).replay_run(events)
+    assert replayed.divergence is None, replayed.divergence
+
+
 # -- a Worker in this process ----------------------------------------------------------------------
 
 
@@ -206,3 +304,50 @@ def test_a_worker_runs_queued_runs_and_hands_a_run_in_flight_over_when_it_stops(
 
 def _has_log(store: MemoryStore, run_id: str) -> bool:
     return run_id in {summary.run_id for summary in store.list_runs()}
+
+
+class _OutageStore(MemoryStore):
+    """A store whose next ``outages`` reads of a run fail as a database that went away does."""
+
+    outages = 0
+
+    def read_run(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        if self.outages:
+            self.outages -= 1
+            raise DatabaseUnavailableError("lost the connection to the database while reading a run")
+        return super().read_run(run_id, after_seq)
+
+
+def test_a_claimed_run_whose_first_read_fails_is_given_back_at_once_not_held_for_its_lease() -> None:
+    store = _OutageStore()
+    orphaned = Executor(store, ids=SequentialIds(), worker_id="w0", lease_ttl=30)
+    agent = Agent("slow", ScriptedModel([call("transfer", amount=7)]), tools=[transfer])
+
+    async def orphan() -> None:  # a run whose worker stopped it where it was
+        task = asyncio.ensure_future(orphaned.run(agent, None, "pay"))
+        while not TRANSFERS:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        orphaned._active["run-0001"].hand_over()
+        with pytest.raises(HandedOverError):
+            await task
+
+    asyncio.run(orphan())
+    store.outages = 1  # the claim commits, then the resume's read of the log fails
+    after = Agent("slow", ScriptedModel(["paid already"]), tools=[transfer])
+    worker = Worker(store, [after], concurrency=1, worker_id="w1", lease_ttl=30, poll_interval=0.05)
+
+    async def recover() -> None:
+        task = asyncio.ensure_future(worker.run())
+        # Within a few polls, not the 30 s lease a stranded claim would wait out.
+        for _ in range(100):
+            if store.get_run("run-0001").status != "running":
+                break
+            await asyncio.sleep(0.05)
+        worker.stop()
+        await task
+
+    asyncio.run(recover())
+    assert store.outages == 0
+    assert store.get_run("run-0001").status == "ok"
+    resumed = [event for event in store.read_run("run-0001") if isinstance(event, RunResumed)]
+    assert [(event.worker_id, event.previous_owner) for event in resumed] == [("w1", "w1")]

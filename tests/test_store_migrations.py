@@ -23,8 +23,8 @@ from executus import DatabaseUnavailableError, SchemaOutdatedError, StoreError
 from executus.events import Event
 from executus.storage import GENESIS_HASH, chain_hash, event_json
 from store import SqlStore, current_revision, default_url, head_revision, open_store, upgrade
-from store._engine import create_store_engine
-from store._migrate import alembic_config, known_revisions
+from store._engine import create_store_engine, unsupported_server
+from store._migrate import alembic_config, ensure_schema, known_revisions
 from store._schema import UtcDateTime
 from store._schema import runs as runs_table
 
@@ -175,6 +175,35 @@ def test_an_unusable_database_is_one_clear_line_without_the_password(url: str, m
     assert "\n" not in shown
     if "alice" in url and "not a url" not in url:
         assert "alice:***@" in shown
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"), [((12, 17), True), ((9, 6, 24), True), ((13, 0), False), ((17, 2), False)]
+)
+def test_a_postgresql_server_older_than_13_is_refused_in_one_line(
+    version: tuple[int, ...], refused: bool
+) -> None:
+    error = unsupported_server(version, "postgresql+psycopg://alice:s3cret@db.example/runs")
+    if not refused:
+        assert error is None
+        return
+    assert isinstance(error, DatabaseUnavailableError)
+    assert not error.server_down  # waiting will not make it newer
+    shown = str(error)
+    assert "\n" not in shown
+    assert "s3cret" not in shown
+    assert f"runs PostgreSQL {'.'.join(map(str, version))}; executus needs PostgreSQL 13 or newer" in shown
+
+
+def test_opening_a_postgresql_database_checks_the_server_version(postgres_url: str) -> None:
+    engine = create_store_engine(postgres_url)
+    try:
+        ensure_schema(engine, postgres_url)  # the suite's server is new enough
+        engine.dialect.server_version_info = (12, 17)  # as an old server reports itself
+        with pytest.raises(DatabaseUnavailableError, match="executus needs PostgreSQL 13 or newer"):
+            ensure_schema(engine, postgres_url)
+    finally:
+        engine.dispose()
 
 
 def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:

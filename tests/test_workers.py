@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -162,6 +163,45 @@ def test_a_worker_started_while_postgresql_is_down_waits_for_it(
     assert codes == {worker_id: 0}, fleet.log(worker_id)
 
 
+PICKUP_AFTER_RESTART = 10.0
+"""Seconds a worker that stayed up through a PostgreSQL restart may take to start a new run:
+well under its lease (30 s), so that only a worker that is really back in business passes."""
+
+
+def test_a_worker_connected_through_a_postgresql_restart_picks_up_a_new_run_promptly(
+    own_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    empty_tables(own_postgres.url)
+    fleet = Fleet(own_postgres.url, tmp_path, lease=30.0, concurrency=8, step=0.05, tool_seconds=2.0)
+    try:
+        worker_id = fleet.start()
+        with SqlStore(own_postgres.url) as store:
+            busy = [enqueue(store, "payer", f"order {index}", caller_id="busy") for index in range(4)]
+            _wait_for(lambda: sum(fleet.marker_counts().values()) >= len(busy), what="the charges")
+        # The server goes away under the worker's runs (their tools in flight, their heartbeats
+        # and appends due), its claim poll and its LISTEN connection, and comes back.
+        own_postgres.stop_server()
+        time.sleep(0.5)
+        own_postgres.start_server()
+        with SqlStore(own_postgres.url) as store:
+            run_id = enqueue(store, "payer", "after the restart", caller_id="late")
+            _wait_for(
+                lambda: _has_started(store, run_id), PICKUP_AFTER_RESTART, f"the worker to start {run_id}"
+            )
+            assert wait_until_finished(store, [*busy, run_id], TIMEOUT) == set()
+            assert {store.get_run(run_id).status for run_id in [*busy, run_id]} == {"ok"}
+    finally:
+        codes = fleet.stop()
+    assert codes == {worker_id: 0}, fleet.log(worker_id)
+
+
+def _has_started(store: SqlStore, run_id: str) -> bool:
+    try:
+        return bool(store.read_run(run_id))
+    except Exception:  # not recorded yet (or the database is still waking up)
+        return False
+
+
 def test_chaos_on_sqlite_with_processes_on_one_host(tmp_path: Path, sqlite_template: Path) -> None:
     path = tmp_path / "chaos.db"
     path.write_bytes(sqlite_template.read_bytes())
@@ -270,14 +310,26 @@ def test_resume_refuses_a_run_whose_lease_is_live_in_one_line(fleet: Fleet, sql_
         assert refused.stderr.count("\n") == 1
         assert "busy" in refused.stderr
         assert "--force" in refused.stderr
+        # While its worker lives, why names it; runs has nothing to warn about.
+        why = _cli("--db", sql_url, "why", run_id)
+        assert "The run is going on: worker busy holds its lease until" in why.stdout
+        listed = json.loads(_cli("--db", sql_url, "runs", "--json").stdout)
+        assert [(run["run_id"], run["status"], run["owner_gone"]) for run in listed] == [
+            (run_id, "running", None)
+        ]
         fleet.kill(worker)
-        # Its lease runs out: show --follow and why say the owner is gone instead of waiting.
+        # Its lease runs out: show --follow, why and runs say the owner is gone instead of waiting.
         _wait_for(lambda: not store.lease_of(run_id).live, what="the lease to expire")  # type: ignore[union-attr]
         followed = _cli("--db", sql_url, "show", run_id, "--follow")
         assert followed.returncode == 0
         assert "owner busy is gone" in followed.stdout
         why = _cli("--db", sql_url, "why", run_id)
         assert "owner busy is gone" in why.stdout
+        assert "going on: worker" not in why.stdout
+        listed = json.loads(_cli("--db", sql_url, "runs", "--json").stdout)
+        assert re.fullmatch(r"owner gone [0-9.]+s ago \(busy\)", listed[0]["owner_gone"])
+        table = _cli("--db", sql_url, "runs").stdout  # 80 columns: the worker's id may be cut
+        assert re.search(rf"{run_id[:8]}  payer +running .+  owner gone [0-9.]+s ago \(", table)
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,8 @@ from executus.cli._transfer import db_group, export_command, import_command
 from executus.cli._work import (
     cancel_command,
     owner_gone,
+    owner_working,
+    owners_gone,
     pending_rows,
     print_pending,
     resume_command,
@@ -194,13 +196,16 @@ def runs(
     with opened(settings, read_only=True) as event_store:
         summaries, more = select_runs(event_store, query, statuses)
         where = event_store.display_url
+        gone = owners_gone(event_store, summaries, now)
     if as_json:
-        output.json([summary_json(summary) for summary in summaries])
+        output.json(
+            [{**summary_json(summary), "owner_gone": gone.get(summary.run_id)} for summary in summaries]
+        )
         return
     if not summaries:
         output.line(f"No runs match in {where}. Record some with: executus demo")
         return
-    output.table(RUN_COLUMNS, run_table_rows(summaries, now, output.width))
+    output.table(RUN_COLUMNS, run_table_rows(summaries, now, output.width, gone))
     if more:
         output.line(
             f"(the newest {limit} shown; more runs match: raise --limit or narrow the filters)", "quiet"
@@ -308,7 +313,9 @@ def why(settings: Settings, run: str, as_json: bool) -> None:
     with opened(settings, read_only=True) as event_store:
         run_id = resolve_run_id(event_store, run)
         explanation = explain(event_store.read_run(run_id), now=settings.now())
-        gone = owner_gone(event_store, run_id, settings.now()) if explanation.status == "running" else None
+        running = explanation.status == "running"
+        gone = owner_gone(event_store, run_id, settings.now()) if running else None
+        working = owner_working(event_store, run_id) if running else None
     output = Output()
     if as_json:
         output.json(
@@ -322,6 +329,7 @@ def why(settings: Settings, run: str, as_json: bool) -> None:
                     for s in explanation.statements
                 ],
                 "owner_gone": gone,
+                "owner_working": working,
             }
         )
     else:
@@ -329,6 +337,9 @@ def why(settings: Settings, run: str, as_json: bool) -> None:
         if gone is not None:
             output.line()
             output.line(f"The run is not going on: {gone}.", "warn")
+        elif working is not None:
+            output.line()
+            output.line(f"The run is going on: {working}.", "accent")
 
 
 cli.add_command(export_command)

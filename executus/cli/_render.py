@@ -7,7 +7,7 @@ rich (a TTY, or ``FORCE_COLOR``) or prints them as plain columns that pipe clean
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -84,12 +84,17 @@ def _tokens(count: int) -> str:
 
 
 def run_table_rows(
-    summaries: Sequence[RunSummary], now: datetime, width: int = PLAIN_WIDTH
+    summaries: Sequence[RunSummary],
+    now: datetime,
+    width: int = PLAIN_WIDTH,
+    warnings: Mapping[str, str] | None = None,
 ) -> list[list[Cell]]:
     """The rows of ``executus runs`` (see :data:`RUN_COLUMNS`), fitted into ``width`` columns.
 
-    Agent names are cut to a fixed width and end causes to what is left, with an ellipsis.
+    Agent names are cut to a fixed width and end causes to what is left, with an ellipsis. A run
+    with a warning (by run id: an unfinished run whose owner is gone) shows it as its end cause.
     """
+    warnings = warnings or {}
     rows = []
     for summary in summaries:
         if summary.finished_at is not None:
@@ -104,7 +109,9 @@ def run_table_rows(
                 Cell(_tokens(summary.input_tokens + summary.output_tokens)),
                 Cell(summary.started_at.astimezone(UTC).strftime("%m-%d %H:%M"), "quiet"),
                 Cell(duration),
-                Cell(summary.end_cause or "", "quiet"),
+                Cell(warnings[summary.run_id], "warn")
+                if summary.run_id in warnings
+                else Cell(summary.end_cause or "", "quiet"),
             ]
         )
     if not rows:

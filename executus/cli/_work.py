@@ -26,6 +26,7 @@ import click
 from executus._agent import Agent
 from executus._errors import DatabaseUnavailableError, ExecutusError, RunNotFoundError
 from executus._executor import Executor
+from executus._forensics import format_duration
 from executus._leases import LeaseInfo, QueuedRun, RunLeases
 from executus._ownership import DEFAULT_LEASE_TTL
 from executus._store import RunSummary
@@ -39,6 +40,8 @@ from executus.cli._terminal import echo
 __all__ = [
     "cancel_command",
     "owner_gone",
+    "owner_working",
+    "owners_gone",
     "pending_rows",
     "resume_command",
     "submit_command",
@@ -327,20 +330,56 @@ def resume_command(ctx: click.Context, run: str, agent_spec: str, force: bool) -
 # -- what show, why and runs add -----------------------------------------------------------------
 
 
-def owner_gone(event_store: BrowsableStore, run_id: str, now: datetime) -> str | None:
-    """One line saying the run's owner is gone (its lease expired, and nobody took it over),
-    or None while an owner holds it, or when the store keeps no leases."""
+def _lease(event_store: BrowsableStore, run_id: str) -> LeaseInfo | None:
+    """The run's lease as the store has it, or None (no lease, or a store that keeps none)."""
     if not isinstance(event_store, RunLeases):
         return None
     info: LeaseInfo | None = event_store.lease_of(run_id)
-    if info is None or info.live or info.owner is None or info.expires_at is None:
+    if info is None or info.owner is None or info.expires_at is None:
         return None
+    return info
+
+
+def owner_gone(event_store: BrowsableStore, run_id: str, now: datetime) -> str | None:
+    """One line saying the run's owner is gone (its lease expired, and nobody took it over),
+    or None while an owner holds it, or when the store keeps no leases."""
+    info = _lease(event_store, run_id)
+    if info is None or info.live:
+        return None
+    assert info.expires_at is not None
     ago = max(0.0, (now - info.expires_at).total_seconds())
     return (
         f"its owner {info.owner} is gone: the lease expired at {format_timestamp(info.expires_at)} UTC "
         f"({ago:.0f}s ago) and no worker has taken the run over yet; `executus worker` recovers it, "
         f"or `executus resume {short_id(run_id)} --agent MODULE:ATTR`"
     )
+
+
+def owner_working(event_store: BrowsableStore, run_id: str) -> str | None:
+    """One line saying which worker holds the run's lease, and until when, or None when nobody
+    does (or the store keeps no leases)."""
+    info = _lease(event_store, run_id)
+    if info is None or not info.live:
+        return None
+    assert info.expires_at is not None
+    return (
+        f"worker {info.owner} holds its lease until {format_timestamp(info.expires_at)} UTC, renewing "
+        "it while it works (if that worker died, the run is recovered once the lease runs out)"
+    )
+
+
+def owners_gone(
+    event_store: BrowsableStore, summaries: Iterable[RunSummary], now: datetime
+) -> dict[str, str]:
+    """For ``executus runs``: a short note for each running run whose owner is gone."""
+    notes = {}
+    for summary in summaries:
+        info = _lease(event_store, summary.run_id) if summary.status == "running" else None
+        if info is not None and not info.live:
+            assert info.expires_at is not None
+            ago = format_duration(max(0.0, (now - info.expires_at).total_seconds()))
+            notes[summary.run_id] = f"owner gone {ago} ago ({info.owner})"  # cut to fit: the gist first
+    return notes
 
 
 def pending_rows(event_store: BrowsableStore, limit: int | None) -> list[QueuedRun]:
