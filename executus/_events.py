@@ -502,7 +502,9 @@ def encode_event(event: Event) -> dict[str, Any]:
     pins the two together), and an event copied with another zone without validation
     (``model_copy``) is converted here.
     """
-    data = event.model_dump(mode="json")
+    # model_dump(mode="json") with every other option at its default, without its wrapper (a
+    # fifth of the call, and the store encodes every event it appends).
+    data: dict[str, Any] = event.__pydantic_serializer__.to_python(event, mode="json")
     if event.at.tzinfo is not UTC:
         data["at"] = utc_json(event.at)
     return data

@@ -66,6 +66,7 @@ __all__ = [
     "event_json_and_body",
     "event_json_from_body",
     "summarize",
+    "summarize_batch",
 ]
 
 SummaryStatus: TypeAlias = Literal["running"] | RunStatus
@@ -161,57 +162,69 @@ def chain_hash(prev_hash: str, payload_json: str) -> str:
 
 def summarize(summary: RunSummary | None, event: Event, head_hash: str) -> RunSummary:
     """Project one more event onto a run's summary row (pure; stores call it inside the append)."""
+    return summarize_batch(summary, (event,), head_hash)
+
+
+def summarize_batch(summary: RunSummary | None, events: Sequence[Event], head_hash: str) -> RunSummary:
+    """Project a batch of events onto a run's summary row: exactly :func:`summarize` applied to
+    each event in turn, with one row built for the batch instead of one per event.
+
+    Args:
+        summary: the run's row before the batch (None: the batch starts the run).
+        events: at least one event, in seq order.
+        head_hash: the hash of the batch's last event.
+
+    Raises:
+        EventOrderError: the run has no row and the batch does not begin with run_started.
+    """
+    first = events[0]
     if summary is None:
-        if event.kind != "run_started":
-            raise EventOrderError(event.run_id, f"a run must begin with run_started, got {event.kind}")
-        return RunSummary(
-            run_id=event.run_id,
-            agent=event.agent.name,
-            model=event.agent.model,
-            caller_id=event.caller_id,
-            parent_run_id=event.parent_run_id,
-            status="running",
-            started_at=event.at,
-            finished_at=None,
-            steps=0,
-            input_tokens=0,
-            output_tokens=0,
-            end_cause=None,
-            last_seq=event.seq,
-            last_event_at=event.at,
-            head_hash=head_hash,
-        )
-    steps, input_tokens, output_tokens = summary.steps, summary.input_tokens, summary.output_tokens
-    status, finished_at, end_cause = summary.status, summary.finished_at, summary.end_cause
-    if event.kind == "model_requested":
-        steps = event.step
-    elif event.kind == "model_responded":
-        input_tokens += event.usage.input_tokens
-        output_tokens += event.usage.output_tokens
-    elif event.kind == "run_cancelled":
-        end_cause = f"{event.cause}: {event.detail}" if event.detail else event.cause
-    elif event.kind == "run_finished":
-        status = event.status
-        finished_at = event.at
-        if end_cause is None:
-            end_cause = "final answer" if event.status == "ok" else str(event.error)
+        if first.kind != "run_started":
+            raise EventOrderError(first.run_id, f"a run must begin with run_started, got {first.kind}")
+        run_id, agent, model = first.run_id, first.agent.name, first.agent.model
+        caller_id, parent_run_id, started_at = first.caller_id, first.parent_run_id, first.at
+        status: SummaryStatus = "running"
+        finished_at: datetime | None = None
+        steps = input_tokens = output_tokens = 0
+        end_cause: str | None = None
+        rest = events[1:]
+    else:
+        run_id, agent, model = summary.run_id, summary.agent, summary.model
+        caller_id, parent_run_id, started_at = summary.caller_id, summary.parent_run_id, summary.started_at
+        status, finished_at, end_cause = summary.status, summary.finished_at, summary.end_cause
+        steps, input_tokens, output_tokens = summary.steps, summary.input_tokens, summary.output_tokens
+        rest = events
+    for event in rest:
+        if event.kind == "model_requested":
+            steps = event.step
+        elif event.kind == "model_responded":
+            input_tokens += event.usage.input_tokens
+            output_tokens += event.usage.output_tokens
+        elif event.kind == "run_cancelled":
+            end_cause = f"{event.cause}: {event.detail}" if event.detail else event.cause
+        elif event.kind == "run_finished":
+            status = event.status
+            finished_at = event.at
+            if end_cause is None:
+                end_cause = "final answer" if event.status == "ok" else str(event.error)
+    last = events[-1]
     # Spelled out rather than dataclasses.replace, which costs more than the rest of an append
     # to the in-memory store.
     return RunSummary(
-        run_id=summary.run_id,
-        agent=summary.agent,
-        model=summary.model,
-        caller_id=summary.caller_id,
-        parent_run_id=summary.parent_run_id,
+        run_id=run_id,
+        agent=agent,
+        model=model,
+        caller_id=caller_id,
+        parent_run_id=parent_run_id,
         status=status,
-        started_at=summary.started_at,
+        started_at=started_at,
         finished_at=finished_at,
         steps=steps,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         end_cause=end_cause,
-        last_seq=event.seq,
-        last_event_at=event.at,
+        last_seq=last.seq,
+        last_event_at=last.at,
         head_hash=head_hash,
     )
 
@@ -401,13 +414,12 @@ class MemoryStore(LeasesThrough):
         # (copying it would make every append, and so a long run, cost O(run length)).
         previous = self._hashes[run_id][-1] if log else GENESIS_HASH
         new_hashes: list[str] = []
-        summary = self._summaries.get(run_id)
         for event in events:
             previous = chain_hash(previous, event_json(event))
             new_hashes.append(previous)
-            summary = summarize(summary, event, previous)
-        if not events or summary is None:
+        if not events:
             return
+        summary = summarize_batch(self._summaries.get(run_id), events, previous)
         if run_id not in self._events:
             self._order.append(run_id)
             self._events[run_id] = []

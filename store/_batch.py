@@ -36,9 +36,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from executus import LeaseLostError, StoreError, StoreUnavailableError
+from executus._store import summarize_batch
 from executus.events import Event, EventOrderError
 from executus.storage import (
     GENESIS_HASH,
@@ -48,10 +49,9 @@ from executus.storage import (
     chain_hash,
     check_batch,
     event_json_and_body,
-    summarize,
 )
 from store._engine import display_url
-from store._hot import AppendTransaction, RaceLost
+from store._hot import AppendTransaction, EventRow, RaceLost
 from store._ledger import seal_if_due
 from store._session import AppendConnection, TransientFailure
 from store._settings import WriterSettings
@@ -238,7 +238,7 @@ class GroupCommitter:
         """Write every request that passes its checks; returns the new rows of the runs written."""
         before: dict[str, RunSummary | None] = {}  # each run's row as the transaction found it
         after: dict[str, RunSummary | None] = {}  # ... and as it leaves it
-        rows: list[dict[str, Any]] = []
+        rows: list[EventRow] = []
         fenced = sorted(
             {
                 request.run_id
@@ -300,7 +300,7 @@ class GroupCommitter:
         return committed
 
 
-def _hashed(request: AppendRequest, head: RunSummary | None, rows: list[dict[str, Any]]) -> RunSummary | None:
+def _hashed(request: AppendRequest, head: RunSummary | None, rows: list[EventRow]) -> RunSummary | None:
     """Check ``request`` against the run's row ``head``, add its rows, return the row after it.
 
     Raises:
@@ -310,30 +310,19 @@ def _hashed(request: AppendRequest, head: RunSummary | None, rows: list[dict[str
     actual = head.last_seq if head is not None else 0
     if actual != expected_seq:
         raise ConcurrencyError(run_id, expected_seq, actual)
+    if not batch:
+        return head
     check_batch(run_id, batch, expected_seq)
-    summary = head
     prev_hash = head.head_hash if head is not None else GENESIS_HASH
-    added: list[dict[str, Any]] = []
+    added: list[EventRow] = []
     for event in batch:
         # The hash covers the full text; the row keeps the body, the envelope is in columns.
         full, body = event_json_and_body(event)
-        digest = chain_hash(prev_hash, full)
-        summary = summarize(summary, event, digest)
-        added.append(
-            {
-                "run_id": run_id,
-                "seq": event.seq,
-                "kind": event.kind,
-                "schema_version": event.schema_version,
-                "at": event.at,
-                "payload": body,
-                "hash": bytes.fromhex(digest),
-            }
-        )
-        prev_hash = digest
+        prev_hash = chain_hash(prev_hash, full)
+        added.append((run_id, event.seq, event.kind, event.schema_version, event.at, body, prev_hash))
+    summary = summarize_batch(head, batch, prev_hash)  # before any row is added: it may raise
     rows.extend(added)
-    if batch:
-        request.final_hash = prev_hash
+    request.final_hash = prev_hash
     return summary
 
 

@@ -11,7 +11,11 @@ machinery:
 - Every statement is a Core construct over ``store._schema``, compiled once for the engine's
   dialect, and its parameters go through the same types' bind processors. The schema stays
   single-sourced, and rows written here read back through SQLAlchemy exactly as if SQLAlchemy
-  had written them (SQLite keeps datetimes as naive UTC text in SQLAlchemy's format).
+  had written them (SQLite keeps datetimes as naive UTC text in SQLAlchemy's format). The
+  exceptions are the statements a group commit runs once per event or per run (the events
+  inserts, the runs rows of ordinary steps, PostgreSQL's arrays): plain SQL over the schema's
+  names, whose values the sessions convert themselves (:func:`sqlite_time`), so that a row
+  costs no mapping and no bind processing.
 - One DB-API connection is held for appends. It comes from the engine's pool, so the engine's
   ``connect`` listener has set it up (SQLite's pragmas and its manual transaction control),
   and an in-memory SQLite database's single shared connection is shared here too. The store
@@ -21,9 +25,12 @@ machinery:
   inserts and the runs-row update in one round trip; the update's row count is checked before
   ``COMMIT`` is sent, in a second. Each events row records its transaction's id (``tx``), which
   lets readers tail the log without appends taking any global lock (``store._sql.read_after``).
-- The runs row is updated only in the columns whose values changed (usually last_seq,
-  last_event_at and head_hash): SQLite rewrites an index's pages when a statement sets its
-  column, even to the same value, and four of the row's indexed columns never change.
+- The runs row is updated only in the columns whose values may change, never in an indexed
+  column that did not: SQLite rewrites an index's pages when a statement sets its column, even
+  to the same value, and four of the row's indexed columns never change. An ordinary step sets
+  the unindexed step columns (:data:`SQLITE_STEP_COLUMNS`; on PostgreSQL, whose HOT update minds
+  only values, :data:`POSTGRES_STEP_COLUMNS`), all of a group's in one statement; a run's first
+  and last appends set what changed.
 
 This module holds the statements and the interface a transaction offers the batch writer
 (``store._batch``); ``store._session`` holds the connection and how a transaction runs on it.
@@ -34,8 +41,9 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
-from typing import Any, Final, cast
+from typing import Any, Final, TypeAlias, cast
 
 from sqlalchemy import BigInteger, Dialect, Integer, String, and_, bindparam, func, insert, select, update
 from sqlalchemy import cast as sql_cast
@@ -50,15 +58,21 @@ from store._schema import UtcDateTime, blobs, events, ledger, runs
 __all__ = [
     "EVENT_COLUMNS",
     "LEDGER_LOCK_KEY",
+    "POSTGRES_INSERT_EVENTS",
     "POSTGRES_INSERT_EVENTS_ARRAYS",
     "POSTGRES_STEP_COLUMNS",
     "POSTGRES_UPDATE_STEPS_ARRAYS",
+    "SQLITE_INSERT_EVENTS",
+    "SQLITE_STEP_COLUMNS",
+    "SQLITE_UPDATE_STEPS",
     "SUMMARY_FIELDS",
     "AppendTransaction",
+    "EventRow",
     "Parameters",
     "RaceLost",
     "Statement",
     "Statements",
+    "sqlite_time",
 ]
 
 SUMMARY_FIELDS: Final = tuple(field.name for field in dataclasses.fields(RunSummary))
@@ -69,6 +83,15 @@ EVENT_COLUMNS: Final = tuple(
 )
 """The events row's columns an insert takes values for (all but the generated ``position``, and
 ``tx``, which PostgreSQL's inserts set to their own transaction's id)."""
+EventRow: TypeAlias = tuple[str, int, str, int, datetime, str, str]
+"""An events row as the batch writer hands it over, in :data:`EVENT_COLUMNS` order: run_id,
+seq, kind, schema_version, at (aware), payload (the body's text), hash (hex). A tuple, not a
+dict: a group commit builds hundreds of them, and each session converts them for its driver."""
+SQLITE_INSERT_EVENTS: Final = (
+    f"INSERT INTO {events.name} ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+"""SQLite: one events row, its values in :data:`EVENT_COLUMNS` order (``at`` as
+:func:`sqlite_time`'s text, ``hash`` as bytes)."""
 _UPDATABLE: Final = tuple(name for name in SUMMARY_FIELDS if name != "run_id")
 _summary_values: Final = attrgetter(*SUMMARY_FIELDS)
 _updatable_values: Final = attrgetter(*_UPDATABLE)
@@ -76,9 +99,11 @@ _updatable_values: Final = attrgetter(*_UPDATABLE)
 _SELECT_RUN: Final = select(*(runs.c[name] for name in SUMMARY_FIELDS)).where(
     runs.c.run_id == bindparam("run_id")
 )
-# inline(): no RETURNING of the generated position, which nothing here reads.
-_INSERT_EVENTS: Final = insert(events).values({name: bindparam(name) for name in EVENT_COLUMNS}).inline()
-_POSTGRES_INSERT_EVENTS: Final = _INSERT_EVENTS.values(tx=func.pg_current_xact_id())
+POSTGRES_INSERT_EVENTS: Final = (
+    f"INSERT INTO {events.name} ({', '.join(EVENT_COLUMNS)}, tx) "
+    f"VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))}, pg_current_xact_id())"
+)
+"""PostgreSQL: one events row, its values in :data:`EVENT_COLUMNS` order (``hash`` as bytes)."""
 _POSTGRES_ARRAY_TYPES: Final = {
     "run_id": "varchar",
     "seq": "integer",
@@ -106,6 +131,16 @@ POSTGRES_STEP_COLUMNS: Final = (
     "head_hash",
 )
 """The runs-row columns an append can change before its run finishes (none of them NULL)."""
+SQLITE_STEP_COLUMNS: Final = tuple(name for name in POSTGRES_STEP_COLUMNS if name != "status")
+"""SQLite: the runs-row columns an ordinary step's append sets; status is left out (it is
+indexed, and SQLite rewrites an index's entry whenever a statement sets its column)."""
+SQLITE_UPDATE_STEPS: Final = (
+    f"UPDATE {runs.name} SET {', '.join(f'{name} = ?' for name in SQLITE_STEP_COLUMNS)}"
+    " WHERE run_id = ? AND last_seq = ?"
+)
+"""SQLite: one run's row after an append that changes only :data:`SQLITE_STEP_COLUMNS`, its
+parameters those columns' values then the run id and the expected last_seq (the guard
+:meth:`Statements.update_run` has). All of a group's go in one ``executemany``."""
 _POSTGRES_STEP_TYPES: Final = ("varchar", "integer", "bigint", "bigint", "integer", "timestamptz", "varchar")
 POSTGRES_UPDATE_STEPS_ARRAYS: Final = (
     f"UPDATE {runs.name} SET "
@@ -223,21 +258,34 @@ def _picker(names: Sequence[str]) -> Callable[[Mapping[str, Any]], Sequence[Any]
     return itemgetter(*names) if names else lambda values: ()
 
 
-def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor | None:
-    """How SQLAlchemy converts a value of ``type_`` for the driver (the type's bind processor).
+def sqlite_time(value: datetime) -> str:
+    """An aware time as SQLite keeps it: :class:`UtcDateTime`'s conversion to naive UTC, then
+    SQLAlchemy's text for it (``2026-01-01 00:00:00.000000``, a test pins the two together).
 
-    One exception, for speed: SQLite's DATETIME processor formats the UTC time field by field
-    through a dict, a third of an append's conversion work; ``isoformat`` writes the same text
-    (``2026-01-01 00:00:00.000000``, a test pins it) after :class:`UtcDateTime`'s own conversion.
+    For speed: SQLAlchemy's DATETIME processor formats the time field by field through a dict,
+    and the conversion makes a naive copy; ``isoformat`` of the aware UTC time writes the same
+    fixed-width text followed by ``+00:00``, which is cut off.
+
+    Raises:
+        ValueError: ``value`` is naive (as :class:`UtcDateTime` does).
     """
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: executus stores only timezone-aware times")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def _sqlite_time_or_none(value: datetime | None) -> str | None:
+    return None if value is None else sqlite_time(value)
+
+
+def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor | None:
+    """How SQLAlchemy converts a value of ``type_`` for the driver (the type's bind processor),
+    except SQLite's times, which :func:`sqlite_time` converts (a third of an append's conversion
+    work went into SQLAlchemy's)."""
     if isinstance(type_, UtcDateTime) and dialect.name == "sqlite":
-        to_utc = type_.process_bind_param
-
-        def sqlite_text(value: Any) -> str | None:
-            utc = to_utc(value, dialect)
-            return None if utc is None else utc.isoformat(" ", "microseconds")
-
-        return sqlite_text
+        return _sqlite_time_or_none
     return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
@@ -248,8 +296,6 @@ class Statements:
         self._dialect = dialect
         self.select_run = Statement(_SELECT_RUN, dialect)
         self.select_hash = Statement(_SELECT_HASH, dialect)
-        postgres = dialect.name == "postgresql"
-        self.insert_events = Statement(_POSTGRES_INSERT_EVENTS if postgres else _INSERT_EVENTS, dialect)
         self._insert_run = Statement(_INSERT_RUN, dialect)
         self.insert_blob = Statement(_INSERT_BLOB[dialect.name], dialect)
         self.insert_seal = Statement(_INSERT_SEAL, dialect)
@@ -304,8 +350,8 @@ class AppendTransaction(ABC):
         """The run's stored summary row, or None if the run does not exist."""
 
     @abstractmethod
-    def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        """Insert events rows, each given by column name (all but ``position``)."""
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        """Insert events rows (all columns but ``position`` and ``tx``)."""
 
     @abstractmethod
     def insert_run(self, summary: RunSummary) -> None:

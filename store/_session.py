@@ -42,15 +42,21 @@ from executus.storage import RunSummary
 from store._engine import one_line, raw_connect, statement_failed
 from store._hot import (
     EVENT_COLUMNS,
+    POSTGRES_INSERT_EVENTS,
     POSTGRES_INSERT_EVENTS_ARRAYS,
     POSTGRES_STEP_COLUMNS,
     POSTGRES_UPDATE_STEPS_ARRAYS,
+    SQLITE_INSERT_EVENTS,
+    SQLITE_STEP_COLUMNS,
+    SQLITE_UPDATE_STEPS,
     SUMMARY_FIELDS,
     AppendTransaction,
+    EventRow,
     Parameters,
     RaceLost,
     Statement,
     Statements,
+    sqlite_time,
 )
 from store._settings import WriterSettings
 
@@ -77,6 +83,11 @@ _POSTGRES_DELETE_QUEUED: Final = "DELETE FROM queue WHERE run_id = ANY(%s)"
 _step_values: Final = attrgetter(*POSTGRES_STEP_COLUMNS)
 _other_values: Final = attrgetter(
     *(name for name in SUMMARY_FIELDS if name not in POSTGRES_STEP_COLUMNS and name != "last_seq")
+)
+_STEP_ARRAYS: Final = ("run_id", "expected_seq", *POSTGRES_STEP_COLUMNS)
+"""The arrays :data:`POSTGRES_UPDATE_STEPS_ARRAYS` takes, in its order."""
+_sqlite_other_values: Final = attrgetter(
+    *(name for name in SUMMARY_FIELDS if name not in SQLITE_STEP_COLUMNS and name != "last_seq")
 )
 
 
@@ -122,10 +133,6 @@ class _Session(AppendTransaction):
     def abort(self) -> None:
         """Make a driver call blocked on this connection fail (called from another thread)."""
 
-    def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        statement = self._statements.insert_events
-        self._cursor.executemany(statement.sql, [statement.parameters(row) for row in rows])
-
     def insert_run(self, summary: RunSummary) -> None:
         statement, parameters = self._statements.insert_run(summary)
         self._cursor.execute(statement.sql, parameters)
@@ -158,7 +165,8 @@ class _Session(AppendTransaction):
 
 
 class _SqliteSession(_Session):
-    """``BEGIN IMMEDIATE``, the statements, ``COMMIT``; one cursor serves them all."""
+    """``BEGIN IMMEDIATE``, the statements, ``COMMIT``; one cursor serves them all. The runs
+    rows of the group's ordinary steps wait for one ``executemany`` just before ``COMMIT``."""
 
     def __init__(
         self,
@@ -171,12 +179,19 @@ class _SqliteSession(_Session):
         self._connection = connection
         self._cursor = connection.cursor()
         self._cursor.execute(f"PRAGMA busy_timeout = {max(1, round(lock_timeout * 1000))}")
+        self._steps: list[tuple[Any, ...]] = []
+        """The parameters of :data:`SQLITE_UPDATE_STEPS` for the transaction's ordinary appends."""
 
     def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
         self.committing = False
+        self._steps.clear()
         self._cursor.execute("BEGIN IMMEDIATE")
         try:
             result = body(self)
+            if self._steps:
+                self._cursor.executemany(SQLITE_UPDATE_STEPS, self._steps)
+                if self._cursor.rowcount != len(self._steps):  # summed over the rows
+                    raise RaceLost
             self.committing = True
             self._cursor.execute("COMMIT")
         except BaseException:
@@ -187,6 +202,15 @@ class _SqliteSession(_Session):
                 self.discard()
             raise
         return result
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        self._cursor.executemany(
+            SQLITE_INSERT_EVENTS,
+            [
+                (run_id, seq, kind, schema_version, sqlite_time(at), payload, bytes.fromhex(digest))
+                for run_id, seq, kind, schema_version, at, payload, digest in rows
+            ],
+        )
 
     def read_run(self, run_id: str) -> RunSummary | None:
         statement = self._statements.select_run
@@ -201,6 +225,20 @@ class _SqliteSession(_Session):
         return None if row is None else bytes(row[0]).hex()
 
     def update_run(self, old: RunSummary, new: RunSummary) -> None:
+        if _sqlite_other_values(old) == _sqlite_other_values(new):
+            self._steps.append(
+                (
+                    new.steps,
+                    new.input_tokens,
+                    new.output_tokens,
+                    new.last_seq,
+                    sqlite_time(new.last_event_at),
+                    new.head_hash,
+                    old.run_id,
+                    old.last_seq,
+                )
+            )
+            return
         statement, parameters = self._statements.update_run(old, new)
         if self._cursor.execute(statement.sql, parameters).rowcount != 1:
             raise RaceLost
@@ -277,25 +315,23 @@ class _PostgresSession(_Session):
             sent.append((cursor, len(parameters)))
         if self._steps:
             cursor = self._update_cursors[len(self._updates)]
-            columns: dict[str, list[Any]] = {"run_id": [], "expected_seq": []}
-            columns.update((name, []) for name in POSTGRES_STEP_COLUMNS)
-            for old, new in self._steps:
-                columns["run_id"].append(old.run_id)
-                columns["expected_seq"].append(old.last_seq)
-                for name, value in zip(POSTGRES_STEP_COLUMNS, _step_values(new), strict=True):
-                    columns[name].append(value)
+            rows = [(old.run_id, old.last_seq, *_step_values(new)) for old, new in self._steps]
+            columns = dict(zip(_STEP_ARRAYS, map(list, zip(*rows, strict=True)), strict=True))
             cursor.execute(POSTGRES_UPDATE_STEPS_ARRAYS, columns)
             sent.append((cursor, len(self._steps)))
         return sent
 
-    def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        if len(rows) <= _FEW_ROWS:  # one run's append: arrays cost more than they save
-            super().insert_events(rows)
-            return
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
         # Times are aware datetimes (the events' own), which psycopg sends as timestamptz: the
         # conversion UtcDateTime would make is not needed.
-        columns = {name: [row[name] for row in rows] for name in EVENT_COLUMNS}
-        self._cursor.execute(POSTGRES_INSERT_EVENTS_ARRAYS, columns)
+        *columns, digests = zip(*rows, strict=True)  # the rows' columns, in EVENT_COLUMNS order
+        columns.append(tuple(map(bytes.fromhex, digests)))
+        if len(rows) <= _FEW_ROWS:  # one run's append: arrays cost more than they save
+            self._cursor.executemany(POSTGRES_INSERT_EVENTS, list(zip(*columns, strict=True)))
+            return
+        self._cursor.execute(
+            POSTGRES_INSERT_EVENTS_ARRAYS, dict(zip(EVENT_COLUMNS, map(list, columns), strict=True))
+        )
 
     def abort(self) -> None:
         # shutdown() on a duplicate of the socket ends the connection for the original too: the

@@ -67,6 +67,8 @@ class ThreadWriter:
         self._waiting: list[_Waiter] = []
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._idle = False
+        """Whether the thread waits for work (only then does a new write need to wake it)."""
         self._closed = False
 
     async def append(
@@ -122,7 +124,7 @@ class ThreadWriter:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
                 self._thread.start()
-            else:
+            elif self._idle:
                 self._wake.notify()
         # Not shielded: cancelling the wait leaves the batch queued (see the module docstring).
         await future
@@ -143,7 +145,9 @@ class ThreadWriter:
         while True:
             with self._wake:
                 while not self._waiting and not self._closed:
+                    self._idle = True
                     self._wake.wait()
+                    self._idle = False
                 if not self._waiting:
                     return
                 group = self._waiting[: self._max_group]

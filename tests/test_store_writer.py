@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from store_events import expected_hashes, hashes_of, run_events, started
 
@@ -309,3 +310,36 @@ def test_a_run_another_store_moved_on_fails_alone_in_its_group(sql_url: str) -> 
         for run_id in ("run-b", "run-c"):
             assert store.read_run(run_id) == logs[run_id]
             assert hashes_of(store, run_id) == expected_hashes(logs[run_id])
+
+
+def test_a_runs_row_moved_behind_the_stores_back_fails_alone_in_its_group(sql_url: str) -> None:
+    """Only the runs-row update's guard on last_seq sees this: the events rows go in (their seqs
+    are free), then the group's updates of ordinary steps (one statement for all) match one row
+    too few, and each batch is tried again on its own."""
+    logs = {run_id: run_events(run_id) for run_id in ("run-a", "run-b", "run-c")}
+
+    async def scenario(store: SqlStore) -> list[BaseException | None]:
+        writer = store.writer()
+        with write_lock_held(sql_url):
+            tasks = await submitted(
+                writer.append("run-b", logs["run-b"][2:4], 2),
+                writer.append("run-a", logs["run-a"][2:4], 2),
+                writer.append("run-c", logs["run-c"][2:4], 2),
+            )
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    with SqlStore(sql_url, settings=QUICK) as store:
+        for run_id, log in logs.items():
+            store.append(run_id, log[:2], 0)
+        with store.engine.begin() as connection:
+            connection.execute(text("UPDATE runs SET last_seq = 3 WHERE run_id = 'run-a'"))
+        outcomes = asyncio.run(scenario(store))
+        assert isinstance(outcomes[1], ConcurrencyError)
+        assert (outcomes[1].expected_seq, outcomes[1].actual_seq) == (2, 3)
+        assert outcomes[0] is None
+        assert outcomes[2] is None
+        assert store.read_run("run-a") == logs["run-a"][:2]
+        for run_id in ("run-b", "run-c"):
+            assert store.read_run(run_id) == logs[run_id][:4]
+            assert store.get_run(run_id).last_seq == 4
+            assert hashes_of(store, run_id) == expected_hashes(logs[run_id][:4])
