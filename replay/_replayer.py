@@ -234,11 +234,20 @@ def _setup_error(recording: Recording) -> ErrorInfo | None:
 
 def _shared(replayed: Sequence[_Event], recorded: Sequence[_Event]) -> tuple[_Event, ...]:
     """The replayed log, holding the recorded object wherever the replay made an equal event, so
-    that an identical replay of a long run holds its log once, not twice."""
-    return tuple(
-        recorded[index] if index < len(recorded) and recorded[index] == event else event
-        for index, event in enumerate(replayed)
-    )
+    that an identical replay of a long run holds its log once, not twice.
+
+    Equal is the same class and the same field values: what pydantic's ``==`` compares for an
+    event (no extra fields, no private attributes), without its generic-model bookkeeping,
+    which was a twentieth of a replay.
+    """
+    shared = []
+    for index, event in enumerate(replayed):
+        if index < len(recorded):
+            original = recorded[index]
+            if type(original) is type(event) and original.__dict__ == event.__dict__:
+                event = original
+        shared.append(event)
+    return tuple(shared)
 
 
 def _check_blobs(events: Sequence[_Event], source: BlobSource | None) -> None:
