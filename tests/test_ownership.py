@@ -70,6 +70,17 @@ def _setup(worker_id: str = "worker-a") -> tuple[VirtualClock, MemoryStore, Exec
     return clock, store, Executor(store, clock=clock, ids=SequentialIds(), worker_id=worker_id, lease_ttl=30)
 
 
+async def _hand_over_once_both_tools_run(executor: Executor, agent: Agent) -> None:
+    """Run ``agent`` (it calls fetch and transfer at once) until both tools are running, then
+    stop it there as a worker shutting down does: the run is left for another worker."""
+    task = asyncio.ensure_future(executor.run(agent, None, "pay"))
+    while len(TRANSFERS) + len(FETCHES) < 2:  # noqa: ASYNC110
+        await asyncio.sleep(0.5)
+    executor._active["run-0001"].hand_over()
+    with pytest.raises(Exception, match="handed over"):
+        await task
+
+
 async def _until(store: MemoryStore, run_id: str, kind: str) -> None:
     while not store.list_runs() or kind not in [event.kind for event in store.read_run(run_id)]:  # noqa: ASYNC110
         await asyncio.sleep(0.5)
@@ -149,16 +160,7 @@ def test_recovery_reruns_an_idempotent_tool_in_flight_and_answers_the_other_inte
     clock, store, executor = _setup()
     model = ScriptedModel([[call("fetch", url="a"), call("transfer", amount=5)], "done"])
     agent = Agent("payer", model, tools=[fetch, transfer])
-
-    async def die() -> None:
-        task = asyncio.ensure_future(executor.run(agent, None, "pay"))
-        while len(TRANSFERS) + len(FETCHES) < 2:  # noqa: ASYNC110
-            await asyncio.sleep(0.5)
-        executor._active["run-0001"].hand_over()
-        with pytest.raises(Exception, match="handed over"):
-            await task
-
-    clock.run(die())
+    clock.run(_hand_over_once_both_tools_run(executor, agent))
     recovering = Executor(store, clock=clock, worker_id="worker-b")
     after = Agent("payer", ScriptedModel(["done"]), tools=[fetch, transfer])
     result = clock.run(recovering.resume("run-0001", after))
@@ -235,16 +237,7 @@ def test_a_cancel_waiting_for_the_takeover_ends_the_run_before_any_model_call_or
         ScriptedModel([[call("fetch", url="a"), call("transfer", amount=5)]]),
         tools=[fetch, transfer],
     )
-
-    async def die() -> None:
-        task = asyncio.ensure_future(executor.run(agent, None, "pay"))
-        while len(TRANSFERS) + len(FETCHES) < 2:  # noqa: ASYNC110
-            await asyncio.sleep(0.5)
-        executor._active["run-0001"].hand_over()
-        with pytest.raises(Exception, match="handed over"):
-            await task
-
-    clock.run(die())
+    clock.run(_hand_over_once_both_tools_run(executor, agent))
     store.request_cancel("run-0001", "the customer changed their mind")
     recovering = Executor(store, clock=clock, worker_id="worker-b")
     model = ScriptedModel(["never asked"])
