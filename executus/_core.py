@@ -587,9 +587,7 @@ def _calls_to_rerun(run: RunState, input: RunResumeRequested) -> list[ToolCall]:
     idempotent = run.agent.idempotent_tools
     if not idempotent or input.setup_error is not None or input.cancelled is not None:
         return []
-    if run.kill_reason is not None:
-        return []
-    if decided_outcome(run) is not None:
+    if run.kill_reason is not None or decided_outcome(run) is not None:
         return []
     return [
         call for call in unanswered_calls(run) if call.id in run.pending_tools and call.name in idempotent
