@@ -6,6 +6,7 @@ Each recorded run then replays identically from SQLite and from a cassette, serv
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -218,6 +219,9 @@ def test_the_critic_kills_a_run_backing_off(provider: Provider, db: SqlStore, tm
         "model_attempt_failed  step 1: attempt 3 failed, 429 (rate limited); retrying in 5m00s"
         in shown.output
     )
+    # The kind column is as wide as the longest kind shown: every summary starts in one column.
+    summary_columns = {len(m.group(1)) for m in re.finditer(r"^( *\d+ +\+\S+ +\w+ +)\S", shown.output, re.M)}
+    assert len(summary_columns) == 1, shown.output
     why = CliRunner().invoke(cli, ["--db", url, "why", result.run_id])
     assert why.exit_code == 0, why.output
     assert "then the critic killed the run while it waited to retry." in why.output

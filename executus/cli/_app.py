@@ -31,6 +31,7 @@ from executus.cli._options import (
 )
 from executus.cli._otel import otel_group
 from executus.cli._render import (
+    KIND_WIDTH,
     RUN_COLUMNS,
     Cell,
     Output,
@@ -278,13 +279,15 @@ def _print_events(
     run's owner is gone (nobody writes more until a worker takes it over). True if finished."""
     events = event_store.read_run(run_id)
     started_at, previous_at, last_seq = events[0].at, None, 0
+    kind_width = KIND_WIDTH
     while True:
         if as_json:
             for event in events:
                 output.json(encode_event(event), indent=None)
         else:
+            kind_width = max(kind_width, *(len(event.kind) for event in events), 0)
             for item in timeline(events, started_at, previous_at, gap):
-                output.timeline_item(item)
+                output.timeline_item(item, kind_width)
         if events:
             previous_at, last_seq = events[-1].at, events[-1].seq
             if isinstance(events[-1], RunFinished):

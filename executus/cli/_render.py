@@ -42,6 +42,8 @@ _STATUS_TONES: Final[dict[str, str]] = {
     "cancelled": "warn",
     "running": "accent",
 }
+KIND_WIDTH: Final = 17
+"""The width of a timeline's kind column: every kind's but the longest few, which widen it."""
 RUN_COLUMNS: Final = ("RUN", "AGENT", "STATUS", "TOKENS", "STARTED UTC", "TOOK", "END CAUSE")
 """Steps and the rest are in ``runs --json`` and ``show``: the table fits 80 columns."""
 PLAIN_WIDTH: Final = 80
@@ -186,8 +188,9 @@ class Output:
             ]
             echo("  ".join(padded).rstrip())
 
-    def timeline_item(self, item: TimelineEntry | IdleGap) -> None:
-        """Print one timeline line: an event, or a highlighted idle gap."""
+    def timeline_item(self, item: TimelineEntry | IdleGap, kind_width: int = KIND_WIDTH) -> None:
+        """Print one timeline line: an event, or a highlighted idle gap; the event's kind is
+        padded to ``kind_width`` (the longest kind shown so far), so the summaries line up."""
         if isinstance(item, IdleGap):
             self.line(f"{'':>4}  {'':>8}  ⋯ idle {format_duration(item.seconds)} ⋯", "warn")
             return
@@ -196,7 +199,7 @@ class Output:
         cells = [
             Cell(f"{event.seq:>4}", "quiet"),
             Cell(f"{relative_time(item.offset):>8}", "quiet"),
-            Cell(f"{event.kind:<17}", kind_tone),
+            Cell(event.kind.ljust(kind_width), kind_tone),
             Cell(terminal_text(item.summary), item.tone),
         ]
         if self.styled:
