@@ -76,7 +76,7 @@ from executus._inputs import (
     reply_input,
 )
 from executus._leases import Lease
-from executus._messages import Image, ImagePart, ModelRequest, ModelResponse, ToolCall, UserMessage
+from executus._messages import Image, ImagePart, ModelRequest, ModelResponse, ToolCall, ToolSpec, UserMessage
 from executus._model import Model, ModelResolver, StreamingModel
 from executus._ownership import HandedOverError, Heartbeat, Takeover
 from executus._recorder import Recorder
@@ -166,6 +166,8 @@ class RunDriver:
         self.inbox: asyncio.Queue[_InboxItem] = asyncio.Queue()
         self.timer = WatchdogTimer(self.clock, self._timer_fired, f"executus-watchdog-{run_id}")
         self.tools: dict[str, Tool] = {}
+        self.tool_specs: tuple[ToolSpec, ...] = ()
+        """The tools' schemas, sorted by name: fixed once the run is set up, sent every step."""
         self.images: dict[str, bytes] = {}
         self.model: Model | None = None
         self.session: Session | None = None
@@ -334,6 +336,8 @@ class RunDriver:
         except Exception as error:
             logger.warning("run %s could not be set up: %s", self.run_id, error)
             return error_info(error)
+        finally:
+            self.tool_specs = tuple(self.tools[name].spec() for name in sorted(self.tools))
         return None
 
     def _spec(self) -> AgentSpec:
@@ -342,7 +346,7 @@ class RunDriver:
             name=agent.name,
             model=agent.model_name,
             system_prompt=clean_text(agent.system_prompt),
-            tools=tuple(self.tools[name].spec() for name in sorted(self.tools)),
+            tools=self.tool_specs,
             max_iterations=agent.max_iterations,
             max_runtime=agent.max_runtime,
             parallel_tool_calls=agent.parallel_tool_calls,
@@ -451,7 +455,7 @@ class RunDriver:
         assert self.model is not None
         request = ModelRequest(
             messages=effect.messages,
-            tools=tuple(self.tools[name].spec() for name in sorted(self.tools)),
+            tools=self.tool_specs,
             images=dict(self.images),
             step=effect.step,
             settings=self.agent.model_settings,
