@@ -50,11 +50,11 @@ from executus.cli._transfer import db_group, export_command, import_command
 from executus.cli._work import (
     cancel_command,
     owner_gone,
-    owner_working,
     owners_gone,
     pending_rows,
     print_pending,
     resume_command,
+    run_owner,
     submit_command,
     worker_command,
 )
@@ -317,8 +317,7 @@ def why(settings: Settings, run: str, as_json: bool) -> None:
         run_id = resolve_run_id(event_store, run)
         explanation = explain(event_store.read_run(run_id), now=settings.now())
         running = explanation.status == "running"
-        gone = owner_gone(event_store, run_id, settings.now()) if running else None
-        working = owner_working(event_store, run_id) if running else None
+        gone, working = run_owner(event_store, run_id, settings.now()) if running else (None, None)
     output = Output()
     if as_json:
         output.json(

@@ -40,10 +40,10 @@ from executus.cli._terminal import echo
 __all__ = [
     "cancel_command",
     "owner_gone",
-    "owner_working",
     "owners_gone",
     "pending_rows",
     "resume_command",
+    "run_owner",
     "submit_command",
     "worker_command",
 ]
@@ -340,32 +340,33 @@ def _lease(event_store: BrowsableStore, run_id: str) -> LeaseInfo | None:
     return info
 
 
-def owner_gone(event_store: BrowsableStore, run_id: str, now: datetime) -> str | None:
-    """One line saying the run's owner is gone (its lease expired, and nobody took it over),
-    or None while an owner holds it, or when the store keeps no leases."""
+def run_owner(event_store: BrowsableStore, run_id: str, now: datetime) -> tuple[str | None, str | None]:
+    """What to say of an unfinished run's owner, from one read of its lease: ``(gone, working)``,
+    one line each, at most one of them set (neither when the store keeps no leases, or the run
+    has none)."""
     info = _lease(event_store, run_id)
-    if info is None or info.live:
-        return None
+    if info is None:
+        return None, None
     assert info.expires_at is not None
+    if info.live:
+        working = (
+            f"worker {info.owner} holds its lease until {format_timestamp(info.expires_at)} UTC, renewing "
+            "it while it works (if that worker died, the run is recovered once the lease runs out)"
+        )
+        return None, working
     ago = max(0.0, (now - info.expires_at).total_seconds())
-    return (
+    gone = (
         f"its owner {info.owner} is gone: the lease expired at {format_timestamp(info.expires_at)} UTC "
         f"({ago:.0f}s ago) and no worker has taken the run over yet; `executus worker` recovers it, "
         f"or `executus resume {short_id(run_id)} --agent MODULE:ATTR`"
     )
+    return gone, None
 
 
-def owner_working(event_store: BrowsableStore, run_id: str) -> str | None:
-    """One line saying which worker holds the run's lease, and until when, or None when nobody
-    does (or the store keeps no leases)."""
-    info = _lease(event_store, run_id)
-    if info is None or not info.live:
-        return None
-    assert info.expires_at is not None
-    return (
-        f"worker {info.owner} holds its lease until {format_timestamp(info.expires_at)} UTC, renewing "
-        "it while it works (if that worker died, the run is recovered once the lease runs out)"
-    )
+def owner_gone(event_store: BrowsableStore, run_id: str, now: datetime) -> str | None:
+    """One line saying the run's owner is gone (its lease expired, and nobody took it over),
+    or None while an owner holds it, or when the store keeps no leases."""
+    return run_owner(event_store, run_id, now)[0]
 
 
 def owners_gone(
