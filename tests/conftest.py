@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from _pgserver import PostgresUnavailable, ThrowawayPostgres, postgres_url_for_tests
+from _providers import ANTHROPIC, OPENAI, Provider
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -176,3 +177,18 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with open_store(f"sqlite:///{path}") as opened:
         record_demo(opened, VirtualClock(DEMO_START), SequentialIds("demo-"))
     return path
+
+
+@pytest.fixture(params=[OPENAI, ANTHROPIC], ids=lambda provider: provider.name)
+def provider(request: pytest.FixtureRequest) -> Provider:
+    """Each model API a loopback test speaks, in turn."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def db(sqlite_template: Path, tmp_path: Path) -> Iterator[SqlStore]:
+    """A fresh SQLite store for one loopback test (a module may define its own ``db``)."""
+    shutil.copyfile(sqlite_template, tmp_path / "runs.db")
+    store = SqlStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    yield store
+    store.close()

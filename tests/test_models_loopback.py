@@ -7,11 +7,8 @@ import asyncio
 import base64
 import contextlib
 import json
-import shutil
 import socket
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,17 +17,15 @@ from _loopback import (
     LoopbackServer,
     Reply,
     Scripted,
-    anthropic_error,
-    anthropic_message,
     anthropic_stream,
     hang,
     json_reply,
     openai_completion,
-    openai_error,
     openai_stream,
     raw_reply,
     sse_reply,
 )
+from _providers import ANTHROPIC, KEY, OPENAI, Provider
 
 from executus import (
     Agent,
@@ -51,10 +46,9 @@ from executus import (
     UserMessage,
     tool,
 )
-from executus.models import AnthropicModel, ChatAdapter, OpenAIModel, StreamFinished, TextDelta
+from executus.models import StreamFinished, TextDelta
 from store import SqlStore
 
-KEY = "sk-loopback-secret-0123456789"
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489")
 
 
@@ -70,59 +64,9 @@ def mul(x: int, y: int) -> int:
     return x * y
 
 
-@dataclass(frozen=True)
-class Provider:
-    """One API: how to make its adapter and write its replies."""
-
-    name: str
-    path: str
-    make: Callable[[str], ChatAdapter]
-    whole: Callable[[Scripted], dict[str, Any]]
-    stream: Callable[[Scripted], list[str]]
-    error: Callable[..., Reply]
-    rate_limit_type: str
-    finish_reasons: tuple[str, str]
-    """The finish reason of a text reply and of a tool-call reply."""
-
-
-OPENAI = Provider(
-    "openai",
-    "/v1/chat/completions",
-    lambda url: OpenAIModel("gpt-4.1-mini", api_key=KEY, base_url=url + "/v1"),
-    openai_completion,
-    openai_stream,
-    openai_error,
-    "rate_limit_exceeded",
-    ("stop", "tool_calls"),
-)
-ANTHROPIC = Provider(
-    "anthropic",
-    "/v1/messages",
-    lambda url: AnthropicModel("claude-sonnet-4-5", api_key=KEY, base_url=url),
-    anthropic_message,
-    anthropic_stream,
-    anthropic_error,
-    "rate_limit_error",
-    ("end_turn", "tool_use"),
-)
-
-
-@pytest.fixture(params=[OPENAI, ANTHROPIC], ids=lambda provider: provider.name)
-def provider(request: pytest.FixtureRequest) -> Provider:
-    return request.param  # type: ignore[no-any-return]
-
-
 @pytest.fixture(params=[False, True], ids=["whole", "streamed"])
 def streamed(request: pytest.FixtureRequest) -> bool:
     return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def db(sqlite_template: Path, tmp_path: Path) -> Iterator[SqlStore]:
-    shutil.copyfile(sqlite_template, tmp_path / "runs.db")
-    store = SqlStore(f"sqlite:///{tmp_path / 'runs.db'}")
-    yield store
-    store.close()
 
 
 def reply(provider: Provider, scripted: Scripted, streamed: bool) -> Reply:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,14 +49,6 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 def add(a: int, b: int) -> int:
     """Add two numbers."""
     return a + b
-
-
-@pytest.fixture
-def db(sqlite_template: Path, tmp_path: Path) -> Iterator[SqlStore]:
-    shutil.copyfile(sqlite_template, tmp_path / "runs.db")
-    store = SqlStore(f"sqlite:///{tmp_path / 'runs.db'}")
-    yield store
-    store.close()
 
 
 @pytest.fixture

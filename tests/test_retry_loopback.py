@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from _loopback import LoopbackServer, Reply, Scripted, hang, json_reply, sse_reply
+from _providers import Provider
 from click.testing import CliRunner
-from test_models_loopback import ANTHROPIC, OPENAI, Provider
 
 from executus import (
     Agent,
@@ -41,19 +39,6 @@ from store import SqlStore
 
 START = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(attempts=3, base_delay=2.0, max_delay=8.0, jitter=0.0)
-
-
-@pytest.fixture(params=[OPENAI, ANTHROPIC], ids=lambda provider: provider.name)
-def provider(request: pytest.FixtureRequest) -> Provider:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def db(sqlite_template: Path, tmp_path: Path) -> Iterator[SqlStore]:
-    shutil.copyfile(sqlite_template, tmp_path / "runs.db")
-    store = SqlStore(f"sqlite:///{tmp_path / 'runs.db'}")
-    yield store
-    store.close()
 
 
 During = Callable[[LoopbackServer, Cancellation], Awaitable[None]]

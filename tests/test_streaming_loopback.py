@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from _loopback import (
     sse_reply,
     write_agent_module,
 )
-from test_models_loopback import ANTHROPIC, KEY, OPENAI, Provider, add, mul
+from _providers import ANTHROPIC, KEY, Provider
+from test_models_loopback import add, mul
 
 from executus import (
     Agent,
@@ -55,19 +56,6 @@ from store import SqlStore
 
 LONG = "".join(f"Sentence {number} of a long streamed answer. " for number in range(80))
 """About 3,000 characters: 750 deltas of four characters each on the wire."""
-
-
-@pytest.fixture(params=[OPENAI, ANTHROPIC], ids=lambda provider: provider.name)
-def provider(request: pytest.FixtureRequest) -> Provider:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def db(sqlite_template: Path, tmp_path: Path) -> Iterator[SqlStore]:
-    shutil.copyfile(sqlite_template, tmp_path / "runs.db")
-    store = SqlStore(f"sqlite:///{tmp_path / 'runs.db'}")
-    yield store
-    store.close()
 
 
 def stream(provider: Provider, scripted: Scripted, **options: Any) -> Reply:
