@@ -31,7 +31,7 @@ from typing import Any
 from bench._config import Config
 from bench._pg import Postgres
 from bench._report import Report, Row
-from bench._streamed import anthropic_events, canned_streamed_calls, openai_events, streamed_calls
+from bench._streamed import Calls, anthropic_events, canned_streamed_calls, openai_events, streamed_calls
 from bench._timing import Measured, interleave
 from executus import (
     AssistantMessage,
@@ -185,6 +185,26 @@ def _per_call(
     return lambda: runner.run(repeat())
 
 
+def _on_both_clocks(
+    runner: asyncio.Runner, made: Calls, names: tuple[str, str], calls: int, config: Config
+) -> dict[str, Measured]:
+    """Warm the SDK's and executus's call up (the first connects), time ``calls`` calls of each,
+    interleaved, in wall and CPU time (keys ``"wall:NAME"``, ``"cpu:NAME"``), then close."""
+    direct, ours, close = made
+    runner.run(direct())
+    runner.run(ours())
+    results = interleave(
+        {
+            f"{clock}:{name}": _per_call(runner, call, calls, timer)
+            for clock, timer in (("wall", time.perf_counter), ("cpu", time.process_time))
+            for name, call in zip(names, (direct, ours), strict=True)
+        },
+        config.repetitions,
+    )
+    runner.run(close())
+    return results
+
+
 def run(report: Report, config: Config, postgres: Postgres | None, postgres_reason: str) -> None:
     """Measure case 7 for each adapter whose SDK is installed."""
     missing = [name for name in ("aiohttp", "openai", "anthropic") if importlib.util.find_spec(name) is None]
@@ -196,21 +216,11 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
     with _Server() as server, asyncio.Runner() as runner:
         url = f"http://127.0.0.1:{server.port}"
         canned = {"OpenAI": _canned_openai(), "Anthropic": _canned_anthropic()}
-        for provider, (direct, adapter, close) in {
+        for provider, made in {
             "OpenAI": runner.run(_openai(url)),
             "Anthropic": runner.run(_anthropic(url)),
         }.items():
-            runner.run(direct())  # connect, and warm both paths up
-            runner.run(adapter())
-            results = interleave(
-                {
-                    f"{clock}:{variant}": _per_call(runner, call, calls, timer)
-                    for clock, timer in (("wall", time.perf_counter), ("cpu", time.process_time))
-                    for variant, call in (("direct", direct), ("adapter", adapter))
-                },
-                config.repetitions,
-            )
-            runner.run(close())
+            results = _on_both_clocks(runner, made, ("direct", "adapter"), calls, config)
             for clock in ("cpu", "wall"):
                 _report(
                     report, provider, clock, results[f"{clock}:direct"], results[f"{clock}:adapter"], calls
@@ -230,18 +240,8 @@ def _streamed(
     report: Report, config: Config, runner: asyncio.Runner, provider: str, url: str, calls: int
 ) -> None:
     """The streamed path's overhead per step (see :mod:`bench._streamed`)."""
-    direct, ours, close = streamed_calls(provider, url, _request(), KEY)
-    runner.run(direct())  # connect, and warm both paths up
-    runner.run(ours())
-    results = interleave(
-        {
-            f"{clock}:{variant}": _per_call(runner, call, calls, timer)
-            for clock, timer in (("wall", time.perf_counter), ("cpu", time.process_time))
-            for variant, call in (("direct", direct), ("executus", ours))
-        },
-        config.repetitions,
-    )
-    runner.run(close())
+    made = streamed_calls(provider, url, _request(), KEY)
+    results = _on_both_clocks(runner, made, ("direct", "executus"), calls, config)
     for clock in ("cpu", "wall"):
         sdk, executus = results[f"{clock}:direct"], results[f"{clock}:executus"]
         unit = f"ms/step {clock}"
@@ -280,9 +280,6 @@ def _report(report: Report, provider: str, clock: str, sdk: Measured, ours: Meas
     report.add(Row(CASE, f"executus {provider} adapter", ours.median, unit, ratio, "SDK directly", note))
     overhead = ours.median - sdk.median
     report.add(Row(CASE, f"{provider} adapter overhead", overhead, unit, note=f"{calls} calls a figure"))
-
-
-Calls = tuple[Callable[[], Awaitable[object]], Callable[[], Awaitable[object]], Callable[[], Awaitable[None]]]
 
 
 async def _openai(url: str) -> Calls:
