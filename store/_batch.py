@@ -38,12 +38,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from executus import LeaseLostError, StoreError, StoreUnavailableError
+from executus import LeaseHeldError, LeaseLostError, StoreError, StoreUnavailableError
 from executus._store import summarize_batch
 from executus.events import Event, EventOrderError
 from executus.storage import (
     GENESIS_HASH,
     ConcurrencyError,
+    Lease,
     RunSummary,
     SealPolicy,
     chain_hash,
@@ -56,7 +57,7 @@ from store._ledger import seal_if_due
 from store._session import AppendConnection, TransientFailure
 from store._settings import WriterSettings
 
-__all__ = ["AppendRequest", "BlobRequest", "GroupCommitter", "Request"]
+__all__ = ["AcquireRequest", "AppendRequest", "BlobRequest", "GroupCommitter", "ReleaseRequest", "Request"]
 
 _MAX_CACHED_HEADS: Final = 4096
 _RUNS_NAMED: Final = 3
@@ -89,7 +90,28 @@ class BlobRequest:
     error: BaseException | None = None
 
 
-Request = AppendRequest | BlobRequest
+@dataclass(slots=True, eq=False)
+class AcquireRequest:
+    """One run's lease to take (:meth:`executus.storage.RunLeases.acquire`)."""
+
+    run_id: str
+    owner: str
+    ttl: float
+    force: bool = False
+    lease: Lease | None = None
+    """The lease taken, once committed."""
+    error: BaseException | None = None
+
+
+@dataclass(slots=True, eq=False)
+class ReleaseRequest:
+    """One lease to give up (:meth:`executus.storage.RunLeases.release`)."""
+
+    lease: Lease
+    error: BaseException | None = None
+
+
+Request = AppendRequest | BlobRequest | AcquireRequest | ReleaseRequest
 
 
 class GroupCommitter:
@@ -189,8 +211,8 @@ class GroupCommitter:
         if isinstance(request, AppendRequest):
             actual = self._read_last_seq(request.run_id)
             request.error = ConcurrencyError(request.run_id, request.expected_seq, actual)
-        else:
-            request.error = StoreError(f"storing blob {request.sha256} in {display_url(self._url)} failed")
+        else:  # an upsert or a conditional update: nothing for another writer to race
+            request.error = StoreError(f"{_doing([request])} in {display_url(self._url)} failed")
 
     def _give_up(
         self, requests: Sequence[Request], failure: TransientFailure, attempts: int, elapsed: float
@@ -200,10 +222,10 @@ class GroupCommitter:
             f"(retry window {self._settings.retry_window:g}s)"
         )
         for request in requests:
-            if isinstance(request, BlobRequest):
+            if not isinstance(request, AppendRequest):
                 request.error = StoreUnavailableError(
-                    f"gave up storing blob {request.sha256} in {display_url(self._url)} after {tried}: "
-                    f"{failure.cause}"
+                    f"gave up {_doing([request])} in {display_url(self._url)} after {tried}: {failure.cause}",
+                    _run_of(request),
                 )
                 continue
             unknown = request.uncertain
@@ -235,7 +257,12 @@ class GroupCommitter:
             self._heads[run_id] = head
 
     def _write(self, transaction: AppendTransaction, requests: Sequence[Request]) -> dict[str, RunSummary]:
-        """Write every request that passes its checks; returns the new rows of the runs written."""
+        """Write every request that passes its checks; returns the new rows of the runs written.
+
+        Leases taken come first and leases released last: whatever the order they arrived in,
+        an acquire and a fenced append of one run in one group then commit as if the acquire
+        came first (the append is checked against the new epoch), and a release sees a run whose
+        final append is in the same group as finished."""
         before: dict[str, RunSummary | None] = {}  # each run's row as the transaction found it
         after: dict[str, RunSummary | None] = {}  # ... and as it leaves it
         rows: list[EventRow] = []
@@ -246,8 +273,11 @@ class GroupCommitter:
                 if isinstance(request, AppendRequest) and request.epoch is not None
             }
         )
+        self._acquire(transaction, [request for request in requests if isinstance(request, AcquireRequest)])
         epochs = transaction.read_epochs(fenced) if fenced else {}
         for request in requests:
+            if isinstance(request, AcquireRequest | ReleaseRequest):  # taken above, released below
+                continue
             request.error = None
             if isinstance(request, BlobRequest):
                 transaction.insert_blob(request.sha256, request.media_type, request.data)
@@ -290,7 +320,26 @@ class GroupCommitter:
             written[run_id] = head
         if started:  # a queued run leaves the queue with its run_started
             transaction.delete_queued(started)
+        released = [request.lease for request in requests if isinstance(request, ReleaseRequest)]
+        if released:
+            transaction.release_leases([(lease.run_id, lease.epoch) for lease in released])
         return written
+
+    @staticmethod
+    def _acquire(transaction: AppendTransaction, acquires: Sequence[AcquireRequest]) -> None:
+        """Take the leases ``acquires`` ask for; one another owner holds gets its LeaseHeldError."""
+        if not acquires:
+            return
+        taken = transaction.acquire_leases(
+            [(request.run_id, request.owner, request.ttl, request.force) for request in acquires]
+        )
+        for request, lease in zip(acquires, taken, strict=True):
+            request.error = request.lease = None
+            if lease is None:
+                owner, expires_at = transaction.lease_holder(request.run_id)
+                request.error = LeaseHeldError(request.run_id, owner or "", expires_at)
+            else:
+                request.lease = Lease(request.run_id, request.owner, *lease)
 
     @staticmethod
     def _was_committed(transaction: AppendTransaction, request: AppendRequest) -> bool:
@@ -326,17 +375,26 @@ def _hashed(request: AppendRequest, head: RunSummary | None, rows: list[EventRow
     return summary
 
 
+def _run_of(request: Request) -> str | None:
+    if isinstance(request, AppendRequest | AcquireRequest):
+        return request.run_id
+    return request.lease.run_id if isinstance(request, ReleaseRequest) else None
+
+
 def _doing(requests: Sequence[Request]) -> str:
     """What a group does, for messages: 'appending to run a', 'appending to runs a, b, c and 7 more'."""
-    run_ids = list(
-        dict.fromkeys(request.run_id for request in requests if isinstance(request, AppendRequest))
-    )
     blobs = sum(isinstance(request, BlobRequest) for request in requests)
     parts = []
-    if run_ids:
-        named = ", ".join(run_ids[:_RUNS_NAMED])
-        more = f" and {len(run_ids) - _RUNS_NAMED} more" if len(run_ids) > _RUNS_NAMED else ""
-        parts.append(f"appending to run{'s' if len(run_ids) > 1 else ''} {named}{more}")
+    for verb, kind in (
+        ("appending to", AppendRequest),
+        ("acquiring", AcquireRequest),
+        ("releasing", ReleaseRequest),
+    ):
+        run_ids = list(dict.fromkeys(_run_of(request) for request in requests if isinstance(request, kind)))
+        if run_ids:
+            named = ", ".join(map(str, run_ids[:_RUNS_NAMED]))
+            more = f" and {len(run_ids) - _RUNS_NAMED} more" if len(run_ids) > _RUNS_NAMED else ""
+            parts.append(f"{verb} run{'s' if len(run_ids) > 1 else ''} {named}{more}")
     if blobs:
         parts.append(f"storing {blobs} blob{'s' if blobs > 1 else ''}")
     return " and ".join(parts)

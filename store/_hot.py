@@ -50,9 +50,11 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeEngine
 
 from executus.storage import RunSummary
+from store._leases import lease_statements
 from store._schema import UtcDateTime, blobs, events, ledger, runs
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "SUMMARY_FIELDS",
     "AppendTransaction",
     "EventRow",
+    "LeaseAcquire",
     "Parameters",
     "RaceLost",
     "Statement",
@@ -194,6 +197,8 @@ _INSERT_SEAL: Final = insert(ledger).from_select(
     ),
 )
 
+LeaseAcquire: TypeAlias = tuple[str, str, float, bool]
+"""A lease to take: run id, owner, seconds to live, whether to take it even from a live owner."""
 Parameters = list[Any] | dict[str, Any]
 """A statement's parameters, converted for the driver, in the dialect's paramstyle."""
 _Processor = Callable[[Any], Any]
@@ -227,10 +232,10 @@ class Statement:
         # Values the construct carries itself (the ledger lock's key).
         self._fixed = {name: bind.value for name, bind in binds.items() if not bind.required}
         self._columns: tuple[tuple[str, _Processor | None], ...] = ()
-        if isinstance(statement, Select):
+        if isinstance(statement, Select | UpdateBase):  # a select's columns, or what DML returns
             self._columns = tuple(
                 (column.name, column.type.dialect_impl(dialect).result_processor(dialect, None))
-                for column in statement.selected_columns
+                for column in statement.exported_columns
             )
 
     def parameters(self, values: Mapping[str, Any] = _NO_VALUES) -> Parameters:
@@ -243,7 +248,8 @@ class Statement:
         return converted if self._positional else dict(zip(self._names, converted, strict=True))
 
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
-        """A result row of this ``select`` by column name, converted as SQLAlchemy would."""
+        """A result row of this ``select`` (or of what it returns) by column name, converted as
+        SQLAlchemy would."""
         return {
             name: value if process is None else process(value)
             for (name, process), value in zip(self._columns, values, strict=True)
@@ -294,12 +300,17 @@ class Statements:
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
+        self.dialect_name: str = dialect.name
         self.select_run = Statement(_SELECT_RUN, dialect)
         self.select_hash = Statement(_SELECT_HASH, dialect)
         self._insert_run = Statement(_INSERT_RUN, dialect)
         self.insert_blob = Statement(_INSERT_BLOB[dialect.name], dialect)
         self.insert_seal = Statement(_INSERT_SEAL, dialect)
         self.ledger_lock = Statement(_LEDGER_LOCK, dialect)
+        lease = lease_statements(dialect.name)
+        self.acquire_lease = Statement(lease.acquire, dialect)
+        self.release_lease = Statement(lease.release, dialect)
+        self.lease_holder = Statement(lease.holder, dialect)
         self._updates: dict[tuple[str, ...], Statement] = {}
 
     def insert_run(self, summary: RunSummary) -> tuple[Statement, Parameters]:
@@ -373,6 +384,20 @@ class AppendTransaction(ABC):
     def read_epochs(self, run_ids: Sequence[str]) -> dict[str, tuple[int, str | None]]:
         """The lease epoch and owner of each of these runs that has a lease, its row locked until
         the transaction ends (``run_ids`` sorted, so that two transactions lock in one order)."""
+
+    @abstractmethod
+    def acquire_leases(self, acquires: Sequence[LeaseAcquire]) -> list[tuple[int, datetime] | None]:
+        """Take each run's lease for its owner, as :meth:`executus.storage.RunLeases.acquire`
+        does: the new epoch and expiry of each, or None where another owner's lease is live."""
+
+    @abstractmethod
+    def lease_holder(self, run_id: str) -> tuple[str | None, datetime]:
+        """The owner and expiry of the run's lease (which exists)."""
+
+    @abstractmethod
+    def release_leases(self, held: Sequence[tuple[str, int]]) -> None:
+        """End each (run id, epoch) lease now, if that epoch is still the run's; a lease whose
+        run has finished is marked finished (never claimed again)."""
 
     @abstractmethod
     def delete_queued(self, run_ids: Sequence[str]) -> None:

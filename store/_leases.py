@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -55,14 +56,75 @@ from executus.storage import Claim, Lease, LeaseInfo, QueuedRun, Renewal
 from store._engine import WRITE_OPTION, connect, raw_connect
 from store._schema import UtcDateTime, leases, queue, runs
 
-__all__ = ["WORK_CHANNEL", "SqlLeases"]
+__all__ = ["WORK_CHANNEL", "LeaseStatements", "SqlLeases", "lease_clock", "lease_statements"]
 
 WORK_CHANNEL: Final = "executus_work"
 """The PostgreSQL notification channel an enqueue notifies and idle workers listen on."""
 
 
-def _insert(dialect: str) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(leases)
+@dataclass(frozen=True, slots=True)
+class LeaseStatements:
+    """Acquire's, renew's and release's statements for one dialect, built once: each is one
+    round trip with the database's clock read inside it, and building a statement costs more
+    than running it. The store's writer compiles the same ones for its group commits
+    (``store._hot``), so an acquire means one thing whichever path it takes.
+
+    Parameters: ``key_run_id``; ``owner`` and ``force`` (acquire); ``key_epoch`` (renew,
+    release); and the clock's, from :func:`lease_clock`.
+    """
+
+    acquire: Any
+    """Takes the run's lease (a new run's row is made with epoch 1; an existing one is taken,
+    epoch + 1, only if it is free, ours, expired or forced) and returns its epoch and expiry;
+    no row back means another owner holds it."""
+    renew: Any
+    """Extends the lease while its epoch is current; returns the pending cancel reason and the expiry."""
+    release: Any
+    """Ends the lease now while its epoch is current, marking it finished if the run is."""
+    holder: Any
+    """The owner and expiry of the run's lease (why an acquire was refused)."""
+
+
+def lease_statements(dialect: str) -> LeaseStatements:
+    """The lease statements for ``dialect`` ("postgresql" or "sqlite")."""
+    if dialect == "postgresql":
+        # Server-side, so that no round trip reads the database's time first.
+        now: Any = func.now(type_=UtcDateTime())
+        expiry: Any = now + bindparam("ttl", type_=Interval())
+        upsert: Any = postgresql.insert(leases)
+    else:
+        now = bindparam("now", type_=UtcDateTime())
+        expiry = bindparam("expires_at", type_=UtcDateTime())
+        upsert = sqlite.insert(leases)
+    run_id: Any = bindparam("key_run_id")
+    owner: Any = bindparam("owner")
+    ours = and_(leases.c.run_id == run_id, leases.c.epoch == bindparam("key_epoch"))
+    free = or_(leases.c.owner.is_(None), leases.c.owner == owner, leases.c.expires_at <= now)
+    finished = exists().where(and_(runs.c.run_id == run_id, runs.c.status != "running"))
+    return LeaseStatements(
+        acquire=upsert.values(run_id=run_id, owner=owner, epoch=1, expires_at=expiry, finished=False)
+        .on_conflict_do_update(
+            index_elements=[leases.c.run_id],
+            set_={"owner": owner, "epoch": leases.c.epoch + 1, "expires_at": expiry},
+            where=or_(bindparam("force", type_=Boolean()), free),
+        )
+        .returning(leases.c.epoch, leases.c.expires_at),
+        renew=update(leases)
+        .where(ours)
+        .values(expires_at=expiry)
+        .returning(leases.c.cancel_reason, leases.c.expires_at),
+        release=update(leases).where(ours).values(expires_at=now, finished=finished),
+        holder=select(leases.c.owner, leases.c.expires_at).where(leases.c.run_id == run_id),
+    )
+
+
+def lease_clock(dialect: str, ttl: float) -> dict[str, Any]:
+    """The clock's parameters of :func:`lease_statements`' statements for a lease of ``ttl`` s:
+    PostgreSQL reads its own clock; SQLite has none, so the host's is sent."""
+    if dialect == "postgresql":
+        return {"ttl": timedelta(seconds=ttl)}
+    now = datetime.now(UTC)
+    return {"now": now, "expires_at": now + timedelta(seconds=ttl)}
 
 
 class SqlLeases:
@@ -80,7 +142,10 @@ class SqlLeases:
         self._listener: PoolProxiedConnection | None = None
         self._listening = threading.Lock()
         self._closed = False
-        self._statements()
+        self._sql = lease_statements(engine.dialect.name)
+
+    def _clock(self, ttl: float) -> dict[str, Any]:
+        return lease_clock(self._engine.dialect.name, ttl)
 
     @contextmanager
     def _writing(self, doing: str) -> Iterator[Connection]:
@@ -114,62 +179,19 @@ class SqlLeases:
         now: datetime = connection.execute(select(func.now())).scalar_one()
         return now.astimezone(UTC)
 
-    def _clock(self, ttl: float) -> dict[str, Any]:
-        """The parameters of :attr:`_now_sql` and :attr:`_expiry_sql` for a lease of ``ttl`` s."""
-        if self._postgres:
-            return {"ttl": timedelta(seconds=ttl)}
-        now = datetime.now(UTC)
-        return {"now": now, "expires_at": now + timedelta(seconds=ttl)}
-
-    def _statements(self) -> None:
-        """Build acquire's, renew's and release's statements once: each is one round trip (the
-        database's clock read inside it), and building a statement costs more than running it."""
-        if self._postgres:
-            # Server-side, so that no round trip reads the database's time first.
-            self._now_sql: Any = func.now(type_=UtcDateTime())
-            self._expiry_sql: Any = self._now_sql + bindparam("ttl", type_=Interval())
-        else:
-            self._now_sql = bindparam("now", type_=UtcDateTime())
-            self._expiry_sql = bindparam("expires_at", type_=UtcDateTime())
-        run_id: Any = bindparam("key_run_id")
-        owner: Any = bindparam("owner")
-        epoch: Any = bindparam("key_epoch")
-        upsert = _insert(self._engine.dialect.name).values(
-            run_id=run_id, owner=owner, epoch=1, expires_at=self._expiry_sql, finished=False
-        )
-        free = or_(leases.c.owner.is_(None), leases.c.owner == owner, leases.c.expires_at <= self._now_sql)
-        # A new run's lease row is made with epoch 1; an existing one is taken (epoch + 1) only
-        # if it is free, ours, expired or forced: no row back means another owner holds it.
-        self._acquire = upsert.on_conflict_do_update(
-            index_elements=[leases.c.run_id],
-            set_={"owner": owner, "epoch": leases.c.epoch + 1, "expires_at": self._expiry_sql},
-            where=or_(bindparam("force", type_=Boolean()), free),
-        ).returning(leases.c.epoch, leases.c.expires_at)
-        ours = and_(leases.c.run_id == run_id, leases.c.epoch == epoch)
-        self._renew = (
-            update(leases)
-            .where(ours)
-            .values(expires_at=self._expiry_sql)
-            .returning(leases.c.cancel_reason, leases.c.expires_at)
-        )
-        finished = exists().where(and_(runs.c.run_id == run_id, runs.c.status != "running"))
-        self._release = update(leases).where(ours).values(expires_at=self._now_sql, finished=finished)
-
     def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
         parameters = {"key_run_id": run_id, "owner": owner, "force": force, **self._clock(ttl)}
         with self._one_statement(f"acquiring run {run_id}") as connection:
-            taken = connection.execute(self._acquire, parameters).one_or_none()
+            taken = connection.execute(self._sql.acquire, parameters).one_or_none()
             if taken is None:
-                held = connection.execute(
-                    select(leases.c.owner, leases.c.expires_at).where(leases.c.run_id == run_id)
-                ).one()
+                held = connection.execute(self._sql.holder, {"key_run_id": run_id}).one()
                 raise LeaseHeldError(run_id, held.owner, held.expires_at)
         return Lease(run_id, owner, taken.epoch, taken.expires_at)
 
     def renew(self, lease: Lease, ttl: float) -> Renewal:
         parameters = {"key_run_id": lease.run_id, "key_epoch": lease.epoch, **self._clock(ttl)}
         with self._one_statement(f"renewing the lease of run {lease.run_id}") as connection:
-            renewed = connection.execute(self._renew, parameters).one_or_none()
+            renewed = connection.execute(self._sql.renew, parameters).one_or_none()
             if renewed is None:
                 raise LeaseLostError(lease.run_id, lease.epoch, self._owner(connection, lease.run_id))
         return Renewal(
@@ -186,7 +208,7 @@ class SqlLeases:
     def release(self, lease: Lease) -> None:
         parameters = {"key_run_id": lease.run_id, "key_epoch": lease.epoch, **self._clock(0)}
         with self._one_statement(f"releasing run {lease.run_id}") as connection:
-            connection.execute(self._release, parameters)
+            connection.execute(self._sql.release, parameters)
 
     def claim(self, owner: str, ttl: float, limit: int, agents: Collection[str] | None = None) -> list[Claim]:
         if limit < 1:

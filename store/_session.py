@@ -30,6 +30,7 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -52,12 +53,14 @@ from store._hot import (
     SUMMARY_FIELDS,
     AppendTransaction,
     EventRow,
+    LeaseAcquire,
     Parameters,
     RaceLost,
     Statement,
     Statements,
     sqlite_time,
 )
+from store._leases import lease_clock
 from store._settings import WriterSettings
 
 if TYPE_CHECKING:
@@ -113,6 +116,7 @@ class _Session(AppendTransaction):
         assert held.dbapi_connection is not None  # a fresh checkout
         self._held = held
         self._statements = statements
+        self._dialect = statements.dialect_name
         self.dbapi_connection: DBAPIConnection = held.dbapi_connection
         """The driver's connection (kept after :meth:`discard`, to tell why it failed)."""
         self.committing = False
@@ -152,6 +156,43 @@ class _Session(AppendTransaction):
         self._cursor.execute(
             statement.sql, statement.parameters({"sha256": sha256, "media_type": media_type, "data": data})
         )
+
+    def acquire_leases(self, acquires: Sequence[LeaseAcquire]) -> list[tuple[int, datetime] | None]:
+        statement = self._statements.acquire_lease
+        parameters = [
+            statement.parameters(
+                {"key_run_id": run_id, "owner": owner, "force": force, **lease_clock(self._dialect, ttl)}
+            )
+            for run_id, owner, ttl, force in acquires
+        ]
+        return [
+            None if row is None else (row["epoch"], row["expires_at"])
+            for row in self._query_each(statement, parameters)
+        ]
+
+    def lease_holder(self, run_id: str) -> tuple[str | None, datetime]:
+        statement = self._statements.lease_holder
+        row = self._query_each(statement, [statement.parameters({"key_run_id": run_id})])[0]
+        assert row is not None  # an acquire found the row a moment ago, and leases are never deleted
+        return row["owner"], row["expires_at"]
+
+    def release_leases(self, held: Sequence[tuple[str, int]]) -> None:
+        statement = self._statements.release_lease
+        clock = lease_clock(self._dialect, 0)
+        self._cursor.executemany(
+            statement.sql,
+            [
+                statement.parameters({"key_run_id": run_id, "key_epoch": epoch, **clock})
+                for run_id, epoch in held
+            ],
+        )
+
+    @abstractmethod
+    def _query_each(
+        self, statement: Statement, parameters: Sequence[Parameters]
+    ) -> list[dict[str, Any] | None]:
+        """Run ``statement`` once with each of ``parameters`` (one round trip in all on
+        PostgreSQL): the row each returned, by column name, or None where it returned none."""
 
     def discard(self) -> None:
         """Close the connection for good (a transaction still open on it is rolled back)."""
@@ -242,6 +283,12 @@ class _SqliteSession(_Session):
         statement, parameters = self._statements.update_run(old, new)
         if self._cursor.execute(statement.sql, parameters).rowcount != 1:
             raise RaceLost
+
+    def _query_each(
+        self, statement: Statement, parameters: Sequence[Parameters]
+    ) -> list[dict[str, Any] | None]:
+        rows = (self._cursor.execute(statement.sql, values).fetchone() for values in parameters)
+        return [None if row is None else statement.row(row) for row in rows]
 
     def read_epochs(self, run_ids: Sequence[str]) -> dict[str, tuple[int, str | None]]:
         sql = _SQLITE_READ_EPOCHS.format(", ".join("?" * len(run_ids)))
@@ -358,6 +405,17 @@ class _PostgresSession(_Session):
         statement = self._statements.select_hash
         row = self._fetch_one(statement.sql, statement.parameters({"run_id": run_id, "seq": seq}))
         return None if row is None else bytes(row[0]).hex()
+
+    def _query_each(
+        self, statement: Statement, parameters: Sequence[Parameters]
+    ) -> list[dict[str, Any] | None]:
+        assert self._pipeline is not None
+        self._select.executemany(statement.sql, parameters, returning=True)
+        self._pipeline.sync()
+        rows = [self._select.fetchone()]
+        while self._select.nextset():
+            rows.append(self._select.fetchone())
+        return [None if row is None else statement.row(row) for row in rows]
 
     def read_epochs(self, run_ids: Sequence[str]) -> dict[str, tuple[int, str | None]]:
         assert self._pipeline is not None

@@ -11,8 +11,11 @@ wait, and the next transaction takes all of them (up to ``max_group``). Under lo
 each waiting for its append share one commit instead of paying 100; with a single run the
 writer commits each batch as soon as it arrives, adding only a thread hand-off.
 
-Lease operations (``acquire``, ``renew``, ``release``: a run's heartbeat) run on a few threads
-of their own beside it, so a heartbeat waits neither on the loop nor behind a group commit.
+Taking and giving up a run's lease (``acquire``, ``release``) go through the same queue, so the
+runs that start or end together share a transaction with each other and with the appends
+waiting meanwhile, rather than paying one each. Renewals (a run's heartbeat) run on a few
+threads of their own beside it, so a heartbeat waits neither on the loop nor behind a group
+commit.
 
 Cancelling a caller's ``await append(...)`` does not take its batch back: a batch handed to the
 writer is committed (or fails) exactly as if the caller were still waiting, in the order it was
@@ -34,7 +37,7 @@ from typing import TypeVar
 from executus import StoreError
 from executus.events import Event
 from executus.storage import Lease, Renewal, RunLeases
-from store._batch import AppendRequest, BlobRequest, GroupCommitter, Request
+from store._batch import AcquireRequest, AppendRequest, BlobRequest, GroupCommitter, ReleaseRequest, Request
 
 _Result = TypeVar("_Result")
 _LEASE_THREADS = 4
@@ -55,7 +58,7 @@ class ThreadWriter:
         committer: commits one group of writes (the store's, shared with its synchronous appends).
         max_group: at most this many writes per transaction.
         name: the thread's name.
-        leases: where acquire, renew and release go (the store's synchronous ones).
+        leases: where renewals go (the store's synchronous ones).
     """
 
     def __init__(self, committer: GroupCommitter, max_group: int, name: str, leases: RunLeases) -> None:
@@ -93,16 +96,25 @@ class ThreadWriter:
         return digest
 
     async def acquire(self, run_id: str, owner: str, ttl: float, *, force: bool = False) -> Lease:
-        """:meth:`executus.storage.RunLeases.acquire`, off the event loop."""
-        return await self._off_loop(lambda: self._leases.acquire(run_id, owner, ttl, force=force))
+        """:meth:`executus.storage.RunLeases.acquire`, in the next group commit.
+
+        Raises:
+            LeaseHeldError: another owner's lease on the run is live (and not ``force``).
+            StoreUnavailableError: transient failures lasted the whole retry window.
+            StoreError: the database refused it, or the store is closed.
+        """
+        request = AcquireRequest(run_id, owner, ttl, force)
+        await self._submit(request)
+        assert request.lease is not None  # committed without an error
+        return request.lease
 
     async def renew(self, lease: Lease, ttl: float) -> Renewal:
-        """:meth:`executus.storage.RunLeases.renew`, off the event loop."""
+        """:meth:`executus.storage.RunLeases.renew`, off the event loop (not behind a group commit)."""
         return await self._off_loop(lambda: self._leases.renew(lease, ttl))
 
     async def release(self, lease: Lease) -> None:
-        """:meth:`executus.storage.RunLeases.release`, off the event loop."""
-        await self._off_loop(lambda: self._leases.release(lease))
+        """:meth:`executus.storage.RunLeases.release`, in the next group commit."""
+        await self._submit(ReleaseRequest(lease))
 
     async def _off_loop(self, call: Callable[[], _Result]) -> _Result:
         with self._wake:

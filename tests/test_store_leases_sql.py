@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 from store_events import expected_hashes, hashes_of, run_events
 from test_store_writer import QUICK, Heartbeat, submitted, write_lock_held
 
-from executus import LeaseLostError
-from executus.storage import LeaseWriter
+from executus import LeaseHeldError, LeaseLostError
+from executus.storage import Lease, LeaseWriter
 from store import SqlStore, StoredEvent, open_store, upgrade
 from store._hot import LEDGER_LOCK_KEY
 
@@ -66,6 +66,54 @@ def test_a_stale_epoch_fails_only_its_own_append_in_a_group_commit(sql_url: str)
             assert hashes_of(store, run_id) == expected_hashes(logs[run_id])
         assert store.read_run("run-b") == logs["run-b"][:2]
         assert store.get_run("run-b").last_seq == 2
+
+
+def test_leases_taken_and_given_up_together_share_a_transaction_and_a_refusal_is_only_its_own(
+    sql_url: str,
+) -> None:
+    """Runs that start together take their leases in one group commit, beside appends; one
+    whose lease another worker holds is refused alone; releases go the same way."""
+    runs = [f"run-{index}" for index in range(20)]
+    log = run_events("run-x")
+
+    async def scenario(store: SqlStore) -> tuple[list[Lease | BaseException], BaseException | None]:
+        writer = store.writer()
+        assert isinstance(writer, LeaseWriter)
+        with write_lock_held(sql_url):  # so that they all wait, then go in one transaction
+            tasks = await submitted(
+                *(writer.acquire(run_id, "worker-a", LIVE) for run_id in [*runs, "held"]),
+                writer.append("run-x", log[2:], 2),
+            )
+        *acquired, appended = await asyncio.gather(*tasks, return_exceptions=True)
+        leases = [lease for lease in acquired if isinstance(lease, Lease)]
+        with write_lock_held(sql_url):
+            releases = await submitted(*(writer.release(lease) for lease in leases))
+        await asyncio.gather(*releases)
+        return acquired, appended
+
+    with SqlStore(sql_url, settings=QUICK) as store:
+        store.append("run-x", log[:2], 0)
+        store.acquire("held", "worker-b", LIVE)
+        before = store.write_transactions
+        acquired, appended = asyncio.run(scenario(store))
+        # The writer's transactions: the acquires and the append in one (two if it took the first
+        # alone before the lock stopped it), the releases in another (or two); not one per lease.
+        assert 2 <= store.write_transactions - before <= 4
+        assert appended is None
+        assert store.read_run("run-x") == log
+        *taken, refused = acquired
+        assert [(lease.run_id, lease.owner, lease.epoch) for lease in taken] == [  # type: ignore[union-attr]
+            (run_id, "worker-a", 1) for run_id in runs
+        ]
+        assert isinstance(refused, LeaseHeldError)
+        assert (refused.run_id, refused.owner) == ("held", "worker-b")
+        for run_id in runs:
+            info = store.lease_of(run_id)
+            assert info is not None
+            assert (info.owner, info.epoch, info.live) == ("worker-a", 1, False)  # released
+        held = store.lease_of("held")
+        assert held is not None
+        assert (held.owner, held.live) == ("worker-b", True)
 
 
 def test_the_writer_serves_leases_off_the_event_loop(sql_url: str) -> None:
