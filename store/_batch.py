@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from executus import LeaseHeldError, LeaseLostError, StoreError, StoreUnavailableError
@@ -52,7 +53,7 @@ from executus.storage import (
     event_json_and_body,
 )
 from store._engine import display_url
-from store._hot import AppendTransaction, EventRow, RaceLost
+from store._hot import AppendTransaction, EventRow, FenceMoved, RaceLost
 from store._ledger import seal_if_due
 from store._session import AppendConnection, TransientFailure
 from store._settings import WriterSettings
@@ -162,14 +163,18 @@ class GroupCommitter:
         raced = False
         while True:
             attempts += 1
+            write = partial(self._write, requests=requests)
             try:
                 with self.lock:
-                    heads = self._connection.attempt(
-                        lambda: _doing(requests), lambda transaction: self._write(transaction, requests)
-                    )
+                    heads = self._connection.attempt(partial(_doing, requests), write)
                     self.transactions += 1
                     self._remember(heads)
                 return
+            except FenceMoved as moved:
+                self._forget(requests)
+                requests = self._fenced_out(requests, moved.owners)
+                if not requests:
+                    return
             except TransientFailure as failure:
                 self._forget(requests)
                 for request in requests:
@@ -197,6 +202,18 @@ class GroupCommitter:
                     return
                 requests[0].error = error
                 return
+
+    @staticmethod
+    def _fenced_out(requests: Sequence[Request], owners: dict[tuple[str, int], str | None]) -> list[Request]:
+        """Fail the appends whose lease epoch moved on; the requests left to commit."""
+        left: list[Request] = []
+        for request in requests:
+            key = (request.run_id, request.epoch) if isinstance(request, AppendRequest) else None
+            if isinstance(request, AppendRequest) and request.epoch is not None and key in owners:
+                request.error = LeaseLostError(request.run_id, request.epoch, owners[key])
+            else:
+                left.append(request)
+        return left
 
     def close(self) -> None:
         """Close the held connection (waiting for a transaction in progress)."""
@@ -262,42 +279,34 @@ class GroupCommitter:
         Leases taken come first and leases released last: whatever the order they arrived in,
         an acquire and a fenced append of one run in one group then commit as if the acquire
         came first (the append is checked against the new epoch), and a release sees a run whose
-        final append is in the same group as finished."""
+        final append is in the same group as finished. A batch a lost COMMIT may have kept is
+        settled before anything else: if it was kept, it is done. The fenced runs' lease rows
+        are locked next (their epochs are checked by the commit: :meth:`AppendTransaction.fence`),
+        and the runs' rows this store has not cached are read, in one go.
+        """
         before: dict[str, RunSummary | None] = {}  # each run's row as the transaction found it
         after: dict[str, RunSummary | None] = {}  # ... and as it leaves it
         rows: list[EventRow] = []
-        fenced = sorted(
-            {
-                request.run_id
-                for request in requests
-                if isinstance(request, AppendRequest) and request.epoch is not None
-            }
-        )
         self._acquire(transaction, [request for request in requests if isinstance(request, AcquireRequest)])
-        epochs = transaction.read_epochs(fenced) if fenced else {}
+        appends: list[AppendRequest] = []
         for request in requests:
-            if isinstance(request, AcquireRequest | ReleaseRequest):  # taken above, released below
-                continue
-            request.error = None
             if isinstance(request, BlobRequest):
+                request.error = None
                 transaction.insert_blob(request.sha256, request.media_type, request.data)
-                continue
+            elif isinstance(request, AppendRequest):
+                request.error = None
+                if not (request.uncertain and self._was_committed(transaction, request)):
+                    appends.append(request)
+        fenced = [(request.run_id, request.epoch) for request in appends if request.epoch is not None]
+        if fenced:
+            transaction.fence(fenced)
+        heads = self._heads_of(transaction, appends)
+        for request in appends:
             run_id = request.run_id
-            if request.uncertain and self._was_committed(transaction, request):
-                before.pop(run_id, None)  # the run's row has moved on: read it again if needed
-                after.pop(run_id, None)
-                continue
-            held = epochs.get(run_id)
-            if request.epoch is not None and (held is None or held[0] != request.epoch):
-                request.error = LeaseLostError(run_id, request.epoch, None if held is None else held[1])
-                continue
             if run_id in after:
                 head = after[run_id]
             else:
-                cached = self._heads.pop(run_id, None)
-                ok = cached is not None and cached.last_seq == request.expected_seq
-                head = cached if ok else transaction.read_run(run_id)
-                before[run_id] = after[run_id] = head
+                head = before[run_id] = after[run_id] = heads[run_id]
             try:
                 after[run_id] = _hashed(request, head, rows)
             except (StoreError, EventOrderError) as error:
@@ -324,6 +333,26 @@ class GroupCommitter:
         if released:
             transaction.release_leases([(lease.run_id, lease.epoch) for lease in released])
         return written
+
+    def _heads_of(
+        self, transaction: AppendTransaction, appends: Sequence[AppendRequest]
+    ) -> dict[str, RunSummary | None]:
+        """Each run's row as stored: cached if the run's first append in the group expects
+        what this store last committed, else read (all of those in one go)."""
+        heads: dict[str, RunSummary | None] = {}
+        unread: dict[str, None] = {}
+        for request in appends:
+            run_id = request.run_id
+            if run_id in heads or run_id in unread:
+                continue
+            cached = self._heads.pop(run_id, None)
+            if cached is not None and cached.last_seq == request.expected_seq:
+                heads[run_id] = cached
+            else:
+                unread[run_id] = None
+        if unread:
+            heads.update(transaction.read_runs(list(unread)))
+        return heads
 
     @staticmethod
     def _acquire(transaction: AppendTransaction, acquires: Sequence[AcquireRequest]) -> None:

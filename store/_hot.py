@@ -45,7 +45,19 @@ from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
 from typing import Any, Final, TypeAlias, cast
 
-from sqlalchemy import BigInteger, Dialect, Integer, String, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Dialect,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement, Select
@@ -70,11 +82,13 @@ __all__ = [
     "SUMMARY_FIELDS",
     "AppendTransaction",
     "EventRow",
+    "FenceMoved",
     "LeaseAcquire",
     "Parameters",
     "RaceLost",
     "Statement",
     "Statements",
+    "fence_moved",
     "sqlite_time",
 ]
 
@@ -101,6 +115,9 @@ _updatable_values: Final = attrgetter(*_UPDATABLE)
 
 _SELECT_RUN: Final = select(*(runs.c[name] for name in SUMMARY_FIELDS)).where(
     runs.c.run_id == bindparam("run_id")
+)
+_POSTGRES_SELECT_RUNS: Final = select(*(runs.c[name] for name in SUMMARY_FIELDS)).where(
+    runs.c.run_id == any_(bindparam("run_ids", type_=postgresql.ARRAY(String)))
 )
 POSTGRES_INSERT_EVENTS: Final = (
     f"INSERT INTO {events.name} ({', '.join(EVENT_COLUMNS)}, tx) "
@@ -209,6 +226,32 @@ class RaceLost(Exception):
     """Another writer got to the run first: its seq is taken, or its row moved past ``expected_seq``."""
 
 
+class FenceMoved(Exception):
+    """Fenced appends whose run's lease epoch moved on (another worker took the run over);
+    nothing of the transaction is kept.
+
+    Attributes:
+        owners: each (run id, epoch) that is no longer the run's lease, with the run's owner
+            now (None if the run has no lease).
+    """
+
+    def __init__(self, owners: dict[tuple[str, int], str | None]) -> None:
+        self.owners = owners
+        super().__init__(", ".join(f"run {run_id} is past epoch {epoch}" for run_id, epoch in owners))
+
+
+def fence_moved(fenced: Sequence[tuple[str, int]], held: Mapping[str, tuple[int, str | None]]) -> None:
+    """Raise :class:`FenceMoved` for the (run id, epoch) pairs of ``fenced`` that are not the
+    runs' leases ``held`` (each run's epoch and owner, as stored)."""
+    owners = {
+        (run_id, epoch): held[run_id][1] if run_id in held else None
+        for run_id, epoch in fenced
+        if run_id not in held or held[run_id][0] != epoch
+    }
+    if owners:
+        raise FenceMoved(owners)
+
+
 class Statement:
     """A Core statement compiled once for one dialect, for the bare driver to execute.
 
@@ -302,6 +345,10 @@ class Statements:
         self._dialect = dialect
         self.dialect_name: str = dialect.name
         self.select_run = Statement(_SELECT_RUN, dialect)
+        self.select_runs = Statement(
+            _POSTGRES_SELECT_RUNS if dialect.name == "postgresql" else _SELECT_RUN, dialect
+        )
+        """PostgreSQL: the rows of the runs ``run_ids`` (an array); SQLite: :attr:`select_run`."""
         self.select_hash = Statement(_SELECT_HASH, dialect)
         self._insert_run = Statement(_INSERT_RUN, dialect)
         self.insert_blob = Statement(_INSERT_BLOB[dialect.name], dialect)
@@ -357,8 +404,8 @@ class AppendTransaction(ABC):
     """
 
     @abstractmethod
-    def read_run(self, run_id: str) -> RunSummary | None:
-        """The run's stored summary row, or None if the run does not exist."""
+    def read_runs(self, run_ids: Sequence[str]) -> dict[str, RunSummary | None]:
+        """Each run's stored summary row, None for a run that does not exist (one round trip)."""
 
     @abstractmethod
     def insert_events(self, rows: Sequence[EventRow]) -> None:
@@ -381,9 +428,16 @@ class AppendTransaction(ABC):
         """Store a blob unless one with that sha256 is already stored."""
 
     @abstractmethod
-    def read_epochs(self, run_ids: Sequence[str]) -> dict[str, tuple[int, str | None]]:
-        """The lease epoch and owner of each of these runs that has a lease, its row locked until
-        the transaction ends (``run_ids`` sorted, so that two transactions lock in one order)."""
+    def fence(self, fenced: Sequence[tuple[str, int]]) -> None:
+        """Lock the lease rows of these (run id, epoch) pairs' runs until the transaction ends
+        (in run id order, so that two transactions lock in one order), and make sure each epoch
+        is still its run's, or raise :class:`FenceMoved` before ``COMMIT``.
+
+        PostgreSQL learns the epochs with the writes' round trip rather than in one of their
+        own, so a moved epoch is found after the writes were sent, and rolls them back. If the
+        new owner's seqs collide with them first, the commit fails as :class:`RaceLost`, and
+        the retry reads the run's row afresh, writes nothing for a stale batch, and finds the
+        moved epoch then."""
 
     @abstractmethod
     def acquire_leases(self, acquires: Sequence[LeaseAcquire]) -> list[tuple[int, datetime] | None]:

@@ -58,6 +58,7 @@ from store._hot import (
     RaceLost,
     Statement,
     Statements,
+    fence_moved,
     sqlite_time,
 )
 from store._leases import lease_clock
@@ -253,10 +254,13 @@ class _SqliteSession(_Session):
             ],
         )
 
-    def read_run(self, run_id: str) -> RunSummary | None:
+    def read_runs(self, run_ids: Sequence[str]) -> dict[str, RunSummary | None]:
         statement = self._statements.select_run
-        row = self._cursor.execute(statement.sql, statement.parameters({"run_id": run_id})).fetchone()
-        return None if row is None else RunSummary(**statement.row(row))
+        found = {}
+        for run_id in run_ids:
+            row = self._cursor.execute(statement.sql, statement.parameters({"run_id": run_id})).fetchone()
+            found[run_id] = None if row is None else RunSummary(**statement.row(row))
+        return found
 
     def read_hash(self, run_id: str, seq: int) -> str | None:
         statement = self._statements.select_hash
@@ -290,9 +294,14 @@ class _SqliteSession(_Session):
         rows = (self._cursor.execute(statement.sql, values).fetchone() for values in parameters)
         return [None if row is None else statement.row(row) for row in rows]
 
-    def read_epochs(self, run_ids: Sequence[str]) -> dict[str, tuple[int, str | None]]:
+    def fence(self, fenced: Sequence[tuple[str, int]]) -> None:
+        # The write lock (BEGIN IMMEDIATE) already keeps every claim out, and reading costs no
+        # round trip: checked at once.
+        run_ids = sorted({run_id for run_id, _epoch in fenced})
         sql = _SQLITE_READ_EPOCHS.format(", ".join("?" * len(run_ids)))
-        return {run_id: (epoch, owner) for run_id, epoch, owner in self._cursor.execute(sql, run_ids)}
+        fence_moved(
+            fenced, {run_id: (epoch, owner) for run_id, epoch, owner in self._cursor.execute(sql, run_ids)}
+        )
 
     def delete_queued(self, run_ids: Sequence[str]) -> None:
         self._cursor.execute(_SQLITE_DELETE_QUEUED.format(", ".join("?" * len(run_ids))), run_ids)
@@ -324,18 +333,23 @@ class _PostgresSession(_Session):
         self._updates: dict[Statement, list[Parameters]] = {}
         self._steps: list[tuple[RunSummary, RunSummary]] = []
         """Updates that change only the step columns: one statement for all of them."""
+        self._fence = connection.cursor()
+        self._fenced: Sequence[tuple[str, int]] = ()
+        """The (run id, epoch) pairs whose epochs :attr:`_fence` reads, until checked."""
         self._pipeline: psycopg.Pipeline | None = None
 
     def transact(self, body: Callable[[AppendTransaction], _Result]) -> _Result:
         self.committing = False
         self._updates.clear()
         self._steps.clear()
+        self._fenced = ()
         try:
             with self._connection.pipeline() as pipeline:
                 self._pipeline = pipeline
                 result = body(self)
                 sent = self._send_updates()
                 pipeline.sync()
+                self._check_fence()  # first: a writer fenced out may also have lost a race
                 if any(cursor.rowcount != expected for cursor, expected in sent):
                     raise RaceLost
             self.committing = True
@@ -396,10 +410,16 @@ class _PostgresSession(_Session):
         self._pipeline.sync()
         return self._select.fetchone()
 
-    def read_run(self, run_id: str) -> RunSummary | None:
-        statement = self._statements.select_run
-        row = self._fetch_one(statement.sql, statement.parameters({"run_id": run_id}))
-        return None if row is None else RunSummary(**statement.row(row))
+    def read_runs(self, run_ids: Sequence[str]) -> dict[str, RunSummary | None]:
+        assert self._pipeline is not None
+        statement = self._statements.select_runs
+        self._select.execute(statement.sql, statement.parameters({"run_ids": list(run_ids)}))
+        self._pipeline.sync()
+        found: dict[str, RunSummary | None] = dict.fromkeys(run_ids)
+        for row in self._select.fetchall():
+            summary = RunSummary(**statement.row(row))
+            found[summary.run_id] = summary
+        return found
 
     def read_hash(self, run_id: str, seq: int) -> str | None:
         statement = self._statements.select_hash
@@ -417,11 +437,15 @@ class _PostgresSession(_Session):
             rows.append(self._select.fetchone())
         return [None if row is None else statement.row(row) for row in rows]
 
-    def read_epochs(self, run_ids: Sequence[str]) -> dict[str, tuple[int, str | None]]:
-        assert self._pipeline is not None
-        self._select.execute(_POSTGRES_READ_EPOCHS, (list(run_ids),))
-        self._pipeline.sync()
-        return {run_id: (epoch, owner) for run_id, epoch, owner in self._select.fetchall()}
+    def fence(self, fenced: Sequence[tuple[str, int]]) -> None:
+        self._fence.execute(_POSTGRES_READ_EPOCHS, (sorted({run_id for run_id, _epoch in fenced}),))
+        self._fenced = fenced
+
+    def _check_fence(self) -> None:
+        """Compare the fenced epochs with those the lease rows had (read by a round trip since)."""
+        if self._fenced:
+            fenced, self._fenced = self._fenced, ()
+            fence_moved(fenced, {run_id: (epoch, owner) for run_id, epoch, owner in self._fence.fetchall()})
 
     def delete_queued(self, run_ids: Sequence[str]) -> None:
         self._cursor.execute(_POSTGRES_DELETE_QUEUED, (list(run_ids),))

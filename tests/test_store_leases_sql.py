@@ -37,7 +37,12 @@ def _admin(url: str) -> psycopg.Connection[tuple[Any, ...]]:
     return psycopg.connect(dsn, autocommit=True)
 
 
-def test_a_stale_epoch_fails_only_its_own_append_in_a_group_commit(sql_url: str) -> None:
+@pytest.mark.parametrize("new_owner_appended", [False, True], ids=["taken-over", "taken-over-and-appended"])
+def test_a_stale_epoch_fails_only_its_own_append_in_a_group_commit(
+    sql_url: str, new_owner_appended: bool
+) -> None:
+    """The fenced-out append gets a LeaseLostError, also when the new owner has taken its seqs
+    (it must not read as a ConcurrencyError: the worker stops the run rather than retry)."""
     logs = {run_id: run_events(run_id) for run_id in ("run-a", "run-b", "run-c")}
 
     async def scenario(store: SqlStore, epochs: dict[str, int]) -> list[BaseException | None]:
@@ -53,7 +58,11 @@ def test_a_stale_epoch_fails_only_its_own_append_in_a_group_commit(sql_url: str)
         for run_id, log in logs.items():
             epochs[run_id] = store.acquire(run_id, "worker-a", LIVE).epoch
             store.append(run_id, log[:2], 0, epoch=epochs[run_id])
-        store.acquire("run-b", "worker-b", LIVE, force=True)  # worker-a paused past its lease
+        taken = store.acquire("run-b", "worker-b", LIVE, force=True)  # worker-a paused past its lease
+        new_events = logs["run-b"][2:3]
+        if new_owner_appended:  # from its own process: this store's cached row of run-b is stale
+            with SqlStore(sql_url) as other:
+                other.append("run-b", new_events, 2, epoch=taken.epoch)
         before = store.write_transactions
         outcomes = asyncio.run(scenario(store, epochs))
         assert outcomes[0] is None
@@ -64,8 +73,9 @@ def test_a_stale_epoch_fails_only_its_own_append_in_a_group_commit(sql_url: str)
         for run_id in ("run-a", "run-c"):
             assert store.read_run(run_id) == logs[run_id]
             assert hashes_of(store, run_id) == expected_hashes(logs[run_id])
-        assert store.read_run("run-b") == logs["run-b"][:2]
-        assert store.get_run("run-b").last_seq == 2
+        kept = logs["run-b"][:2] + (new_events if new_owner_appended else [])
+        assert store.read_run("run-b") == kept
+        assert store.get_run("run-b").last_seq == len(kept)
 
 
 def test_leases_taken_and_given_up_together_share_a_transaction_and_a_refusal_is_only_its_own(
