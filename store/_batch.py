@@ -13,11 +13,16 @@ One run's bad write never fails another's:
   the run's stored last seq and its batch is checked and hashed before any of its rows is
   written; one that fails there gets its own :class:`~executus.storage.ConcurrencyError` or
   :class:`~executus.events.EventOrderError` and writes nothing, while the others go ahead.
-- *Fenced.* An append made with a lease epoch reads the run's lease row first, locked
+- *Fenced.* An append made with a lease epoch locks the run's lease row before writing
   (``FOR UPDATE`` on PostgreSQL; SQLite's write lock), and one whose epoch moved on gets its own
   :class:`~executus.LeaseLostError` and writes nothing. The lock is held to the commit, so a
   claim that takes the run over commits either before the check (which then fails) or after the
-  append (which was still the owner's).
+  append (which was still the owner's). PostgreSQL reads the epochs with the writes' round trip
+  and checks them before ``COMMIT``: a moved one rolls the group back, and the others are
+  committed again without it.
+- *Leases in the same transaction.* Acquires and releases waiting meanwhile (runs starting and
+  ending together) are taken first and given up last; one refused gets its own
+  :class:`~executus.LeaseHeldError`.
 - *Refused while writing.* If the database refuses the group anyway (a writer that bypassed the
   lock took a seq first, a value the database will not store), nothing of it was kept, and each
   write is committed again on its own, so only the culprit fails.

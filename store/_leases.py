@@ -1,7 +1,9 @@
 """Run leases, the work queue and cancel requests in SQL (:class:`executus.storage.RunLeases`).
 
-Each operation is one short transaction on a pooled connection, apart from the append path
-(fenced appends check the epoch inside the writer's own transaction: ``store._batch``). Time is
+Each operation here is one short transaction on a pooled connection. The executor's acquires
+and releases go through the store's writer instead, in its group commits, with the same
+statements (:func:`lease_statements`), and its fenced appends check the epoch inside the
+writer's transaction (``store._batch``). Time is
 the database's: PostgreSQL's ``now()`` (the transaction's start), read once per transaction;
 SQLite has no server, so its clock is the host's, which the processes sharing the file share.
 

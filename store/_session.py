@@ -2,8 +2,9 @@
 
 - SQLite: ``BEGIN IMMEDIATE`` (the write lock before any row is read: see store._engine), the
   statements, ``COMMIT``; the connection's busy timeout is the settings' ``lock_timeout``.
-- PostgreSQL: psycopg's pipeline mode sends the inserts and the runs-row updates in one round
-  trip; the updates' row counts are checked before ``COMMIT`` is sent, in a second. No lock is
+- PostgreSQL: psycopg's pipeline mode sends the fence's lease-row locks, the inserts and the
+  runs-row updates in one round trip; the epochs and the updates' row counts are checked before
+  ``COMMIT`` is sent, in a second. No lock is
   shared by every append: a transaction locks only the rows of its runs (their lease rows when
   fenced, their runs rows, their new seqs) and, when it seals a run, the ledger. The connection
   is the writer's own (not a pooled one a reader may hand back half-dead) and carries the
@@ -308,9 +309,10 @@ class _SqliteSession(_Session):
 
 
 class _PostgresSession(_Session):
-    """Pipeline mode: the inserts and the updates go in one round trip, the
-    updates' row counts are checked, then ``COMMIT`` goes in a second. Reading a run's row (when
-    the store has not cached it) costs one more. Each statement in a pipeline costs a send and
+    """Pipeline mode: the fence, the inserts and the updates go in one round trip, the epochs
+    and the updates' row counts are checked, then ``COMMIT`` goes in a second. Reading the rows
+    of the runs the store has not cached costs one more (one for all of them), and taking
+    leases one more. Each statement in a pipeline costs a send and
     a receive, so a group's events go in one INSERT of arrays (``POSTGRES_INSERT_EVENTS_ARRAYS``),
     the runs rows of its ordinary steps in one UPDATE of arrays (``POSTGRES_UPDATE_STEPS_ARRAYS``),
     and the others (a run's first or last append) in one ``executemany`` per set of changed
