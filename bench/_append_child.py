@@ -9,7 +9,8 @@ the clock starts and released after it stops: a worker takes one per run, not pe
 The batches are prepared, the store connected and the file
 ``GO_FILE.LABEL.ready`` written before it waits for ``GO_FILE``, so that every process starts
 appending at the same moment. It prints one JSON line: ``events``, ``started``, ``finished``
-(``time.time()``, comparable across the processes of one host) and ``transactions``.
+(``time.time()``, comparable across the processes of one host), ``cpu`` (this process's CPU
+seconds from start to finish, every thread) and ``transactions``.
 """
 
 from __future__ import annotations
@@ -69,14 +70,22 @@ def main(argv: Sequence[str]) -> None:
                 )
             )
 
-        started = time.time()
+        started, cpu = time.time(), time.process_time()
         asyncio.run(append_all())
-        finished = time.time()
+        finished, cpu = time.time(), time.process_time() - cpu
         transactions = store.write_transactions - before
         for lease in leases.values():
             store.release(lease)
     print(
-        json.dumps({"events": events, "started": started, "finished": finished, "transactions": transactions})
+        json.dumps(
+            {
+                "events": events,
+                "started": started,
+                "finished": finished,
+                "cpu": cpu,
+                "transactions": transactions,
+            }
+        )
     )
 
 

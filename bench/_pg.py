@@ -9,6 +9,7 @@ rows, saying why.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -54,6 +55,19 @@ class Postgres:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             connection.execute(f'CREATE DATABASE "{name}"')
         return make_url(self.url).set(database=name).render_as_string(hide_password=False)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the server's processes have used so far (backends that exited count
+        through the postmaster), or None for a server the bench did not start."""
+        if self.throwaway is None:
+            return None
+        ticks = 0
+        for pid in self.throwaway.processes():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # utime, stime, cutime, cstime: fields 14-17 of "pid (comm) state ...".
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += sum(int(value) for value in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def drop_database(self, name: str) -> None:
         """Drop database ``name`` if it exists."""

@@ -12,10 +12,11 @@ machine the processes and the server share the cores, which bounds the scaling t
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 from bench._config import Config
@@ -31,13 +32,32 @@ _TARGET = 1.7
 _ROOT = Path(__file__).resolve().parent.parent
 
 
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """What one start of appender processes did."""
+
+    events_per_second: float
+    cores: float | None
+    """CPU seconds the appenders and the server used per second of wall time: how many of the
+    machine's cores they kept busy (None unless the bench started the server, and the
+    appenders report their CPU)."""
+
+
 def aggregate_rate(
-    url: str, processes: int, runs: int, steps: int, workdir: Path, label: str, root: Path = _ROOT
-) -> float:
+    url: str,
+    processes: int,
+    runs: int,
+    steps: int,
+    workdir: Path,
+    label: str,
+    root: Path = _ROOT,
+    postgres: Postgres | None = None,
+) -> Rate:
     """Events/s of ``processes`` appender processes started together (see the module docstring).
 
     ``root`` is the source tree the processes import executus from (another checkout's, to
-    measure the code before a change the same way)."""
+    measure the code before a change the same way); ``postgres``, the server, whose CPU then
+    counts in :attr:`Rate.cores`."""
     go = workdir / f"{label}.go"
     children = [
         subprocess.Popen(
@@ -63,8 +83,11 @@ def aggregate_rate(
             if any(child.poll() not in (None, 0) for child in children):
                 raise RuntimeError("an appender process failed before it was ready")
             time.sleep(0.01)
+        server_cpu = postgres.cpu_seconds() if postgres is not None else None
         go.touch()
         outputs = [child.communicate(timeout=600)[0] for child in children]
+        if server_cpu is not None and postgres is not None:
+            server_cpu = (postgres.cpu_seconds() or 0.0) - server_cpu
     finally:
         for child in children:
             if child.poll() is None:
@@ -75,7 +98,10 @@ def aggregate_rate(
         )
     figures = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
     seconds = max(figure["finished"] for figure in figures) - min(figure["started"] for figure in figures)
-    return sum(figure["events"] for figure in figures) / seconds
+    cores = None
+    if server_cpu is not None and all("cpu" in figure for figure in figures):
+        cores = (server_cpu + sum(figure["cpu"] for figure in figures)) / seconds
+    return Rate(sum(figure["events"] for figure in figures) / seconds, cores)
 
 
 def _processes(count: int) -> str:
@@ -92,7 +118,7 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
     runs, steps = (10, 5) if config.quick else (50, 40)
     repetitions = 1 if config.quick else 3
     rates: dict[int, float] = {}
-    samples: dict[int, list[float]] = {}
+    samples: dict[int, list[Rate]] = {}
     for processes in _PROCESSES:
         samples[processes] = []
         for repetition in range(repetitions):
@@ -100,11 +126,13 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
             url = postgres.fresh_database(name)
             try:
                 open_store(url).close()
-                rate = aggregate_rate(url, processes, runs, steps, config.workdir, name)
+                rate = aggregate_rate(url, processes, runs, steps, config.workdir, name, postgres=postgres)
             finally:
                 postgres.drop_database(name)
             samples[processes].append(rate)
-        rates[processes] = statistics.median(samples[processes])
+        median = sorted(samples[processes], key=attrgetter("events_per_second"))[len(samples[processes]) // 2]
+        rates[processes] = median.events_per_second
+        busy = "" if median.cores is None else f"; {median.cores:.2f} cores busy (appenders + server)"
         report.add(
             Row(
                 CASE,
@@ -113,8 +141,8 @@ def run(report: Report, config: Config, postgres: Postgres | None, postgres_reas
                 "events/s",
                 ratio=rates[processes] / rates[1],
                 reference="1 process",
-                note="fenced appends, no model latency",
-                samples=tuple(samples[processes]),
+                note=f"fenced appends, no model latency{busy}",
+                samples=tuple(rate.events_per_second for rate in samples[processes]),
             )
         )
     report.target(CASE, target, rates[2] / rates[1], rates[2] / rates[1] >= _TARGET)
