@@ -213,9 +213,11 @@ class GroupCommitter:
         """Fail the appends whose lease epoch moved on; the requests left to commit."""
         left: list[Request] = []
         for request in requests:
-            key = (request.run_id, request.epoch) if isinstance(request, AppendRequest) else None
-            if isinstance(request, AppendRequest) and request.epoch is not None and key in owners:
-                request.error = LeaseLostError(request.run_id, request.epoch, owners[key])
+            if isinstance(request, AppendRequest) and (request.run_id, request.epoch) in owners:
+                assert request.epoch is not None  # only fenced appends are in owners
+                request.error = LeaseLostError(
+                    request.run_id, request.epoch, owners[request.run_id, request.epoch]
+                )
             else:
                 left.append(request)
         return left
@@ -369,7 +371,7 @@ class GroupCommitter:
         )
         for request, lease in zip(acquires, taken, strict=True):
             request.error = request.lease = None
-            if lease is None:
+            if lease is None:  # refused, so held: a lease with no owner (a queued run's) is free
                 owner, expires_at = transaction.lease_holder(request.run_id)
                 request.error = LeaseHeldError(request.run_id, owner or "", expires_at)
             else:

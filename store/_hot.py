@@ -345,10 +345,8 @@ class Statements:
         self._dialect = dialect
         self.dialect_name: str = dialect.name
         self.select_run = Statement(_SELECT_RUN, dialect)
-        self.select_runs = Statement(
-            _POSTGRES_SELECT_RUNS if dialect.name == "postgresql" else _SELECT_RUN, dialect
-        )
-        """PostgreSQL: the rows of the runs ``run_ids`` (an array); SQLite: :attr:`select_run`."""
+        self.select_runs = Statement(_POSTGRES_SELECT_RUNS, dialect) if dialect.name == "postgresql" else None
+        """PostgreSQL only: the rows of the runs ``run_ids`` (an array), in one statement."""
         self.select_hash = Statement(_SELECT_HASH, dialect)
         self._insert_run = Statement(_INSERT_RUN, dialect)
         self.insert_blob = Statement(_INSERT_BLOB[dialect.name], dialect)

@@ -4,11 +4,10 @@
   statements, ``COMMIT``; the connection's busy timeout is the settings' ``lock_timeout``.
 - PostgreSQL: psycopg's pipeline mode sends the fence's lease-row locks, the inserts and the
   runs-row updates in one round trip; the epochs and the updates' row counts are checked before
-  ``COMMIT`` is sent, in a second. No lock is
-  shared by every append: a transaction locks only the rows of its runs (their lease rows when
-  fenced, their runs rows, their new seqs) and, when it seals a run, the ledger. The connection
-  is the writer's own (not a pooled one a reader may hand back half-dead) and carries the
-  settings' ``lock_timeout`` and ``statement_timeout``.
+  ``COMMIT`` is sent, in a second. No lock is shared by every append: a transaction locks only
+  the rows of its runs (their lease rows when fenced, their runs rows, their new seqs) and, when
+  it seals a run, the ledger. The connection is the writer's own (not a pooled one a reader may
+  hand back half-dead) and carries the settings' ``lock_timeout`` and ``statement_timeout``.
 
 :meth:`AppendConnection.attempt` runs one transaction and sorts its failures into three kinds:
 :class:`RaceLost` (another writer got there first), :class:`TransientFailure` (may pass if
@@ -415,6 +414,7 @@ class _PostgresSession(_Session):
     def read_runs(self, run_ids: Sequence[str]) -> dict[str, RunSummary | None]:
         assert self._pipeline is not None
         statement = self._statements.select_runs
+        assert statement is not None  # compiled for PostgreSQL
         self._select.execute(statement.sql, statement.parameters({"run_ids": list(run_ids)}))
         self._pipeline.sync()
         found: dict[str, RunSummary | None] = dict.fromkeys(run_ids)
