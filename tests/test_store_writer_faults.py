@@ -18,6 +18,7 @@ from test_store_writer import QUICK, Heartbeat, submitted, write_lock_held
 
 from executus import StoreUnavailableError
 from executus.events import Event
+from executus.storage import Lease, LeaseWriter
 from store import SqlStore, WriterSettings
 from store._hot import AppendTransaction
 from store._session import AppendConnection, TransientFailure
@@ -85,6 +86,54 @@ def test_a_server_frozen_for_good_is_store_unavailable_and_nothing_is_written(
         assert (error.run_id, error.expected_seq, error.outcome_unknown) == ("frozen-for-good", 1, False)
         assert "nothing after seq 1 was written" in str(error)
         assert store.read_run("frozen-for-good") == events[:1]
+
+
+def test_a_lease_asked_for_while_the_server_is_down_is_taken_once_it_is_back_or_given_up_in_one_line(
+    own_postgres: ThrowawayPostgres,
+) -> None:
+    """Acquires and releases ride the group commit, so they get its retries: a run starting
+    while the database restarts waits for it rather than failing, and one that outlives the
+    retry window fails as StoreUnavailableError, naming the run."""
+
+    async def restarted(store: SqlStore) -> Lease:
+        writer = store.writer()
+        assert isinstance(writer, LeaseWriter)
+        await writer.append("warm", run_events("warm")[:1], 0)  # connected
+        await asyncio.to_thread(own_postgres.stop_server)
+        try:
+            (waiting,) = await submitted(writer.acquire("run-1", "worker-a", 60))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # retrying, not failed
+        finally:
+            await asyncio.to_thread(own_postgres.start_server)
+        lease = await waiting
+        await writer.release(lease)
+        return lease
+
+    async def gone(store: SqlStore) -> StoreUnavailableError:
+        writer = store.writer()
+        assert isinstance(writer, LeaseWriter)
+        await writer.append("warm-2", run_events("warm-2")[:1], 0)  # connected
+        await asyncio.to_thread(own_postgres.stop_server)
+        try:
+            with pytest.raises(StoreUnavailableError) as raised:
+                await asyncio.wait_for(writer.acquire("run-2", "worker-a", 60), 120)  # a guard only
+        finally:
+            await asyncio.to_thread(own_postgres.start_server)
+        return raised.value
+
+    with SqlStore(own_postgres.url, settings=QUICK) as store:
+        lease = asyncio.run(restarted(store))
+        assert (lease.run_id, lease.owner, lease.epoch) == ("run-1", "worker-a", 1)
+        info = store.lease_of("run-1")
+        assert info is not None
+        assert (info.epoch, info.live) == (1, False)  # released once the server was back
+    with SqlStore(own_postgres.url, settings=dataclasses.replace(QUICK, retry_window=1)) as store:
+        error = asyncio.run(gone(store))
+        assert error.run_id == "run-2"
+        assert str(error).startswith("gave up acquiring run run-2 in postgresql")
+        assert "\n" not in str(error)
+        assert store.lease_of("run-2") is None
 
 
 def test_appends_resume_after_a_server_restart_with_no_loss_and_no_duplicate(
