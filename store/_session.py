@@ -291,8 +291,9 @@ class _SqliteSession(_Session):
     def _query_each(
         self, statement: Statement, parameters: Sequence[Parameters]
     ) -> list[dict[str, Any] | None]:
-        rows = (self._cursor.execute(statement.sql, values).fetchone() for values in parameters)
-        return [None if row is None else statement.row(row) for row in rows]
+        # Each statement is stepped to its end (fetchall), so none is left in progress.
+        rows = (self._cursor.execute(statement.sql, values).fetchall() for values in parameters)
+        return [statement.row(found[0]) if found else None for found in rows]
 
     def fence(self, fenced: Sequence[tuple[str, int]]) -> None:
         # The write lock (BEGIN IMMEDIATE) already keeps every claim out, and reading costs no
