@@ -7,8 +7,9 @@ The PostgreSQL tests stop, freeze (SIGSTOP) and restart a throwaway server of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 import pytest
@@ -95,31 +96,31 @@ def test_a_lease_asked_for_while_the_server_is_down_is_taken_once_it_is_back_or_
     while the database restarts waits for it rather than failing, and one that outlives the
     retry window fails as StoreUnavailableError, naming the run."""
 
-    async def restarted(store: SqlStore) -> Lease:
+    @contextlib.asynccontextmanager
+    async def server_down(store: SqlStore, warm_run: str) -> AsyncIterator[LeaseWriter]:
+        """The store's writer, connected, while the server is stopped."""
         writer = store.writer()
         assert isinstance(writer, LeaseWriter)
-        await writer.append("warm", run_events("warm")[:1], 0)  # connected
+        await writer.append(warm_run, run_events(warm_run)[:1], 0)
         await asyncio.to_thread(own_postgres.stop_server)
         try:
+            yield writer
+        finally:
+            await asyncio.to_thread(own_postgres.start_server)
+
+    async def restarted(store: SqlStore) -> Lease:
+        async with server_down(store, "warm") as writer:
             (waiting,) = await submitted(writer.acquire("run-1", "worker-a", 60))
             await asyncio.sleep(0.5)
             assert not waiting.done()  # retrying, not failed
-        finally:
-            await asyncio.to_thread(own_postgres.start_server)
         lease = await waiting
         await writer.release(lease)
         return lease
 
     async def gone(store: SqlStore) -> StoreUnavailableError:
-        writer = store.writer()
-        assert isinstance(writer, LeaseWriter)
-        await writer.append("warm-2", run_events("warm-2")[:1], 0)  # connected
-        await asyncio.to_thread(own_postgres.stop_server)
-        try:
+        async with server_down(store, "warm-2") as writer:
             with pytest.raises(StoreUnavailableError) as raised:
                 await asyncio.wait_for(writer.acquire("run-2", "worker-a", 60), 120)  # a guard only
-        finally:
-            await asyncio.to_thread(own_postgres.start_server)
         return raised.value
 
     with SqlStore(own_postgres.url, settings=QUICK) as store:
