@@ -51,8 +51,7 @@ class _ThroughWriter:
         asyncio.run(self._writer.release(lease))
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql", "sqlite-writer", "postgresql-writer"])
-def leases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeasingStore]:
+def _opened(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeasingStore]:
     if request.param == "memory":
         yield MemoryStore()
         return
@@ -62,79 +61,92 @@ def leases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeasingSt
         yield _ThroughWriter(opened) if through else opened  # type: ignore[misc]
 
 
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def leases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeasingStore]:
+    """A store that keeps leases."""
+    yield from _opened(request, tmp_path)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "sqlite-writer", "postgresql-writer"])
+def leasing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeasingStore]:
+    """The same, and a SQL store whose acquire, renew and release go through its writer: for
+    the tests of those three."""
+    yield from _opened(request, tmp_path)
+
+
 def test_a_new_run_is_acquired_at_epoch_one_and_a_live_lease_is_refused_to_another_owner(
-    leases: LeasingStore,
+    leasing: LeasingStore,
 ) -> None:
-    lease = leases.acquire("run-1", "worker-a", LIVE)
+    lease = leasing.acquire("run-1", "worker-a", LIVE)
     assert (lease.run_id, lease.owner, lease.epoch) == ("run-1", "worker-a", 1)
     with pytest.raises(LeaseHeldError) as raised:
-        leases.acquire("run-1", "worker-b", LIVE)
+        leasing.acquire("run-1", "worker-b", LIVE)
     assert (raised.value.run_id, raised.value.owner) == ("run-1", "worker-a")
     assert raised.value.expires_at == lease.expires_at
     assert "owned by worker-a until" in str(raised.value)
     assert "--force" in str(raised.value)
-    info = leases.lease_of("run-1")
+    info = leasing.lease_of("run-1")
     assert info is not None
     assert (info.owner, info.epoch, info.live, info.cancel_reason) == ("worker-a", 1, True, None)
 
 
-def test_the_same_owner_re_acquires_and_force_takes_over_each_with_a_new_epoch(leases: LeasingStore) -> None:
-    assert leases.acquire("run-1", "worker-a", LIVE).epoch == 1
-    assert leases.acquire("run-1", "worker-a", LIVE).epoch == 2
-    taken = leases.acquire("run-1", "worker-b", LIVE, force=True)
+def test_the_same_owner_re_acquires_and_force_takes_over_each_with_a_new_epoch(leasing: LeasingStore) -> None:
+    assert leasing.acquire("run-1", "worker-a", LIVE).epoch == 1
+    assert leasing.acquire("run-1", "worker-a", LIVE).epoch == 2
+    taken = leasing.acquire("run-1", "worker-b", LIVE, force=True)
     assert (taken.owner, taken.epoch) == ("worker-b", 3)
 
 
-def test_an_expired_lease_is_acquired_by_another_owner(leases: LeasingStore) -> None:
-    leases.acquire("run-1", "worker-a", EXPIRED)
-    assert leases.acquire("run-1", "worker-b", LIVE).epoch == 2
-    info = leases.lease_of("run-1")
+def test_an_expired_lease_is_acquired_by_another_owner(leasing: LeasingStore) -> None:
+    leasing.acquire("run-1", "worker-a", EXPIRED)
+    assert leasing.acquire("run-1", "worker-b", LIVE).epoch == 2
+    info = leasing.lease_of("run-1")
     assert info is not None
     assert (info.owner, info.live) == ("worker-b", True)
 
 
-def test_renew_extends_the_lease_until_someone_else_takes_it(leases: LeasingStore) -> None:
-    lease = leases.acquire("run-1", "worker-a", EXPIRED)
-    renewal = leases.renew(lease, LIVE)
+def test_renew_extends_the_lease_until_someone_else_takes_it(leasing: LeasingStore) -> None:
+    lease = leasing.acquire("run-1", "worker-a", EXPIRED)
+    renewal = leasing.renew(lease, LIVE)
     assert renewal.cancel_reason is None
     assert renewal.lease.epoch == lease.epoch
     assert renewal.lease.expires_at >= lease.expires_at + timedelta(seconds=LIVE - 60)
     with pytest.raises(LeaseHeldError):  # live again: nobody else may take it
-        leases.acquire("run-1", "worker-b", LIVE)
-    leases.acquire("run-1", "worker-b", LIVE, force=True)
+        leasing.acquire("run-1", "worker-b", LIVE)
+    leasing.acquire("run-1", "worker-b", LIVE, force=True)
     with pytest.raises(LeaseLostError) as raised:
-        leases.renew(renewal.lease, LIVE)
+        leasing.renew(renewal.lease, LIVE)
     assert (raised.value.run_id, raised.value.epoch, raised.value.owner) == ("run-1", 1, "worker-b")
     assert "now held by worker-b" in str(raised.value)
 
 
 def test_release_lets_the_lease_expire_keeps_the_owner_and_is_a_no_op_once_the_epoch_moved(
-    leases: LeasingStore,
+    leasing: LeasingStore,
 ) -> None:
-    old = leases.acquire("run-1", "worker-a", LIVE)
-    leases.release(old)
-    info = leases.lease_of("run-1")
+    old = leasing.acquire("run-1", "worker-a", LIVE)
+    leasing.release(old)
+    info = leasing.lease_of("run-1")
     assert info is not None
     assert (info.owner, info.epoch, info.live) == ("worker-a", 1, False)
-    new = leases.acquire("run-1", "worker-b", LIVE)
-    leases.release(old)  # stale: changes nothing
-    info = leases.lease_of("run-1")
+    new = leasing.acquire("run-1", "worker-b", LIVE)
+    leasing.release(old)  # stale: changes nothing
+    info = leasing.lease_of("run-1")
     assert info is not None
     assert (info.owner, info.epoch, info.live) == ("worker-b", new.epoch, True)
 
 
-def test_a_fenced_append_with_a_stale_epoch_fails_and_writes_nothing(leases: LeasingStore) -> None:
+def test_a_fenced_append_with_a_stale_epoch_fails_and_writes_nothing(leasing: LeasingStore) -> None:
     events = run_events("run-1", status=None)
-    old = leases.acquire("run-1", "worker-a", LIVE)
-    leases.append("run-1", events[:1], 0, epoch=old.epoch)
-    new = leases.acquire("run-1", "worker-b", LIVE, force=True)
+    old = leasing.acquire("run-1", "worker-a", LIVE)
+    leasing.append("run-1", events[:1], 0, epoch=old.epoch)
+    new = leasing.acquire("run-1", "worker-b", LIVE, force=True)
     with pytest.raises(LeaseLostError) as raised:
-        leases.append("run-1", events[1:3], 1, epoch=old.epoch)
+        leasing.append("run-1", events[1:3], 1, epoch=old.epoch)
     assert (raised.value.epoch, raised.value.owner) == (old.epoch, "worker-b")
-    assert leases.read_run("run-1") == events[:1]
-    assert leases.get_run("run-1").last_seq == 1
-    leases.append("run-1", events[1:3], 1, epoch=new.epoch)
-    assert leases.read_run("run-1") == events[:3]
+    assert leasing.read_run("run-1") == events[:1]
+    assert leasing.get_run("run-1").last_seq == 1
+    leasing.append("run-1", events[1:3], 1, epoch=new.epoch)
+    assert leasing.read_run("run-1") == events[:3]
 
 
 def test_a_fenced_append_to_a_run_never_leased_fails(leases: LeasingStore) -> None:
@@ -144,12 +156,12 @@ def test_a_fenced_append_to_a_run_never_leased_fails(leases: LeasingStore) -> No
     assert leases.list_runs() == []
 
 
-def test_an_unfenced_append_ignores_leases_and_a_run_recorded_so_has_no_lease(leases: LeasingStore) -> None:
-    leases.acquire("run-1", "worker-a", LIVE)
-    leases.append("run-1", run_events("run-1", status=None)[:1], 0)
-    leases.append("run-2", run_events("run-2")[:1], 0)
-    assert leases.get_run("run-1").last_seq == 1
-    assert leases.lease_of("run-2") is None
+def test_an_unfenced_append_ignores_leases_and_a_run_recorded_so_has_no_lease(leasing: LeasingStore) -> None:
+    leasing.acquire("run-1", "worker-a", LIVE)
+    leasing.append("run-1", run_events("run-1", status=None)[:1], 0)
+    leasing.append("run-2", run_events("run-2")[:1], 0)
+    assert leasing.get_run("run-1").last_seq == 1
+    assert leasing.lease_of("run-2") is None
 
 
 def test_a_queued_run_is_claimed_once_and_leaves_the_queue_when_it_starts(leases: LeasingStore) -> None:
@@ -193,22 +205,22 @@ def test_enqueue_refuses_an_id_that_is_queued_or_recorded(leases: LeasingStore) 
 
 
 def test_an_unfinished_run_whose_lease_expired_is_claimed_and_a_finished_one_never(
-    leases: LeasingStore,
+    leasing: LeasingStore,
 ) -> None:
     events = run_events("run-1", status=None)
-    lease = leases.acquire("run-1", "worker-a", EXPIRED)
-    leases.append("run-1", events, 0, epoch=lease.epoch)
-    done = leases.acquire("run-2", "worker-a", LIVE)
-    leases.append("run-2", run_events("run-2"), 0, epoch=done.epoch)
-    leases.release(done)
-    [claim] = leases.claim("worker-b", LIVE, limit=10)
+    lease = leasing.acquire("run-1", "worker-a", EXPIRED)
+    leasing.append("run-1", events, 0, epoch=lease.epoch)
+    done = leasing.acquire("run-2", "worker-a", LIVE)
+    leasing.append("run-2", run_events("run-2"), 0, epoch=done.epoch)
+    leasing.release(done)
+    [claim] = leasing.claim("worker-b", LIVE, limit=10)
     assert claim.queued is None
     assert claim.agent == "librarian"  # the recorded run's, as the worker picks its agent by it
     assert (claim.lease.run_id, claim.lease.owner, claim.lease.epoch) == ("run-1", "worker-b", 2)
     assert (claim.previous_owner, claim.previous_expiry) == ("worker-a", lease.expires_at)
-    assert leases.claim("worker-c", LIVE, limit=10) == []
+    assert leasing.claim("worker-c", LIVE, limit=10) == []
     with pytest.raises(LeaseLostError):  # the old owner, back from its pause
-        leases.append("run-1", run_events("run-1")[len(events) :], len(events), epoch=lease.epoch)
+        leasing.append("run-1", run_events("run-1")[len(events) :], len(events), epoch=lease.epoch)
 
 
 def test_claim_takes_only_runs_of_the_agents_named_oldest_first_up_to_the_limit(
@@ -224,22 +236,22 @@ def test_claim_takes_only_runs_of_the_agents_named_oldest_first_up_to_the_limit(
     assert [claim.lease.run_id for claim in leases.claim("worker-c", LIVE, limit=5)] == ["run-3"]
 
 
-def test_a_cancel_request_reaches_the_owner_at_its_next_renewal(leases: LeasingStore) -> None:
-    lease = leases.acquire("run-1", "worker-a", LIVE)
-    leases.append("run-1", run_events("run-1", status=None)[:1], 0, epoch=lease.epoch)
-    leases.request_cancel("run-1", "the user changed their mind")
-    assert leases.renew(lease, LIVE).cancel_reason == "the user changed their mind"
-    info = leases.lease_of("run-1")
+def test_a_cancel_request_reaches_the_owner_at_its_next_renewal(leasing: LeasingStore) -> None:
+    lease = leasing.acquire("run-1", "worker-a", LIVE)
+    leasing.append("run-1", run_events("run-1", status=None)[:1], 0, epoch=lease.epoch)
+    leasing.request_cancel("run-1", "the user changed their mind")
+    assert leasing.renew(lease, LIVE).cancel_reason == "the user changed their mind"
+    info = leasing.lease_of("run-1")
     assert info is not None
     assert info.cancel_reason == "the user changed their mind"
 
 
-def test_a_cancel_request_without_a_reason_is_still_a_request(leases: LeasingStore) -> None:
-    leases.enqueue("librarian", "hi", run_id="run-1")
-    leases.request_cancel("run-1", None)
-    [claim] = leases.claim("worker-a", LIVE, limit=1)
+def test_a_cancel_request_without_a_reason_is_still_a_request(leasing: LeasingStore) -> None:
+    leasing.enqueue("librarian", "hi", run_id="run-1")
+    leasing.request_cancel("run-1", None)
+    [claim] = leasing.claim("worker-a", LIVE, limit=1)
     assert claim.cancel_reason == ""  # the claimer applies it as the run starts
-    assert leases.renew(claim.lease, LIVE).cancel_reason == ""
+    assert leasing.renew(claim.lease, LIVE).cancel_reason == ""
 
 
 def test_a_cancel_request_for_an_unknown_run_is_refused(leases: LeasingStore) -> None:
@@ -248,12 +260,12 @@ def test_a_cancel_request_for_an_unknown_run_is_refused(leases: LeasingStore) ->
 
 
 def test_a_cancel_request_for_a_run_recorded_without_a_lease_waits_for_its_next_owner(
-    leases: LeasingStore,
+    leasing: LeasingStore,
 ) -> None:
-    leases.append("run-1", run_events("run-1", status=None)[:1], 0)
-    leases.request_cancel("run-1", "stop")
-    lease = leases.acquire("run-1", "worker-a", LIVE)
-    assert leases.renew(lease, LIVE).cancel_reason == "stop"
+    leasing.append("run-1", run_events("run-1", status=None)[:1], 0)
+    leasing.request_cancel("run-1", "stop")
+    lease = leasing.acquire("run-1", "worker-a", LIVE)
+    assert leasing.renew(lease, LIVE).cancel_reason == "stop"
 
 
 def test_queued_runs_come_oldest_first_up_to_the_limit(leases: LeasingStore) -> None:
