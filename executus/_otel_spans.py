@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from executus._effects import STATUS_OF_CAUSE
 from executus._errors import EventOrderError
 from executus._events import (
     ChildRunStarted,
@@ -54,13 +55,6 @@ from executus._state import RunState, apply
 __all__ = ["RunSpans"]
 
 _NO_CONTENT: Final = ContentCapture()
-_CANCEL_ERROR_TYPES: Final[Mapping[str, str]] = {
-    "caller": "cancelled",
-    "shutdown": "cancelled",
-    "parent_stopped": "cancelled",
-    "timeout": "timeout",
-    "critic_kill": "killed",
-}
 """``error.type`` of the spans a cancel cut short, by the cancel's cause."""
 _GENERIC_TEXT_LIMIT: Final = 500
 _PROVIDER_NAMES: Final[Mapping[str, str]] = {"anthropic": "anthropic", "openai": "openai"}
@@ -359,7 +353,7 @@ class RunSpans:
         if event.detail:
             attributes["executus.cancel.detail"] = self._text(event.detail)
         self._span_event("executus.run.cancelled", event, attributes)
-        error_type = _CANCEL_ERROR_TYPES.get(event.cause, "cancelled")
+        error_type = STATUS_OF_CAUSE[event.cause]  # the status the cause ends a run with
         return self._close_open(event.at, error_type, f"cut short: {event.cause}")
 
     def _run_resumed(self, event: Event) -> list[SpanRecord]:
