@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
 from typing import Any, Final, TypeAlias, cast
@@ -240,9 +240,10 @@ class FenceMoved(Exception):
         super().__init__(", ".join(f"run {run_id} is past epoch {epoch}" for run_id, epoch in owners))
 
 
-def fence_moved(fenced: Sequence[tuple[str, int]], held: Mapping[str, tuple[int, str | None]]) -> None:
+def fence_moved(fenced: Sequence[tuple[str, int]], rows: Iterable[tuple[str, int, str | None]]) -> None:
     """Raise :class:`FenceMoved` for the (run id, epoch) pairs of ``fenced`` that are not the
-    runs' leases ``held`` (each run's epoch and owner, as stored)."""
+    runs' leases, given as read: (run id, epoch, owner) rows."""
+    held = {run_id: (epoch, owner) for run_id, epoch, owner in rows}
     owners = {
         (run_id, epoch): held[run_id][1] if run_id in held else None
         for run_id, epoch in fenced

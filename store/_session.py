@@ -256,11 +256,11 @@ class _SqliteSession(_Session):
 
     def read_runs(self, run_ids: Sequence[str]) -> dict[str, RunSummary | None]:
         statement = self._statements.select_run
-        found = {}
-        for run_id in run_ids:
-            row = self._cursor.execute(statement.sql, statement.parameters({"run_id": run_id})).fetchone()
-            found[run_id] = None if row is None else RunSummary(**statement.row(row))
-        return found
+        rows = self._query_each(statement, [statement.parameters({"run_id": run_id}) for run_id in run_ids])
+        return {
+            run_id: None if row is None else RunSummary(**row)
+            for run_id, row in zip(run_ids, rows, strict=True)
+        }
 
     def read_hash(self, run_id: str, seq: int) -> str | None:
         statement = self._statements.select_hash
@@ -300,9 +300,7 @@ class _SqliteSession(_Session):
         # round trip: checked at once.
         run_ids = sorted({run_id for run_id, _epoch in fenced})
         sql = _SQLITE_READ_EPOCHS.format(", ".join("?" * len(run_ids)))
-        fence_moved(
-            fenced, {run_id: (epoch, owner) for run_id, epoch, owner in self._cursor.execute(sql, run_ids)}
-        )
+        fence_moved(fenced, self._cursor.execute(sql, run_ids))
 
     def delete_queued(self, run_ids: Sequence[str]) -> None:
         self._cursor.execute(_SQLITE_DELETE_QUEUED.format(", ".join("?" * len(run_ids))), run_ids)
@@ -312,11 +310,10 @@ class _PostgresSession(_Session):
     """Pipeline mode: the fence, the inserts and the updates go in one round trip, the epochs
     and the updates' row counts are checked, then ``COMMIT`` goes in a second. Reading the rows
     of the runs the store has not cached costs one more (one for all of them), and taking
-    leases one more. Each statement in a pipeline costs a send and
-    a receive, so a group's events go in one INSERT of arrays (``POSTGRES_INSERT_EVENTS_ARRAYS``),
-    the runs rows of its ordinary steps in one UPDATE of arrays (``POSTGRES_UPDATE_STEPS_ARRAYS``),
-    and the others (a run's first or last append) in one ``executemany`` per set of changed
-    columns."""
+    leases one more. Each statement in a pipeline costs a send and a receive, so a group's
+    events go in one INSERT of arrays (``POSTGRES_INSERT_EVENTS_ARRAYS``), the runs rows of its
+    ordinary steps in one UPDATE of arrays (``POSTGRES_UPDATE_STEPS_ARRAYS``), and the others (a
+    run's first or last append) in one ``executemany`` per set of changed columns."""
 
     def __init__(
         self,
@@ -448,7 +445,7 @@ class _PostgresSession(_Session):
         """Compare the fenced epochs with those the lease rows had (read by a round trip since)."""
         if self._fenced:
             fenced, self._fenced = self._fenced, ()
-            fence_moved(fenced, {run_id: (epoch, owner) for run_id, epoch, owner in self._fence.fetchall()})
+            fence_moved(fenced, self._fence.fetchall())
 
     def delete_queued(self, run_ids: Sequence[str]) -> None:
         self._cursor.execute(_POSTGRES_DELETE_QUEUED, (list(run_ids),))

@@ -30,18 +30,16 @@ import contextlib
 import hashlib
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 from executus import StoreError
 from executus.events import Event
 from executus.storage import Lease, Renewal, RunLeases
 from store._batch import AcquireRequest, AppendRequest, BlobRequest, GroupCommitter, ReleaseRequest, Request
 
-_Result = TypeVar("_Result")
-_LEASE_THREADS = 4
-"""Lease calls at once: each commits (and waits for its flush to disk) on a pooled connection, so
+_RENEWAL_THREADS = 4
+"""Renewals at once: each commits (and waits for its flush to disk) on a pooled connection, so
 the heartbeats of many runs overlap rather than queue."""
 
 __all__ = ["ThreadWriter"]
@@ -109,23 +107,21 @@ class ThreadWriter:
         return request.lease
 
     async def renew(self, lease: Lease, ttl: float) -> Renewal:
-        """:meth:`executus.storage.RunLeases.renew`, off the event loop (not behind a group commit)."""
-        return await self._off_loop(lambda: self._leases.renew(lease, ttl))
-
-    async def release(self, lease: Lease) -> None:
-        """:meth:`executus.storage.RunLeases.release`, in the next group commit."""
-        await self._submit(ReleaseRequest(lease))
-
-    async def _off_loop(self, call: Callable[[], _Result]) -> _Result:
+        """:meth:`executus.storage.RunLeases.renew`, off the event loop on a thread of its own
+        (not behind a group commit)."""
         with self._wake:
             if self._closed:
                 raise StoreError(f"{self._name}: the store is closed")
             if self._lease_thread is None:
                 self._lease_thread = ThreadPoolExecutor(
-                    _LEASE_THREADS, thread_name_prefix=f"{self._name} (leases)"
+                    _RENEWAL_THREADS, thread_name_prefix=f"{self._name} (leases)"
                 )
-            future = self._lease_thread.submit(call)
+            future = self._lease_thread.submit(self._leases.renew, lease, ttl)
         return await asyncio.wrap_future(future)
+
+    async def release(self, lease: Lease) -> None:
+        """:meth:`executus.storage.RunLeases.release`, in the next group commit."""
+        await self._submit(ReleaseRequest(lease))
 
     async def _submit(self, request: Request) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
